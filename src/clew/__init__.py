@@ -1,0 +1,39 @@
+"""clew: durable storage for AI agent runs.
+
+Checkpoint state at meaningful points, resume after a crash without redoing finished
+work, pause for a person, branch from any checkpoint, replay, and audit every step.
+"""
+
+from clew import errors
+from clew._open import open, open_async
+from clew.codec import Codec, register_class, register_type
+from clew.store import (
+    AsyncStore,
+    BranchRecord,
+    CheckpointRecord,
+    JournalEntry,
+    Page,
+    RunRecord,
+    Store,
+    VerifyReport,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncStore",
+    "BranchRecord",
+    "CheckpointRecord",
+    "Codec",
+    "JournalEntry",
+    "Page",
+    "RunRecord",
+    "Store",
+    "VerifyReport",
+    "__version__",
+    "errors",
+    "open",
+    "open_async",
+    "register_class",
+    "register_type",
+]

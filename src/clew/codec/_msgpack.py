@@ -1,0 +1,226 @@
+"""Values to canonical msgpack bytes and back, exact types included.
+
+The fast path hands the whole value to ormsgpack (C) with a ``default`` hook for the
+types it cannot hold natively. When that fails (a dict with non-str keys, or an
+unknown type) the slow path walks the value in Python, which is also what names the
+field path in an :class:`~clew.errors.UnknownTypeError`.
+
+Output is canonical: str-keyed maps are sorted, sets and non-str-keyed maps are
+ordered by their encoded bytes, so equal values give equal bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import ormsgpack
+
+from clew.codec import _types as t
+from clew.errors import DecodeError, PickleRefusedError, UnknownTypeError
+
+_OPTS = (
+    ormsgpack.OPT_SORT_KEYS
+    | ormsgpack.OPT_PASSTHROUGH_BIG_INT
+    | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS
+    | ormsgpack.OPT_PASSTHROUGH_TUPLE
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+)
+_NATIVE = (str, bytes, bool, float, type(None))
+
+
+class _Unknown(Exception):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Encoder:
+    """Encodes values; ``uses_pickle`` tells whether the pickle fallback was taken."""
+
+    __slots__ = ("_allow_pickle", "uses_pickle")
+
+    def __init__(self, *, allow_pickle: bool = False) -> None:
+        self._allow_pickle = allow_pickle
+        self.uses_pickle = False
+
+    def encode(self, value: Any, path: str = "value") -> bytes:
+        try:
+            return ormsgpack.packb(value, default=self._default, option=_OPTS)
+        except (TypeError, _Unknown, OverflowError):
+            pass  # fall through to the walker, which names the path or handles the case
+        return ormsgpack.packb(self._prepare(value, path), option=_OPTS)
+
+    # -- fast path -------------------------------------------------------------
+    def _default(self, value: Any) -> Any:
+        ext = self._to_ext(value, self._default_nested, "value")
+        if ext is None:
+            raise _Unknown(value)
+        return ext
+
+    def _default_nested(self, value: Any, path: str) -> bytes:
+        return ormsgpack.packb(value, default=self._default, option=_OPTS)
+
+    # -- slow path: walk the value, naming paths -------------------------------
+    def _prepare(self, value: Any, path: str) -> Any:
+        cls = type(value)
+        if cls in _NATIVE:
+            return value
+        if cls is int:
+            return value if -(2**63) <= value < 2**64 else self._ext_or_fail(value, path)
+        if cls is list:
+            return [self._prepare(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if cls is dict:
+            if all(type(k) is str for k in value):
+                return {k: self._prepare(v, f"{path}[{k!r}]") for k, v in value.items()}
+            return self._ext_or_fail(value, path)
+        return self._ext_or_fail(value, path)
+
+    def _ext_or_fail(self, value: Any, path: str) -> ormsgpack.Ext:
+        ext = self._to_ext(value, self._pack_walked, path)
+        if ext is None:
+            raise UnknownTypeError(path, _type_name(value))
+        return ext
+
+    def _pack_walked(self, value: Any, path: str) -> bytes:
+        return ormsgpack.packb(self._prepare(value, path), option=_OPTS)
+
+    # -- the extension records, shared by both paths ---------------------------
+    def _to_ext(
+        self, value: Any, pack: Callable[[Any, str], bytes], path: str
+    ) -> ormsgpack.Ext | None:
+        cls = type(value)
+        if cls is tuple:
+            return ormsgpack.Ext(t.EXT_TUPLE, pack(list(value), path))
+        if cls is set or cls is frozenset:
+            items = sorted(pack(v, f"{path}{{item}}") for v in value)
+            code = t.EXT_SET if cls is set else t.EXT_FROZENSET
+            return ormsgpack.Ext(code, ormsgpack.packb(items))
+        if cls is dict:
+            pairs = sorted(
+                [pack(k, f"{path}<key>"), pack(v, f"{path}[{k!r}]")] for k, v in value.items()
+            )
+            return ormsgpack.Ext(t.EXT_DICT, ormsgpack.packb(pairs))
+        scalar = t.scalar_to_ext(value)
+        if scalar is not None:
+            return ormsgpack.Ext(scalar[0], ormsgpack.packb(scalar[1]))
+        user = t.user_type_for(cls)
+        if user is not None:
+            return ormsgpack.Ext(t.EXT_USER, ormsgpack.packb([user.key, pack(user.encode(value), path)]))
+        if isinstance(value, enum.Enum):
+            key = t.remember_class(cls)
+            return ormsgpack.Ext(t.EXT_ENUM, ormsgpack.packb([key, pack(value.value, f"{path}.value")]))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            key = t.remember_class(cls)
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return ormsgpack.Ext(t.EXT_DATACLASS, ormsgpack.packb([key, self._pack_fields(fields, pack, path)]))
+        if t.is_pydantic_instance(value):
+            key = t.remember_class(cls)
+            fields = {name: getattr(value, name) for name in type(value).model_fields}
+            extra = value.__pydantic_extra__ or None
+            fields_set = sorted(value.model_fields_set)
+            payload = [
+                key,
+                self._pack_fields(fields, pack, path),
+                self._pack_fields(extra, pack, path) if extra else None,
+                fields_set,
+            ]
+            return ormsgpack.Ext(t.EXT_PYDANTIC, ormsgpack.packb(payload))
+        if self._allow_pickle:
+            self.uses_pickle = True
+            return ormsgpack.Ext(t.EXT_PICKLE, pickle.dumps(value, protocol=5))
+        return None
+
+    @staticmethod
+    def _pack_fields(fields: dict[str, Any], pack: Callable[[Any, str], bytes], path: str) -> bytes:
+        return ormsgpack.packb(
+            {name: pack(v, f"{path}.{name}") for name, v in fields.items()},
+            option=ormsgpack.OPT_SORT_KEYS,
+        )
+
+
+class Decoder:
+    """Decodes bytes written by :class:`Encoder`."""
+
+    __slots__ = ("_allow_pickle",)
+
+    def __init__(self, *, allow_pickle: bool = False) -> None:
+        self._allow_pickle = allow_pickle
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return ormsgpack.unpackb(data, ext_hook=self._ext)
+        except (DecodeError, UnknownTypeError):
+            raise
+        except ValueError as exc:
+            # ormsgpack wraps what the hook raised; surface our own errors unchanged
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, DecodeError):
+                raise cause from None
+            raise DecodeError(f"blob is not valid clew msgpack: {cause or exc}") from exc
+        except RecursionError:
+            raise DecodeError("blob nests too deeply to decode") from None
+        except Exception as exc:  # ormsgpack, or a constructor fed garbage
+            raise DecodeError(f"blob is not valid clew msgpack: {exc}") from exc
+
+    def _inner(self, data: Any) -> Any:
+        if not isinstance(data, bytes):
+            raise DecodeError("malformed nested record")
+        return ormsgpack.unpackb(data, ext_hook=self._ext)
+
+    def _fields(self, data: Any) -> dict[str, Any]:
+        raw = self._inner(data)
+        if not isinstance(raw, dict):
+            raise DecodeError("malformed field record")
+        return {k: self._inner(v) for k, v in raw.items()}
+
+    def _ext(self, code: int, payload: bytes) -> Any:
+        if code == t.EXT_PICKLE:
+            if not self._allow_pickle:
+                raise PickleRefusedError(
+                    "blob holds a pickled value and this codec has no pickle opt-in; "
+                    "unpickling is code execution: open the store with "
+                    "codec=clew.codec.Codec(allow_pickle=True) only if you trust it"
+                )
+            return pickle.loads(payload)  # noqa: S301 - explicit, named opt-in
+        data = ormsgpack.unpackb(payload, ext_hook=self._ext)
+        if code == t.EXT_TUPLE:
+            if not isinstance(data, list):
+                raise DecodeError("malformed tuple record")
+            return tuple(data)
+        if code in (t.EXT_SET, t.EXT_FROZENSET):
+            items = (self.decode(b) for b in data)
+            return set(items) if code == t.EXT_SET else frozenset(items)
+        if code == t.EXT_DICT:
+            return {self.decode(k): self.decode(v) for k, v in data}
+        if code == t.EXT_USER:
+            return t.user_type_named(data[0]).decode(self._inner(data[1]))
+        if code == t.EXT_ENUM:
+            cls = t.resolve_class(data[0], "enum")
+            t.check_kind(cls, data[0], "enum")
+            return cls(self._inner(data[1]))
+        if code == t.EXT_DATACLASS:
+            cls = t.resolve_class(data[0], "dataclass")
+            t.check_kind(cls, data[0], "dataclass")
+            obj = object.__new__(cls)
+            for name, value in self._fields(data[1]).items():
+                object.__setattr__(obj, name, value)
+            return obj
+        if code == t.EXT_PYDANTIC:
+            cls = t.resolve_class(data[0], "pydantic model")
+            t.check_kind(cls, data[0], "pydantic model")
+            values = self._fields(data[1])
+            if data[2] is not None:
+                values.update(self._fields(data[2]))
+            return cls.model_construct(_fields_set=set(data[3]), **values)  # type: ignore[attr-defined]  # checked above
+        return t.scalar_from_ext(code, data)

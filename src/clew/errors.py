@@ -1,0 +1,159 @@
+"""Every error clew raises, in one tree.
+
+::
+
+    ClewError
+    ├── ConfigError (ValueError)            bad URL, bad option
+    │   └── MissingExtraError (ImportError)  an optional extra is not installed
+    ├── CodecError
+    │   ├── UnknownTypeError (TypeError)     a value clew cannot encode; names the field path
+    │   ├── DecodeError (ValueError)         bytes that are not a valid clew blob
+    │   └── PickleRefusedError               a pickled blob read without the pickle opt-in
+    ├── IntegrityError                       stored bytes do not match their hash
+    ├── StoreError
+    │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
+    │   ├── NotFoundError (LookupError)      unknown run, branch or checkpoint
+    │   ├── ConflictError                    a branch head moved under a writer
+    │   ├── LeaseError                       lease held by another owner
+    │   │   └── RunLockedError               a run is being executed elsewhere
+    │   └── SchemaVersionError               the database schema is newer than this clew
+    └── RunError
+        ├── StepNotFoundError (LookupError)  a step name that the agent does not define
+        ├── InvalidStateError (ValueError)   an update or state that fails validation
+        ├── RunStatusError                   an action not allowed in the run's status
+        ├── StepFailedError                  a step ran out of retries
+        ├── UnknownOutcomeError              a tool call whose outcome was lost in a crash
+        └── CodeVersionError                 resuming under a different code version
+
+Messages name the object at fault (run, checkpoint, field path) and, where there is
+one, the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClewError",
+    "CodeVersionError",
+    "CodecError",
+    "ConfigError",
+    "ConflictError",
+    "DecodeError",
+    "IntegrityError",
+    "InvalidStateError",
+    "LeaseError",
+    "MissingExtraError",
+    "NotFoundError",
+    "PickleRefusedError",
+    "RunError",
+    "RunLockedError",
+    "RunStatusError",
+    "SchemaVersionError",
+    "StepFailedError",
+    "StepNotFoundError",
+    "StoreError",
+    "StoreUnavailableError",
+    "UnknownOutcomeError",
+    "UnknownTypeError",
+]
+
+
+class ClewError(Exception):
+    """Root of every error raised by clew."""
+
+
+class ConfigError(ClewError, ValueError):
+    """A bad store URL or option."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class CodecError(ClewError):
+    """A value could not be encoded or bytes could not be decoded."""
+
+
+class UnknownTypeError(CodecError, TypeError):
+    """A value of a type the codec does not know.
+
+    Attributes:
+        path: where the value sits, e.g. ``state.tool_results['kb'].raw``.
+        type_name: the qualified name of the offending type.
+    """
+
+    def __init__(self, path: str, type_name: str) -> None:
+        self.path = path
+        self.type_name = type_name
+        super().__init__(
+            f"cannot encode {path}: type {type_name} is not known to clew; "
+            "register it with clew.codec.register_type(...), make it a dataclass or "
+            "Pydantic model, or mark the field ephemeral"
+        )
+
+
+class DecodeError(CodecError, ValueError):
+    """Bytes that are not a valid clew blob."""
+
+
+class PickleRefusedError(DecodeError):
+    """A pickled blob was read by a codec without the pickle opt-in."""
+
+
+class IntegrityError(ClewError):
+    """Stored bytes do not match the hash that names or seals them."""
+
+
+class StoreError(ClewError):
+    """A storage backend failed."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The database cannot be reached or opened."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """An unknown run, branch or checkpoint."""
+
+
+class ConflictError(StoreError):
+    """A branch head moved between read and commit (a concurrent writer won)."""
+
+
+class LeaseError(StoreError):
+    """A lease is held by another owner."""
+
+
+class RunLockedError(LeaseError):
+    """A run is being executed by another worker (its lease has not expired)."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was migrated by a newer clew than this one."""
+
+
+class RunError(ClewError):
+    """A run cannot proceed."""
+
+
+class StepNotFoundError(RunError, LookupError):
+    """A step name that the agent does not define."""
+
+
+class InvalidStateError(RunError, ValueError):
+    """A state or an update that fails validation against the agent's state type."""
+
+
+class RunStatusError(RunError):
+    """An action that the run's current status does not allow."""
+
+
+class StepFailedError(RunError):
+    """A step failed after its last retry; the run is marked failed."""
+
+
+class UnknownOutcomeError(RunError):
+    """A non-idempotent tool call was interrupted between intent and outcome."""
+
+
+class CodeVersionError(RunError):
+    """A run checkpointed by one code version is resumed by another."""

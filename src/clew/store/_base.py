@@ -1,0 +1,445 @@
+"""The store interface: :class:`Store` and its async twin :class:`AsyncStore`.
+
+Both are thin: each method hands one operation from :mod:`clew.store._ops` to the
+backend's runner, which executes its queries in one transaction. A backend supplies
+only ``_execute`` (or ``_aexecute``) and ``close``. A test checks that the two
+classes keep the same methods with the same signatures.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from clew.codec import Codec
+from clew.store import _ops
+from clew.store._records import (
+    BranchRecord,
+    CheckpointRecord,
+    DeleteReport,
+    JournalEntry,
+    Page,
+    RunRecord,
+    VerifyReport,
+)
+
+DEFAULT_BRANCH = "main"
+
+
+class _Common:
+    url: str
+    _ctx: _ops.Context
+
+    @property
+    def codec(self) -> Codec:
+        """The codec this store encodes values with."""
+        return self._ctx.codec
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._ctx.d.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+class Store(_Common, abc.ABC):
+    """Durable storage for runs, branches, checkpoints, blobs, journal and leases.
+
+    Every method is one transaction. Stores are context managers; ``close`` is
+    idempotent. Open one with :func:`clew.open`.
+    """
+
+    @abc.abstractmethod
+    def _execute(self, op: _ops.Op, *, write: bool) -> Any: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+
+    def migrate(self) -> int:
+        """Bring the schema up to date (done on open too); returns its version."""
+        return self._migrate()
+
+    def _migrate(self) -> int:  # overridden by backends
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- runs ----------------------------------------------------------------
+    def create_run(
+        self,
+        run_id: str | None = None,
+        *,
+        agent: str,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        status: str = "running",
+        lease_owner: str | None = None,
+        lease_ttl: float | None = None,
+    ) -> RunRecord:
+        """Create a run and its ``main`` branch; optionally leased to ``lease_owner``.
+
+        Raises:
+            ConflictError: a run with this id exists.
+        """
+        return self._execute(
+            _ops.create_run(self._ctx, run_id, agent=agent, labels=labels, metadata=metadata,
+                            status=status, lease_owner=lease_owner, lease_ttl=lease_ttl),
+            write=True,
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run by id. Raises NotFoundError."""
+        return self._execute(_ops.get_run(self._ctx, run_id), write=False)
+
+    def update_run(
+        self, run_id: str, *, status: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """Set a run's status and/or replace its metadata."""
+        return self._execute(_ops.update_run(self._ctx, run_id, status=status, metadata=metadata), write=True)
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Runs, newest first, filtered by status, agent and labels (all must match)."""
+        return self._execute(
+            _ops.list_runs(self._ctx, status=status, agent=agent, labels=labels, limit=limit, cursor=cursor),
+            write=False,
+        )
+
+    def delete_run(self, run_id: str) -> DeleteReport:
+        """Delete a run with its branches, checkpoints, journal and blobs."""
+        return self._execute(_ops.delete_run(self._ctx, run_id), write=True)
+
+    # -- checkpoints ---------------------------------------------------------
+    def commit(
+        self,
+        run_id: str,
+        *,
+        state: Mapping[str, Any],
+        parent: str | None,
+        branch: str = DEFAULT_BRANCH,
+        kind: str = "step",
+        metadata: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        checkpoint_id: str | None = None,
+    ) -> CheckpointRecord:
+        """Write a checkpoint and move the branch head to it, in one transaction.
+
+        The new blobs, the checkpoint row, ``journal`` entries, the sealing of the
+        branch's pending journal entries, the head move and the run's ``status``
+        commit together or not at all.
+
+        Args:
+            run_id: the run.
+            state: the state's top-level fields; lists are stored as chunked lists.
+            parent: the head the caller expects (None for a branch's first checkpoint).
+            branch: the branch to advance.
+            kind: what made the checkpoint: ``step``, ``interrupt``, ``fork``, ``edit``...
+            metadata: small data about the checkpoint (step name, timings...).
+            status: the run's new status, if it changes.
+            journal: extra journal entries as ``(kind, data)``, sealed in this checkpoint.
+            checkpoint_id: the id to use; a new time-ordered id by default.
+
+        Raises:
+            ConflictError: the branch head is not ``parent`` (another writer won).
+            UnknownTypeError: a value in ``state`` cannot be encoded; names its path.
+        """
+        return self._execute(
+            _ops.commit(self._ctx, run_id, branch=branch, parent=parent, state=state, metadata=metadata,
+                        kind=kind, status=status, journal=journal, checkpoint_id=checkpoint_id),
+            write=True,
+        )
+
+    def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
+        """One checkpoint's metadata. Raises NotFoundError."""
+        return self._execute(_ops.get_checkpoint(self._ctx, run_id, checkpoint_id), write=False)
+
+    def find_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
+        """A checkpoint by its id alone, whatever its run. Raises NotFoundError."""
+        return self._execute(_ops.find_checkpoint(self._ctx, checkpoint_id), write=False)
+
+    def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
+        """The state stored at a checkpoint, every blob checked against its address.
+
+        Raises:
+            NotFoundError: no such run or checkpoint.
+            IntegrityError: a blob's bytes were changed or are missing.
+        """
+        return self._execute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    def list_checkpoints(
+        self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
+    ) -> Page[CheckpointRecord]:
+        """A branch's history, newest first, through the fork point into its ancestors.
+
+        Metadata only: no state is loaded.
+        """
+        return self._execute(
+            _ops.list_checkpoints(self._ctx, run_id, branch=branch, limit=limit, cursor=cursor), write=False
+        )
+
+    # -- branches ------------------------------------------------------------
+    def get_branch(self, run_id: str, name: str = DEFAULT_BRANCH) -> BranchRecord:
+        """A branch and its head. Raises NotFoundError."""
+        return self._execute(_ops.get_branch(self._ctx, run_id, name), write=False)
+
+    def list_branches(self, run_id: str) -> list[BranchRecord]:
+        """A run's branches, oldest first."""
+        return self._execute(_ops.list_branches(self._ctx, run_id), write=False)
+
+    def fork(self, run_id: str, *, checkpoint_id: str, branch: str) -> BranchRecord:
+        """Start a branch whose head is an existing checkpoint.
+
+        Raises:
+            ConflictError: the branch name is taken.
+        """
+        return self._execute(_ops.fork(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=branch), write=True)
+
+    # -- journal -------------------------------------------------------------
+    def append_journal(
+        self, run_id: str, entries: Sequence[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH
+    ) -> list[JournalEntry]:
+        """Durably record ``(kind, data)`` entries now; the next commit seals them."""
+        return self._execute(_ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True)
+
+    def list_journal(
+        self, run_id: str, *, checkpoint_id: str | None = None, pending_on: str | None = None
+    ) -> list[JournalEntry]:
+        """Journal entries of a checkpoint, the pending ones of a branch, or all."""
+        return self._execute(
+            _ops.list_journal(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=pending_on), write=False
+        )
+
+    # -- leases --------------------------------------------------------------
+    def acquire_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+        """Take (or extend) a run's lease; returns its expiry (epoch seconds).
+
+        Raises:
+            RunLockedError: another owner holds an unexpired lease.
+        """
+        return self._execute(_ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+
+    def renew_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+        """Extend a held lease (a heartbeat). Raises LeaseError if it was lost."""
+        return self._execute(_ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+
+    def release_lease(self, run_id: str, *, owner: str) -> bool:
+        """Give a lease up; False if ``owner`` did not hold it."""
+        return self._execute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
+
+    def claim_expired(
+        self, *, owner: str, ttl: float, limit: int = 10, statuses: Sequence[str] = ("running",)
+    ) -> list[RunRecord]:
+        """Lease to ``owner`` up to ``limit`` runs whose lease expired (their worker died).
+
+        Safe with many workers at once: each run is claimed by one of them.
+        """
+        return self._execute(
+            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses), write=True
+        )
+
+    # -- audit ---------------------------------------------------------------
+    def verify(self, run_id: str) -> VerifyReport:
+        """Re-hash every blob, journal entry and checkpoint of a run."""
+        return self._execute(_ops.verify(self._ctx, run_id), write=False)
+
+
+class AsyncStore(_Common, abc.ABC):
+    """The async twin of :class:`Store`: the same methods, awaited."""
+
+    @abc.abstractmethod
+    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date (done on open too); returns its version."""
+        return await self._amigrate()
+
+    async def _amigrate(self) -> int:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def create_run(
+        self,
+        run_id: str | None = None,
+        *,
+        agent: str,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        status: str = "running",
+        lease_owner: str | None = None,
+        lease_ttl: float | None = None,
+    ) -> RunRecord:
+        """See :meth:`Store.create_run`."""
+        return await self._aexecute(
+            _ops.create_run(self._ctx, run_id, agent=agent, labels=labels, metadata=metadata,
+                            status=status, lease_owner=lease_owner, lease_ttl=lease_ttl),
+            write=True,
+        )
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """See :meth:`Store.get_run`."""
+        return await self._aexecute(_ops.get_run(self._ctx, run_id), write=False)
+
+    async def update_run(
+        self, run_id: str, *, status: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """See :meth:`Store.update_run`."""
+        return await self._aexecute(_ops.update_run(self._ctx, run_id, status=status, metadata=metadata), write=True)
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """See :meth:`Store.list_runs`."""
+        return await self._aexecute(
+            _ops.list_runs(self._ctx, status=status, agent=agent, labels=labels, limit=limit, cursor=cursor),
+            write=False,
+        )
+
+    async def delete_run(self, run_id: str) -> DeleteReport:
+        """See :meth:`Store.delete_run`."""
+        return await self._aexecute(_ops.delete_run(self._ctx, run_id), write=True)
+
+    async def commit(
+        self,
+        run_id: str,
+        *,
+        state: Mapping[str, Any],
+        parent: str | None,
+        branch: str = DEFAULT_BRANCH,
+        kind: str = "step",
+        metadata: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        checkpoint_id: str | None = None,
+    ) -> CheckpointRecord:
+        """See :meth:`Store.commit`."""
+        return await self._aexecute(
+            _ops.commit(self._ctx, run_id, branch=branch, parent=parent, state=state, metadata=metadata,
+                        kind=kind, status=status, journal=journal, checkpoint_id=checkpoint_id),
+            write=True,
+        )
+
+    async def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
+        """See :meth:`Store.get_checkpoint`."""
+        return await self._aexecute(_ops.get_checkpoint(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def find_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
+        """See :meth:`Store.find_checkpoint`."""
+        return await self._aexecute(_ops.find_checkpoint(self._ctx, checkpoint_id), write=False)
+
+    async def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
+        """See :meth:`Store.load_state`."""
+        return await self._aexecute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def list_checkpoints(
+        self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
+    ) -> Page[CheckpointRecord]:
+        """See :meth:`Store.list_checkpoints`."""
+        return await self._aexecute(
+            _ops.list_checkpoints(self._ctx, run_id, branch=branch, limit=limit, cursor=cursor), write=False
+        )
+
+    async def get_branch(self, run_id: str, name: str = DEFAULT_BRANCH) -> BranchRecord:
+        """See :meth:`Store.get_branch`."""
+        return await self._aexecute(_ops.get_branch(self._ctx, run_id, name), write=False)
+
+    async def list_branches(self, run_id: str) -> list[BranchRecord]:
+        """See :meth:`Store.list_branches`."""
+        return await self._aexecute(_ops.list_branches(self._ctx, run_id), write=False)
+
+    async def fork(self, run_id: str, *, checkpoint_id: str, branch: str) -> BranchRecord:
+        """See :meth:`Store.fork`."""
+        return await self._aexecute(
+            _ops.fork(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=branch), write=True
+        )
+
+    async def append_journal(
+        self, run_id: str, entries: Sequence[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH
+    ) -> list[JournalEntry]:
+        """See :meth:`Store.append_journal`."""
+        return await self._aexecute(
+            _ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True
+        )
+
+    async def list_journal(
+        self, run_id: str, *, checkpoint_id: str | None = None, pending_on: str | None = None
+    ) -> list[JournalEntry]:
+        """See :meth:`Store.list_journal`."""
+        return await self._aexecute(
+            _ops.list_journal(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=pending_on), write=False
+        )
+
+    async def acquire_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+        """See :meth:`Store.acquire_lease`."""
+        return await self._aexecute(_ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+
+    async def renew_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+        """See :meth:`Store.renew_lease`."""
+        return await self._aexecute(_ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+
+    async def release_lease(self, run_id: str, *, owner: str) -> bool:
+        """See :meth:`Store.release_lease`."""
+        return await self._aexecute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
+
+    async def claim_expired(
+        self, *, owner: str, ttl: float, limit: int = 10, statuses: Sequence[str] = ("running",)
+    ) -> list[RunRecord]:
+        """See :meth:`Store.claim_expired`."""
+        return await self._aexecute(
+            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses), write=True
+        )
+
+    async def verify(self, run_id: str) -> VerifyReport:
+        """See :meth:`Store.verify`."""
+        return await self._aexecute(_ops.verify(self._ctx, run_id), write=False)
+
+
+def drive(op: _ops.Op, execute: Any) -> Any:
+    """Run an operation synchronously, ``execute(q)`` answering each query."""
+    try:
+        q = next(op)
+        while True:
+            q = op.send(execute(q))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def adrive(op: _ops.Op, execute: Any) -> Any:
+    """Run an operation, ``await execute(q)`` answering each query."""
+    try:
+        q = next(op)
+        while True:
+            q = op.send(await execute(q))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,131 @@
+"""The records a store returns: immutable, typed, free of any backend detail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[str, ...] = ("running", "paused", "completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One execution of an agent."""
+
+    run_id: str
+    agent: str
+    status: str
+    labels: Mapping[str, str]
+    metadata: Mapping[str, Any]
+    created_at: float
+    updated_at: float
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BranchRecord:
+    """A named line of checkpoints in a run; ``head`` is its newest checkpoint."""
+
+    run_id: str
+    name: str
+    head: str | None
+    base: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """An immutable snapshot's metadata (its state is loaded separately)."""
+
+    run_id: str
+    checkpoint_id: str
+    seq: int
+    branch: str
+    parent_id: str | None
+    kind: str
+    metadata: Mapping[str, Any]
+    hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One record of what happened inside a step (a tool call, an interrupt, ...).
+
+    ``checkpoint_id`` is None while the entry is pending: durable, but not yet sealed
+    into a checkpoint's hash.
+    """
+
+    run_id: str
+    seq: int
+    branch: str
+    kind: str
+    data: Any
+    created_at: float
+    checkpoint_id: str | None
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back to get the next page."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One integrity failure found by ``verify``."""
+
+    kind: Literal["blob", "checkpoint", "journal", "manifest"]
+    ident: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``verify`` checked and the problems found, first failure first."""
+
+    run_id: str
+    checkpoints: int
+    blobs: int
+    journal_entries: int
+    problems: Sequence[Problem] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> None:
+        """Raise :class:`~clew.errors.IntegrityError` naming the first problem."""
+        if self.problems:
+            from clew.errors import IntegrityError
+
+            first = self.problems[0]
+            raise IntegrityError(
+                f"run {self.run_id!r}: {first.kind} {first.ident}: {first.message}"
+                + (f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else "")
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteReport:
+    """How many rows of each kind a deletion removed."""
+
+    run_id: str
+    checkpoints: int
+    blobs: int
+    journal_entries: int
+    branches: int

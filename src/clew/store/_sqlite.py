@@ -1,0 +1,208 @@
+"""The SQLite backend (also the in-memory one, on a private ``:memory:`` database).
+
+Durability: the file is in WAL mode. ``synchronous="normal"`` (the default) keeps
+every committed checkpoint through a crash of the process; ``synchronous="full"``
+also through a power loss, at the cost of an fsync per commit. Several processes may
+share one file: writers take SQLite's write lock (``BEGIN IMMEDIATE``) and wait up to
+``busy_timeout`` seconds for it; readers never block.
+
+:class:`AsyncSQLiteStore` runs the same operations on one dedicated thread per store,
+since SQLite has no asynchronous interface; the event loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from clew.codec import Codec
+from clew.errors import (
+    ClewError,
+    ConfigError,
+    ConflictError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from clew.store import _ops
+from clew.store._base import AsyncStore, Store, drive
+from clew.store._sql import MIGRATIONS, SCHEMA_TABLE, SCHEMA_VERSION, SQLITE_DIALECT
+
+_SYNC_MODES = {"off", "normal", "full", "extra"}
+
+
+@contextlib.contextmanager
+def _translate(where: str) -> Iterator[None]:
+    """Turn sqlite3 exceptions into clew errors: the only place they are caught."""
+    try:
+        yield
+    except ClewError:
+        raise
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"{where}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        msg = str(exc)
+        if "unable to open" in msg or "disk I/O" in msg or "readonly" in msg:
+            raise StoreUnavailableError(f"{where}: {msg}") from exc
+        if "locked" in msg or "busy" in msg:
+            raise StoreError(f"{where}: database stayed locked past busy_timeout ({msg}); "
+                             "another process holds a long write transaction") from exc
+        raise StoreError(f"{where}: {msg}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{where}: {exc} (is this a clew SQLite file?)") from exc
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file, or in memory with ``path=":memory:"``.
+
+    Args:
+        path: the database file (created if missing; its directory must exist).
+        codec: how values are encoded; the default refuses pickle.
+        synchronous: ``"normal"`` (survives a process crash) or ``"full"``
+            (survives a power loss).
+        busy_timeout: seconds a writer waits for another process's write lock.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        codec: Codec | None = None,
+        synchronous: str = "normal",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if synchronous.lower() not in _SYNC_MODES:
+            raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
+        self.path = path
+        self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}"
+        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec())
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise StoreUnavailableError(
+                    f"cannot open SQLite store {path!r}: directory {parent!r} does not exist; create it first"
+                )
+        with _translate(f"opening {self.url}"):
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+                conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            except BaseException:
+                conn.close()
+                raise
+        self._conn = conn
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.url}: store is closed")
+        return self._conn
+
+    def _migrate(self) -> int:
+        with self._lock, _translate(f"migrating {self.url}"):
+            conn = self._connection()
+            conn.execute(SCHEMA_TABLE["sqlite"])
+            version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
+            if version == SCHEMA_VERSION:
+                return version
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.url} has schema version {version}; this clew knows up to "
+                        f"{SCHEMA_VERSION}: upgrade clew"
+                    )
+                for v in range(version, SCHEMA_VERSION):
+                    for stmt in MIGRATIONS["sqlite"][v]:
+                        conn.execute(stmt)
+                    conn.execute("INSERT INTO clew_schema (version, applied_at) VALUES (?, ?)", (v + 1, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return SCHEMA_VERSION
+
+    def _run_query(self, conn: sqlite3.Connection, q: _ops.Q) -> Any:
+        if q.mode == "many":
+            conn.executemany(q.sql, q.params)
+            return None
+        cur = conn.execute(q.sql, q.params)
+        if q.mode == "one":
+            return cur.fetchone()
+        if q.mode == "all":
+            return cur.fetchall()
+        return cur.rowcount
+
+    def _execute(self, op: _ops.Op, *, write: bool) -> Any:
+        with self._lock, _translate(self.url):
+            conn = self._connection()
+            began = False
+
+            def execute(q: _ops.Q) -> Any:
+                nonlocal began
+                if not began:
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    began = True
+                return self._run_query(conn, q)
+
+            try:
+                result = drive(op, execute)
+            except BaseException:
+                if began:
+                    conn.execute("ROLLBACK")
+                raise
+            if began:
+                conn.execute("COMMIT")
+            return result
+
+    def checkpoint_wal(self) -> None:
+        """Fold the write-ahead log into the main file (for measuring its size)."""
+        with self._lock, _translate(self.url):
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class AsyncSQLiteStore(AsyncStore):
+    """The async twin of :class:`SQLiteStore`; operations run on one private thread."""
+
+    def __init__(self, path: str, **options: Any) -> None:
+        self._sync = SQLiteStore(path, **options)
+        self.url = self._sync.url
+        self._ctx = self._sync._ctx
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="clew-sqlite")
+
+    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any:
+        if self._pool is None:
+            raise StoreError(f"{self.url}: store is closed")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: self._sync._execute(op, write=write)
+        )
+
+    async def _amigrate(self) -> int:
+        return self._sync.migrate()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._sync.close()

@@ -1,0 +1,184 @@
+"""State to manifest + content-addressed blobs, and back. Pure: no I/O.
+
+A state is a mapping of top-level fields. Each field becomes a manifest entry:
+
+``["v", addr]``
+    the whole value in one blob.
+``["l", n, [[addr, count, height], ...]]``
+    a *chunked list* of ``n`` items. Items live in leaf blobs (height 0), written as
+    they are appended, so appending writes only the new items. Leaves are gathered
+    under index nodes (height h > 0, ``FANOUT`` children each, themselves blobs) the
+    way a binary counter carries: when the last ``FANOUT`` roots share a height they
+    merge. The manifest holds the few roots, so it stays small however long the list.
+
+To know what changed without re-encoding the whole state each step, the writer keeps,
+per (run, branch), the last checkpoint's fields and a private decoded copy of them
+(the *snapshot*). A field equal (``==``) to its snapshot reuses its address; a list
+whose old items equal the snapshot only encodes the new ones. Anything else is
+encoded again in full, which gives the same addresses for unchanged content, so
+correctness never rests on the cache: it only saves work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ormsgpack
+
+from clew.codec import Codec
+
+FANOUT = 8
+LEAF_MAX_ITEMS = 64
+LEAF_MAX_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class ValueCache:
+    addr: bytes
+    snapshot: Any
+
+
+@dataclass(slots=True)
+class ListCache:
+    leaves: list[tuple[bytes, int]]  # (address, item count) in order
+    roots: list[tuple[bytes, int, int]]  # (address, item count, height)
+    snapshot: list[Any]  # decoded private copy of the items
+
+
+FieldCache = ValueCache | ListCache
+
+
+@dataclass(slots=True)
+class StateCache:
+    """What the writer remembers of one checkpoint's state."""
+
+    checkpoint_id: str
+    fields: dict[str, FieldCache]
+
+
+@dataclass(slots=True)
+class EncodedState:
+    manifest: dict[str, Any]
+    blobs: dict[bytes, bytes] = field(default_factory=dict)  # address -> envelope
+    cache: dict[str, FieldCache] = field(default_factory=dict)
+
+
+def _array_header(n: int) -> bytes:
+    return bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+
+
+class StateEncoder:
+    """Turns states into manifests and the blobs they need (pure, reusable)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def encode(
+        self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state"
+    ) -> EncodedState:
+        out = EncodedState(manifest={})
+        prev_fields = previous.fields if previous else {}
+        for name in sorted(state):
+            value = state[name]
+            prev = prev_fields.get(name)
+            fpath = f"{path}.{name}"
+            if type(value) is list:
+                self._encode_list(out, name, value, prev if isinstance(prev, ListCache) else None, fpath)
+            else:
+                self._encode_value(out, name, value, prev if isinstance(prev, ValueCache) else None, fpath)
+        return out
+
+    def _put(self, out: EncodedState, plain: bytes, pickled: bool) -> bytes:
+        addr = self.codec.address(plain)
+        if addr not in out.blobs:
+            out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
+        return addr
+
+    def _encode_value(
+        self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str
+    ) -> None:
+        if prev is not None and _same(value, prev.snapshot):
+            out.manifest[name] = ["v", prev.addr]
+            out.cache[name] = prev
+            return
+        plain, pickled = self.codec.dumps(value, path)
+        addr = self._put(out, plain, pickled)
+        out.manifest[name] = ["v", addr]
+        out.cache[name] = ValueCache(addr, self.codec.loads(plain))
+
+    def _encode_list(
+        self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str
+    ) -> None:
+        leaves: list[tuple[bytes, int]]
+        roots: list[tuple[bytes, int, int]]
+        if prev is not None and len(items) >= len(prev.snapshot) and _same(items[: len(prev.snapshot)], prev.snapshot):
+            leaves, roots, snapshot = list(prev.leaves), list(prev.roots), list(prev.snapshot)
+            start = len(prev.snapshot)
+            rebuilt = False
+        else:
+            leaves, roots, snapshot, start, rebuilt = [], [], [], 0, True
+        new_leaves = self._write_leaves(out, items, start, snapshot, path)
+        leaves.extend(new_leaves)
+        if rebuilt:
+            roots = []
+            for leaf in leaves:
+                self._push(out, roots, leaf)
+        else:
+            for leaf in new_leaves:
+                self._push(out, roots, leaf)
+        out.manifest[name] = ["l", len(items), [[a, c, h] for a, c, h in roots]]
+        out.cache[name] = ListCache(leaves, roots, snapshot)
+
+    def _write_leaves(
+        self, out: EncodedState, items: list[Any], start: int, snapshot: list[Any], path: str
+    ) -> list[tuple[bytes, int]]:
+        leaves: list[tuple[bytes, int]] = []
+        chunk: list[bytes] = []
+        size = 0
+        pickled_any = False
+
+        def flush() -> None:
+            nonlocal chunk, size, pickled_any
+            plain = _array_header(len(chunk)) + b"".join(chunk)
+            leaves.append((self._put(out, plain, pickled_any), len(chunk)))
+            snapshot.extend(self.codec.loads(plain))
+            chunk, size, pickled_any = [], 0, False
+
+        for i in range(start, len(items)):
+            plain, pickled = self.codec.dumps(items[i], f"{path}[{i}]")
+            if chunk and (len(chunk) >= LEAF_MAX_ITEMS or size + len(plain) > LEAF_MAX_BYTES):
+                flush()
+            chunk.append(plain)
+            size += len(plain)
+            pickled_any |= pickled
+        if chunk:
+            flush()
+        return leaves
+
+    def _push(
+        self, out: EncodedState, roots: list[tuple[bytes, int, int]], leaf: tuple[bytes, int]
+    ) -> None:
+        roots.append((leaf[0], leaf[1], 0))
+        while len(roots) >= FANOUT and len({h for _, _, h in roots[-FANOUT:]}) == 1:
+            group = roots[-FANOUT:]
+            del roots[-FANOUT:]
+            plain = ormsgpack.packb([[a, c] for a, c, _ in group])
+            addr = self._put(out, plain, False)
+            roots.append((addr, sum(c for _, c, _ in group), group[0][2] + 1))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an __eq__ that raises: treat as changed and re-encode
+        return False
+
+
+def manifest_roots(entry: list[Any]) -> list[tuple[bytes, int, int]]:
+    return [(bytes(a), int(c), int(h)) for a, c, h in entry[2]]
+
+
+def node_children(plain: bytes) -> list[tuple[bytes, int]]:
+    return [(bytes(a), int(c)) for a, c in ormsgpack.unpackb(plain)]
