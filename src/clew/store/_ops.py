@@ -399,10 +399,15 @@ def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op:
 
 
 def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op:
-    row = yield ctx.q("find_checkpoint", (checkpoint_id,))
-    if row is None:
+    rows = yield ctx.q("find_checkpoint", (checkpoint_id,), "all")
+    if not rows:
         raise NotFoundError(f"checkpoint {checkpoint_id!r} not found")
-    return (yield from get_checkpoint(ctx, row[0], checkpoint_id))
+    if len(rows) > 1:
+        raise NotFoundError(
+            f"checkpoint id {checkpoint_id!r} exists in {len(rows)} runs ({', '.join(r[0] for r in rows[:3])}); "
+            "name the run too"
+        )
+    return (yield from get_checkpoint(ctx, rows[0][0], checkpoint_id))
 
 
 def load_state(ctx: Context, run_id: str, checkpoint_id: str) -> Op:

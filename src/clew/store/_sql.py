@@ -36,7 +36,7 @@ _SQLITE_SCHEMA = [
         branch TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
         manifest BLOB NOT NULL, meta BLOB NOT NULL, hash BLOB NOT NULL,
         created_at REAL NOT NULL, PRIMARY KEY (rk, checkpoint_id)) WITHOUT ROWID""",
-    "CREATE UNIQUE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
+    "CREATE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
     """CREATE TABLE blobs (
         rk INTEGER NOT NULL, addr BLOB NOT NULL, data BLOB NOT NULL,
         PRIMARY KEY (rk, addr)) WITHOUT ROWID""",
@@ -73,7 +73,7 @@ _PG_SCHEMA = [
         branch TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
         manifest BYTEA NOT NULL, meta BYTEA NOT NULL, hash BYTEA NOT NULL,
         created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (rk, checkpoint_id))""",
-    "CREATE UNIQUE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
+    "CREATE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
     """CREATE TABLE blobs (
         rk BIGINT NOT NULL, addr BYTEA NOT NULL, data BYTEA NOT NULL,
         PRIMARY KEY (rk, addr))""",
