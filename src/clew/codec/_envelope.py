@@ -12,6 +12,8 @@ value keeps its address whatever the compression settings were when it was writt
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 from clew.errors import DecodeError, PickleRefusedError
@@ -23,19 +25,32 @@ _KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE
 
 
 class Envelope:
-    """Wraps and unwraps encoded bytes. Thread-safe: zstd contexts are per call."""
+    """Wraps and unwraps encoded bytes. Thread-safe: zstd contexts are per thread."""
 
-    __slots__ = ("_level", "_max_size", "_threshold")
+    __slots__ = ("_level", "_local", "_max_size", "_threshold")
 
     def __init__(self, *, compress_threshold: int, level: int, max_size: int) -> None:
         self._threshold = compress_threshold
         self._level = level
         self._max_size = max_size
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = zstandard.ZstdCompressor(level=self._level)
+        return c
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = zstandard.ZstdDecompressor()
+        return d
 
     def wrap(self, plain: bytes, *, pickled: bool = False) -> bytes:
         flags = FLAG_PICKLE if pickled else 0
         if len(plain) >= self._threshold:
-            packed = zstandard.ZstdCompressor(level=self._level).compress(plain)
+            packed = self._compressor().compress(plain)
             if len(packed) < len(plain):
                 return bytes((MAGIC, flags | FLAG_ZSTD)) + packed
         return bytes((MAGIC, flags)) + plain
@@ -59,6 +74,6 @@ class Envelope:
             size = zstandard.frame_content_size(body)
             if size > self._max_size:
                 raise DecodeError(f"blob claims {size} bytes, above the {self._max_size}-byte limit")
-            return zstandard.ZstdDecompressor().decompress(body, max_output_size=self._max_size)
+            return self._decompressor().decompress(body, max_output_size=self._max_size)
         except zstandard.ZstdError as exc:
             raise DecodeError(f"corrupt compressed blob: {exc}") from exc

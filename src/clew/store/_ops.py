@@ -224,18 +224,19 @@ def _load(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q
         if entry[0] == "v":
             addr = bytes(entry[1])
             state[name] = ctx.codec.loads(plains[addr])
-            fields[name] = _state.ValueCache(addr, ctx.codec.loads(plains[addr]))
+            fields[name] = _state.ValueCache(addr, None, plains[addr], ctx.codec)
         else:
-            items: list[Any] = []
-            snapshot: list[Any] = []
-            for a, _, _ in lists[name]:
-                items.extend(ctx.codec.loads(plains[a]))
-                snapshot.extend(ctx.codec.loads(plains[a]))
+            leaves = lists[name]
+            try:
+                joined = _state.join_arrays([plains[a] for a, _, _ in leaves], sum(c for _, c, _ in leaves))
+            except ValueError:
+                raise IntegrityError(f"checkpoint {checkpoint_id}: list {name!r} has a leaf that is not a list") from None
+            items = ctx.codec.loads(joined)
             if len(items) != entry[1]:
                 raise IntegrityError(f"checkpoint {checkpoint_id}: list {name!r} holds {len(items)} items, manifest says {entry[1]}")
             state[name] = items
             fields[name] = _state.ListCache(
-                [(a, c) for a, c, _ in lists[name]], _state.manifest_roots(entry), snapshot
+                [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
             )
     return state, _state.StateCache(checkpoint_id, fields)
 
@@ -295,26 +296,26 @@ def list_runs(
     ctx: Context, *, status: str | None, agent: str | None, labels: Mapping[str, str] | None,
     limit: int, cursor: str | None,
 ) -> Op:
-    where, params = [], []
+    ph = "?" if ctx.d.name == "sqlite" else "%s"
+    where: list[str] = []
+    params: list[Any] = []
     if status is not None:
-        where.append("status = ?")
+        where.append(f"status = {ph}")
         params.append(status)
     if agent is not None:
-        where.append("agent = ?")
+        where.append(f"agent = {ph}")
         params.append(agent)
     for key, value in (labels or {}).items():
         where.append(ctx.d.sql["label_clause"])
         params.extend([ctx.d.label_path(key), value])
     if cursor is not None:
-        where.append("rk < ?")
+        where.append(f"rk < {ph}")
         params.append(int(cursor))
     sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at, lease_owner, lease_expires FROM runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY rk DESC LIMIT ?"
+    sql += f" ORDER BY rk DESC LIMIT {ph}"
     params.append(limit + 1)
-    if ctx.d.name != "sqlite":
-        sql = sql.replace("%", "%%").replace("?", "%s")
     rows = yield Q(sql, params, "all")
     items = [_run(ctx, r[1:]) for r in rows[:limit]]
     return Page(items, str(rows[limit - 1][0]) if len(rows) > limit else None)

@@ -37,13 +37,15 @@ _SQLITE_SCHEMA = [
         manifest BLOB NOT NULL, meta BLOB NOT NULL, hash BLOB NOT NULL,
         created_at REAL NOT NULL, PRIMARY KEY (rk, checkpoint_id)) WITHOUT ROWID""",
     "CREATE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
+    # A rowid table on purpose: WITHOUT ROWID spills any row over ~1 KB to a whole
+    # overflow page, which more than tripled the file for ~1 KB tool results.
     """CREATE TABLE blobs (
         rk INTEGER NOT NULL, addr BLOB NOT NULL, data BLOB NOT NULL,
-        PRIMARY KEY (rk, addr)) WITHOUT ROWID""",
+        PRIMARY KEY (rk, addr))""",
     """CREATE TABLE journal (
         rk INTEGER NOT NULL, seq INTEGER NOT NULL, branch TEXT NOT NULL,
         checkpoint_id TEXT, kind TEXT NOT NULL, data BLOB NOT NULL, hash BLOB NOT NULL,
-        created_at REAL NOT NULL, PRIMARY KEY (rk, seq)) WITHOUT ROWID""",
+        created_at REAL NOT NULL, PRIMARY KEY (rk, seq))""",
     "CREATE INDEX journal_pending ON journal (rk, branch) WHERE checkpoint_id IS NULL",
     "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id)",
 ]
@@ -197,6 +199,10 @@ POSTGRES: dict[str, str] = {
         f" RETURNING {_RUN_COLS}"
     ),
     "label_clause": "labels ->> ? = ?",
+    "insert_run": (
+        "INSERT INTO runs (run_id, agent, status, labels, meta, created_at, updated_at,"
+        " lease_owner, lease_expires) VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?, ?, ?) RETURNING rk"
+    ),
 }
 
 

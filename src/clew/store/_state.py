@@ -37,14 +37,34 @@ LEAF_MAX_BYTES = 64 * 1024
 @dataclass(slots=True)
 class ValueCache:
     addr: bytes
-    snapshot: Any
+    _snapshot: Any
+    _plain: bytes | None = None  # when set, the snapshot is decoded from it on first use
+    _codec: Codec | None = None
+
+    @property
+    def snapshot(self) -> Any:
+        if self._plain is not None:
+            assert self._codec is not None
+            self._snapshot = self._codec.loads(self._plain)
+            self._plain = None
+        return self._snapshot
 
 
 @dataclass(slots=True)
 class ListCache:
     leaves: list[tuple[bytes, int]]  # (address, item count) in order
     roots: list[tuple[bytes, int, int]]  # (address, item count, height)
-    snapshot: list[Any]  # decoded private copy of the items
+    _snapshot: list[Any] | None  # decoded private copy of the items
+    _plain: bytes | None = None  # or the bytes to decode it from, on first use
+    _codec: Codec | None = None
+
+    @property
+    def snapshot(self) -> list[Any]:
+        if self._snapshot is None:
+            assert self._plain is not None and self._codec is not None
+            self._snapshot = list(self._codec.loads(self._plain))
+            self._plain = None
+        return self._snapshot
 
 
 FieldCache = ValueCache | ListCache
@@ -65,8 +85,27 @@ class EncodedState:
     cache: dict[str, FieldCache] = field(default_factory=dict)
 
 
-def _array_header(n: int) -> bytes:
-    return bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items (the shortest form, as packb writes)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def array_body(plain: bytes) -> bytes:
+    """The items of an encoded array, without its header."""
+    first = plain[0]
+    skip = 1 if first & 0xF0 == 0x90 else 3 if first == 0xDC else 5 if first == 0xDD else -1
+    if skip < 0:
+        raise ValueError("not a msgpack array")
+    return plain[skip:]
+
+
+def join_arrays(plains: list[bytes], n: int) -> bytes:
+    """One array holding the items of several encoded arrays, ``n`` items in all."""
+    return array_header(n) + b"".join(array_body(p) for p in plains)
 
 
 class StateEncoder:
@@ -106,7 +145,7 @@ class StateEncoder:
         plain, pickled = self.codec.dumps(value, path)
         addr = self._put(out, plain, pickled)
         out.manifest[name] = ["v", addr]
-        out.cache[name] = ValueCache(addr, self.codec.loads(plain))
+        out.cache[name] = ValueCache(addr, None, plain, self.codec)
 
     def _encode_list(
         self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str
@@ -141,7 +180,7 @@ class StateEncoder:
 
         def flush() -> None:
             nonlocal chunk, size, pickled_any
-            plain = _array_header(len(chunk)) + b"".join(chunk)
+            plain = array_header(len(chunk)) + b"".join(chunk)
             leaves.append((self._put(out, plain, pickled_any), len(chunk)))
             snapshot.extend(self.codec.loads(plain))
             chunk, size, pickled_any = [], 0, False

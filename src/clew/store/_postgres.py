@@ -1,0 +1,238 @@
+"""The PostgreSQL backend: psycopg 3 with a connection pool, sync and async.
+
+Safe for many processes on many machines: each operation is one READ COMMITTED
+transaction; a branch head moves by compare-and-set (an ``UPDATE ... WHERE head IS
+NOT DISTINCT FROM parent`` that a concurrent writer turns into zero rows); a run's
+row lock orders the commits of that run only, so different runs never wait on each
+other; expired leases are claimed with ``FOR UPDATE SKIP LOCKED``. Migrations are
+versioned in ``clew_schema`` and applied under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from clew._extras import require
+from clew.codec import Codec
+from clew.errors import (
+    ClewError,
+    ConfigError,
+    ConflictError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from clew.store import _ops
+from clew.store._base import AsyncStore, Store, adrive, drive
+from clew.store._sql import MIGRATIONS, POSTGRES_DIALECT, SCHEMA_TABLE, SCHEMA_VERSION
+
+psycopg = require("psycopg", "postgres", "the PostgreSQL store")
+psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
+
+_LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+
+
+def _describe(url: str, exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "does not exist" in msg and "database" in msg:
+        return f"PostgreSQL at {_where(url)}: {msg}; create it (createdb) or fix the URL"
+    return (
+        f"cannot reach PostgreSQL at {_where(url)}: {msg}; is the server running and the URL right "
+        "(postgresql://user@host:port/dbname)?"
+    )
+
+
+@contextlib.contextmanager
+def _translate(url: str) -> Iterator[None]:
+    """Turn psycopg exceptions into clew errors: the only place they are caught."""
+    try:
+        yield
+    except ClewError:
+        raise
+    except psycopg.errors.UniqueViolation as exc:
+        raise ConflictError(f"PostgreSQL at {_where(url)}: {exc}") from exc
+    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+        raise ConflictError(f"PostgreSQL at {_where(url)}: concurrent writers collided ({exc}); retry") from exc
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise StoreUnavailableError(_describe(url, exc)) from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL at {_where(url)}: {exc}") from exc
+
+
+def _options(schema: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if schema:
+        if not schema.replace("_", "").isalnum():
+            raise ConfigError(f"schema name {schema!r} must be letters, digits and underscores")
+        kwargs["options"] = f"-c search_path={schema}"
+    return kwargs
+
+
+def _migration_steps(schema: str | None) -> list[str]:
+    return [f'CREATE SCHEMA IF NOT EXISTS "{schema}"'] if schema else []
+
+
+def _run_query(cur: Any, q: _ops.Q) -> Any:
+    if q.mode == "many":
+        cur.executemany(q.sql, q.params)
+        return None
+    cur.execute(q.sql, q.params)
+    if q.mode == "one":
+        return cur.fetchone()
+    if q.mode == "all":
+        return cur.fetchall()
+    return cur.rowcount
+
+
+async def _arun_query(cur: Any, q: _ops.Q) -> Any:
+    if q.mode == "many":
+        await cur.executemany(q.sql, q.params)
+        return None
+    await cur.execute(q.sql, q.params)
+    if q.mode == "one":
+        return await cur.fetchone()
+    if q.mode == "all":
+        return await cur.fetchall()
+    return cur.rowcount
+
+
+def _migrate_op(schema: str | None) -> _ops.Op:
+    """Migrations as an operation, so sync and async share them."""
+    for stmt in _migration_steps(schema):
+        yield _ops.Q(stmt, (), "rowcount")
+    yield _ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one")
+    yield _ops.Q(SCHEMA_TABLE["postgres"], (), "rowcount")
+    row = yield _ops.Q("SELECT max(version) FROM clew_schema", (), "one")
+    version = row[0] or 0
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database has clew schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
+        )
+    for v in range(version, SCHEMA_VERSION):
+        for stmt in MIGRATIONS["postgres"][v]:
+            yield _ops.Q(stmt, (), "rowcount")
+        yield _ops.Q("INSERT INTO clew_schema (version, applied_at) VALUES (%s, %s)", (v + 1, time.time()), "rowcount")
+    return SCHEMA_VERSION
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database.
+
+    Args:
+        url: ``postgresql://user@host:port/dbname``.
+        codec: how values are encoded; the default refuses pickle.
+        schema: a schema to keep clew's tables in (created if missing).
+        pool_min: connections kept open.
+        pool_max: connections at most.
+        connect_timeout: seconds to wait for the server on open.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        codec: Codec | None = None,
+        schema: str | None = None,
+        pool_min: int | str = 1,
+        pool_max: int | str = 10,
+        connect_timeout: float | str = 10.0,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
+        kwargs = _options(schema)
+        with _translate(url):
+            # One direct connection first: its error says exactly what is wrong.
+            psycopg.connect(url, connect_timeout=int(float(connect_timeout)), autocommit=True).close()
+            self._pool: Any = psycopg_pool.ConnectionPool(
+                url, min_size=int(pool_min), max_size=int(pool_max), kwargs=kwargs, open=False,
+                timeout=float(connect_timeout),
+            )
+            self._pool.open(wait=True, timeout=float(connect_timeout))
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate(self) -> int:
+        return int(self._execute(_migrate_op(self.schema), write=True))
+
+    def _execute(self, op: _ops.Op, *, write: bool) -> Any:
+        if self._pool is None:
+            raise StoreError(f"{self.url}: store is closed")
+        with _translate(self.url), self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            return drive(op, lambda q: _run_query(cur, q))
+
+    def close(self) -> None:
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            pool.close()
+
+
+class AsyncPostgresStore(AsyncStore):
+    """The async twin of :class:`PostgresStore`; make one with ``await AsyncPostgresStore.open(url)``."""
+
+    def __init__(self, url: str, pool: Any, ctx: _ops.Context, schema: str | None) -> None:
+        self.url = url
+        self.schema = schema
+        self._pool = pool
+        self._ctx = ctx
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        codec: Codec | None = None,
+        schema: str | None = None,
+        pool_min: int | str = 1,
+        pool_max: int | str = 10,
+        connect_timeout: float | str = 10.0,
+    ) -> AsyncPostgresStore:
+        """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
+        kwargs = _options(schema)
+        with _translate(url):
+            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=int(float(connect_timeout)))
+            await conn.close()
+            pool = psycopg_pool.AsyncConnectionPool(
+                url, min_size=int(pool_min), max_size=int(pool_max), kwargs=kwargs, open=False,
+                timeout=float(connect_timeout),
+            )
+            await pool.open(wait=True, timeout=float(connect_timeout))
+        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), schema)
+        try:
+            await store._amigrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _amigrate(self) -> int:
+        return int(await self._aexecute(_migrate_op(self.schema), write=True))
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[Any]:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any:
+        if self._pool is None:
+            raise StoreError(f"{self.url}: store is closed")
+        with _translate(self.url):
+            async with self._cursor() as cur:
+                return await adrive(op, lambda q: _arun_query(cur, q))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
