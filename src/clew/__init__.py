@@ -7,6 +7,7 @@ work, pause for a person, branch from any checkpoint, replay, and audit every st
 from clew import errors
 from clew._open import open, open_async
 from clew.codec import Codec, register_class, register_type
+from clew.runtime import Agent, CallInfo, CallTimeoutError, CodeVersionWarning, Context, Retry, Run
 from clew.store import (
     AsyncStore,
     BranchRecord,
@@ -21,7 +22,14 @@ from clew.store import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "AsyncStore",
+    "CallInfo",
+    "CallTimeoutError",
+    "CodeVersionWarning",
+    "Context",
+    "Retry",
+    "Run",
     "BranchRecord",
     "CheckpointRecord",
     "Codec",

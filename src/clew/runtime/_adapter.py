@@ -1,0 +1,107 @@
+"""State types: Pydantic models, dataclasses and dicts, to top-level fields and back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from clew.errors import InvalidStateError
+
+S = TypeVar("S")
+
+
+class StateAdapter(Generic[S]):
+    """Splits a state into fields (minus ephemeral ones) and builds it back."""
+
+    def __init__(self, state_type: type[S], ephemeral: tuple[str, ...] = ()) -> None:
+        self.type = state_type
+        self.ephemeral = frozenset(ephemeral)
+        self.kind = (
+            "pydantic" if isinstance(state_type, type) and issubclass(state_type, pydantic.BaseModel)
+            else "dataclass" if dataclasses.is_dataclass(state_type)
+            else "dict" if state_type is dict
+            else ""
+        )
+        if not self.kind:
+            raise TypeError(f"state type must be a Pydantic model, a dataclass or dict, not {state_type!r}")
+        self._validator = pydantic.TypeAdapter(state_type) if self.kind != "dict" else None
+        known = self.field_names()
+        unknown = self.ephemeral - known if known is not None else frozenset()
+        if unknown:
+            raise TypeError(f"ephemeral fields {sorted(unknown)} are not fields of {state_type.__name__}")
+
+    @property
+    def type_name(self) -> str:
+        return f"{self.type.__module__}:{self.type.__qualname__}"
+
+    def field_names(self) -> frozenset[str] | None:
+        if self.kind == "pydantic":
+            return frozenset(self.type.model_fields)  # type: ignore[attr-defined]  # kind checked
+        if self.kind == "dataclass":
+            return frozenset(f.name for f in dataclasses.fields(self.type))  # type: ignore[arg-type]  # kind checked
+        return None
+
+    def check(self, state: object) -> S:
+        if not isinstance(state, self.type):
+            raise InvalidStateError(f"state must be a {self.type.__name__}, got {type(state).__name__}")
+        if self.kind == "dict" and not all(isinstance(k, str) for k in state):  # type: ignore[attr-defined]
+            raise InvalidStateError("a dict state needs str keys (its top-level fields)")
+        return state
+
+    def to_fields(self, state: S) -> dict[str, Any]:
+        """The fields to store: every field but the ephemeral ones."""
+        if self.kind == "dict":
+            items = dict(state)  # type: ignore[call-overload]  # a dict
+        elif self.kind == "pydantic":
+            items = {name: getattr(state, name) for name in self.type.model_fields}  # type: ignore[attr-defined]
+        else:
+            items = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}  # type: ignore[arg-type]
+        for name in self.ephemeral:
+            items.pop(name, None)
+        return items
+
+    def from_fields(self, fields: Mapping[str, Any], ephemeral: Mapping[str, Any] | None = None) -> S:
+        """Build the state from stored fields plus the ephemeral values supplied again."""
+        values = {**fields, **(ephemeral or {})}
+        if self.kind == "dict":
+            return values  # type: ignore[return-value]
+        if self.kind == "pydantic":
+            return self.type.model_construct(**values)  # type: ignore[attr-defined, no-any-return]
+        obj = object.__new__(self.type)
+        for f in dataclasses.fields(self.type):  # type: ignore[arg-type]
+            if f.name in values:
+                object.__setattr__(obj, f.name, values[f.name])
+            elif f.default is not dataclasses.MISSING:
+                object.__setattr__(obj, f.name, f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                object.__setattr__(obj, f.name, f.default_factory())
+            else:
+                object.__setattr__(obj, f.name, None)
+        return obj  # type: ignore[no-any-return]
+
+    def apply_update(self, state: S, update: Mapping[str, Any]) -> S:
+        """A new state with ``update`` applied, validated against the state type.
+
+        Raises:
+            InvalidStateError: an unknown field or a value of the wrong type.
+        """
+        known = self.field_names()
+        if known is not None:
+            unknown = set(update) - known
+            if unknown:
+                raise InvalidStateError(
+                    f"update names fields {sorted(unknown)} that {self.type.__name__} does not have"
+                )
+        values = {**self.to_fields(state), **{k: getattr(state, k, None) for k in self.ephemeral}, **update}
+        if self._validator is None:
+            return values  # type: ignore[return-value]
+        try:
+            if self.kind == "pydantic":
+                return self.type.model_validate(values)  # type: ignore[attr-defined, no-any-return]
+            validated = self._validator.validate_python(values)
+        except pydantic.ValidationError as exc:
+            raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
+        return validated  # type: ignore[no-any-return]

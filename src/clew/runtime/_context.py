@@ -1,0 +1,252 @@
+"""The step context: journaled tool calls (the ledger) and interrupts.
+
+Every tool call made through :meth:`Context.call` writes its *intent* to the journal
+before it runs and its *outcome* after. The entries of one step execution are keyed
+by the checkpoint the step started from (``exec``) and by the tool's name and
+occurrence (``billing#0``), so when the step runs again after a crash or a pause:
+
+- a call with a recorded result returns that result without running;
+- a call with a recorded error runs again (a new attempt);
+- a call with an intent and no outcome has an *unknown outcome*: an idempotent tool
+  runs again with the same idempotency key; any other goes to its ``reconcile`` hook,
+  or the run pauses for a person, who answers ``{"result": ...}`` or
+  ``{"rerun": True}``. It is never silently called twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clew.runtime._effects import Invoke, Program, Sleep, StoreCall, run_async, run_sync
+from clew.runtime._policy import NO_RETRY, Retry
+from clew.store import JournalEntry
+
+MISSING: Any = object()
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """The journaled form of an exception: type, message and a short traceback."""
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4)
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc)[:2000],
+        "traceback": "".join(tb)[-4000:],
+    }
+
+
+@dataclass(slots=True)
+class CallRecord:
+    name: str
+    attempts: int = 0
+    last: str = ""  # "intent" or "outcome"
+    ok: bool = False
+    result: Any = None
+    idempotent: bool = False
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What the journal says about one step execution."""
+
+    exec_id: str
+    calls: dict[str, CallRecord] = field(default_factory=dict)
+    answers: dict[int, Any] = field(default_factory=dict)
+    resolutions: dict[str, Any] = field(default_factory=dict)
+    failed_attempts: int = 0
+
+    @classmethod
+    def from_entries(cls, exec_id: str, entries: Sequence[JournalEntry]) -> Ledger:
+        ledger = cls(exec_id)
+        for e in entries:
+            data = e.data if isinstance(e.data, dict) else {}
+            if data.get("exec") != exec_id:
+                continue
+            if e.kind == "call.intent":
+                rec = ledger.calls.setdefault(data["key"], CallRecord(data["name"]))
+                rec.attempts, rec.last, rec.idempotent = data["attempt"], "intent", data.get("idempotent", False)
+            elif e.kind == "call.outcome":
+                rec = ledger.calls.setdefault(data["key"], CallRecord(data["name"]))
+                rec.last, rec.ok = "outcome", data["ok"]
+                rec.result = data.get("result")
+            elif e.kind == "answer":
+                if "call" in data:
+                    ledger.resolutions[data["call"]] = data["answer"]
+                else:
+                    ledger.answers[data["index"]] = data["answer"]
+            elif e.kind == "step.error":
+                ledger.failed_attempts += 1
+            elif e.kind == "step.reset":
+                ledger.failed_attempts = 0
+        return ledger
+
+
+class Interrupted(Exception):  # noqa: N818 - control flow, never escapes the runtime
+    """Raised inside a step to pause the run; carried to the engine."""
+
+    def __init__(self, payload: Any, index: int, call: str | None = None) -> None:
+        super().__init__("run paused")
+        self.payload = payload
+        self.index = index
+        self.call = call
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What a reconcile hook is told about a call whose outcome was lost."""
+
+    name: str
+    key: str
+    idempotency_key: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+class Context:
+    """What a step receives besides its state.
+
+    Attributes:
+        run_id: the run.
+        branch: the branch being advanced.
+        step: this step's name.
+        attempt: this step's try number, from 1.
+        idempotency_key: while a tool call runs, its stable key: the same on every
+            retry and after a crash, so external services can deduplicate.
+    """
+
+    def __init__(
+        self, *, run_id: str, branch: str, step: str, attempt: int, ledger: Ledger, runner: Callable[[Program], Any]
+    ) -> None:
+        self.run_id = run_id
+        self.branch = branch
+        self.step = step
+        self.attempt = attempt
+        self.idempotency_key: str | None = None
+        self._ledger = ledger
+        self._runner = runner
+        self._seen: dict[str, int] = {}
+        self._interrupts = 0
+        self.replayed: list[str] = []  # names of calls answered from the ledger
+
+    def interrupt(self, payload: Any = None) -> Any:
+        """Pause the run durably with ``payload``; returns the answer once resumed.
+
+        Several interrupts in one step are matched to answers in order.
+        """
+        index = self._interrupts
+        self._interrupts += 1
+        if index in self._ledger.answers:
+            return self._ledger.answers[index]
+        raise Interrupted(payload, index)
+
+    def key_for(self, name: str) -> str:
+        """The idempotency key the next call of tool ``name`` will get."""
+        return self._idem(f"{self._ledger.exec_id}/{name}#{self._seen.get(name, 0)}")
+
+    def _idem(self, key: str) -> str:
+        return hashlib.sha256(f"{self.run_id}\0{self.branch}\0{key}".encode()).hexdigest()[:32]
+
+    def call(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        idempotent: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        reconcile: Callable[[CallInfo], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a journaled tool call named ``name``.
+
+        In an ``async def`` step, ``await`` it. See the module docstring for what
+        happens on resume.
+
+        Args:
+            name: the tool's name; with its occurrence in the step it keys the ledger.
+            fn: the function (sync or async).
+            idempotent: safe to run twice with the same ``ctx.idempotency_key``.
+            retry: tries, backoff and which errors to retry.
+            timeout: seconds before the call counts as failed (``CallTimeoutError``).
+            reconcile: for a non-idempotent call whose outcome was lost in a crash:
+                given a :class:`CallInfo`, find out what happened and return the
+                result (or raise).
+        """
+        program = self._call(name, fn, args, kwargs, idempotent, retry or NO_RETRY, timeout, reconcile)
+        return self._runner(program)
+
+    def _journal(self, kind: str, data: dict[str, Any]) -> StoreCall:
+        return StoreCall("append_journal", {
+            "run_id": self.run_id, "branch": self.branch, "entries": [(kind, {"exec": self._ledger.exec_id, **data})],
+        })
+
+    def _call(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        idempotent: bool, retry: Retry, timeout: float | None, reconcile: Callable[[CallInfo], Any] | None,
+    ) -> Program:
+        n = self._seen.get(name, 0)
+        self._seen[name] = n + 1
+        key = f"{self._ledger.exec_id}/{name}#{n}"
+        idem = self._idem(key)
+        rec = self._ledger.calls.get(key)
+        if rec is not None and rec.last == "outcome" and rec.ok:
+            self.replayed.append(name)
+            return rec.result
+        if rec is not None and rec.last == "intent":  # the outcome was lost in a crash
+            resolution = self._ledger.resolutions.get(key, MISSING)
+            if isinstance(resolution, Mapping) and "result" in resolution:
+                yield self._journal("call.outcome", {"key": key, "name": name, "ok": True,
+                                                     "result": resolution["result"], "resolved": True})
+                return resolution["result"]
+            if resolution is MISSING and not idempotent:
+                if reconcile is None:
+                    raise Interrupted({"unknown_outcome": {"call": name, "key": key, "idempotency_key": idem,
+                                                           "attempt": rec.attempts}}, -1, call=key)
+                info = CallInfo(name, key, idem, args, kwargs)
+                result = yield Invoke(reconcile, (info,))
+                yield self._journal("call.outcome", {"key": key, "name": name, "ok": True, "result": result,
+                                                     "reconciled": True})
+                return result
+        attempt = (rec.attempts if rec is not None else 0) + 1
+        while True:
+            yield self._journal("call.intent", {"key": key, "name": name, "attempt": attempt,
+                                                "idempotent": idempotent, "idempotency_key": idem})
+            started = time.perf_counter()
+            self.idempotency_key = idem
+            try:
+                result = yield Invoke(fn, args, kwargs, timeout)
+            except Exception as exc:
+                yield self._journal("call.outcome", {
+                    "key": key, "name": name, "attempt": attempt, "ok": False, "error": error_record(exc),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                })
+                if not retry.retries(exc, attempt):
+                    raise
+                yield Sleep(retry.delay(attempt))
+                attempt += 1
+                continue
+            finally:
+                self.idempotency_key = None
+            yield self._journal("call.outcome", {
+                "key": key, "name": name, "attempt": attempt, "ok": True, "result": result,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            })
+            return result
+
+
+def sync_runner(store: Any) -> Callable[[Program], Any]:
+    return lambda program: run_sync(program, store)
+
+
+def async_runner(store: Any) -> Callable[[Program], Awaitable[Any]]:
+    return lambda program: run_async(program, store)
+
+
+def thread_runner(store: Any, loop: asyncio.AbstractEventLoop) -> Callable[[Program], Any]:
+    """For a plain step run in a worker thread by an async agent: effects go to the loop."""
+    return lambda program: asyncio.run_coroutine_threadsafe(run_async(program, store), loop).result()

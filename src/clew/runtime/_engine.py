@@ -1,0 +1,212 @@
+"""The run loop: load a branch head, run its next step, checkpoint, repeat.
+
+Written once as a program of effects (see ``_effects``), carried out by the sync or
+the async driver. A checkpoint's metadata holds what the loop needs to continue:
+
+``next``      the step to run from here (None: the run is complete)
+``exec``      for a pause (``interrupt``, ``unknown_outcome``, ``edit``): the
+              checkpoint the paused step started from, which keys its ledger
+``step``      the step that produced a ``step`` checkpoint, with ``attempts`` and
+              ``duration_ms``
+``code_version``, ``schema_version``, ``state_type``  who wrote it
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from clew.errors import (
+    ClewError,
+    CodeVersionError,
+    RunStatusError,
+    StepNotFoundError,
+)
+from clew.runtime._context import Context, Interrupted, Ledger, error_record
+from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
+from clew.store import CheckpointRecord, JournalEntry
+
+if TYPE_CHECKING:
+    from clew.runtime._agent import AgentBase
+
+S = TypeVar("S")
+PAUSE_KINDS = frozenset({"interrupt", "unknown_outcome", "edit"})
+
+
+class CodeVersionWarning(UserWarning):
+    """A run is resumed by a different code version than the one that checkpointed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run(Generic[S]):
+    """Where a run stands after the runtime handed control back.
+
+    Attributes:
+        run_id: the run.
+        status: ``completed``, ``paused`` or ``failed``.
+        branch: the branch that was advanced.
+        checkpoint_id: its head.
+        state: the state at the head.
+        interrupt: the payload of the pause, if paused.
+        error: the error record (type, message, traceback), if failed.
+    """
+
+    run_id: str
+    status: str
+    branch: str
+    checkpoint_id: str
+    state: S
+    interrupt: Any = None
+    error: Mapping[str, Any] | None = None
+
+
+def store(method: str, **kwargs: Any) -> StoreCall:
+    return StoreCall(method, kwargs)
+
+
+def step_ledger(run_id: str, branch: str, head: CheckpointRecord) -> Program:
+    """The journal of the step execution that continues from ``head``."""
+    exec_id = head.metadata.get("exec") if head.kind in PAUSE_KINDS else head.checkpoint_id
+    entries: list[JournalEntry] = []
+    if head.kind in PAUSE_KINDS:  # entries sealed into the pause checkpoints since the step began
+        page = yield store("list_checkpoints", run_id=run_id, branch=branch, limit=50)
+        chain = []
+        for c in page.items:
+            if c.checkpoint_id == exec_id:
+                break
+            chain.append(c.checkpoint_id)
+        for cid in reversed(chain):
+            entries.extend((yield store("list_journal", run_id=run_id, checkpoint_id=cid)))
+    entries.extend((yield store("list_journal", run_id=run_id, pending_on=branch)))
+    return Ledger.from_entries(str(exec_id), entries)
+
+
+def execute(
+    agent: AgentBase[S], run_id: str, branch: str, *, ephemeral: Mapping[str, Any] | None,
+    runner_for: Callable[[Callable[..., Any]], Callable[[Program], Any]], is_async: bool,
+) -> Program:
+    """Run a branch from its head until it completes, pauses or fails."""
+    b = yield store("get_branch", run_id=run_id, name=branch)
+    head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
+    check_version(agent, head)
+    fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+    state = agent._adapter.from_fields(fields, ephemeral)
+    while True:
+        nxt = head.metadata.get("next")
+        if nxt is None:
+            yield store("update_run", run_id=run_id, status="completed")
+            return Run(run_id, "completed", branch, head.checkpoint_id, state)
+        step = agent._steps.get(nxt)
+        if step is None:
+            raise StepNotFoundError(
+                f"run {run_id!r} continues at step {nxt!r}, which agent {agent.name!r} does not define "
+                f"(it has {sorted(agent._steps)}); deploy the code that has it, or fork with another step"
+            )
+        ledger: Ledger = yield from step_ledger(run_id, branch, head)
+        attempt = ledger.failed_attempts + 1
+        while True:
+            ctx = Context(run_id=run_id, branch=branch, step=nxt, attempt=attempt, ledger=ledger,
+                          runner=runner_for(step.fn))
+            started = time.perf_counter()
+            try:
+                result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
+            except Interrupted as pause:
+                # The paused step starts over on resume: keep the state it started from.
+                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                kind = "unknown_outcome" if pause.call else "interrupt"
+                meta = {**agent._meta(), "next": nxt, "exec": ledger.exec_id, "interrupt": pause.payload,
+                        "index": pause.index}
+                if pause.call:
+                    meta["call"] = pause.call
+                head = yield store("commit", run_id=run_id, branch=branch, parent=head.checkpoint_id,
+                                   state=fields, kind=kind, status="paused", metadata=meta,
+                                   journal=[(kind, {"exec": ledger.exec_id, "index": pause.index,
+                                                    "payload": pause.payload})])
+                return Run(run_id, "paused", branch, head.checkpoint_id,
+                           agent._adapter.from_fields(fields, ephemeral), interrupt=pause.payload)
+            except ClewError:
+                raise
+            except Exception as exc:
+                err = error_record(exc)
+                yield store("append_journal", run_id=run_id, branch=branch, entries=[("step.error", {
+                    "exec": ledger.exec_id, "step": nxt, "attempt": attempt, "error": err,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)})])
+                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                state = agent._adapter.from_fields(fields, ephemeral)
+                if step.retry.retries(exc, attempt):
+                    yield Sleep(step.retry.delay(attempt))
+                    attempt += 1
+                    continue
+                yield store("update_run", run_id=run_id, status="failed",
+                            metadata={"branch": branch, "error": {**err, "step": nxt, "attempts": attempt}})
+                return Run(run_id, "failed", branch, head.checkpoint_id, state, error=err)
+            break
+        if result is not None and (not isinstance(result, str) or result not in agent._steps):
+            raise StepNotFoundError(
+                f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
+                f"({sorted(agent._steps)}) or None to end the run"
+            )
+        meta = {**agent._meta(), "step": nxt, "next": result, "attempts": attempt,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+        try:
+            head = yield store("commit", run_id=run_id, branch=branch, parent=head.checkpoint_id,
+                               state=agent._adapter.to_fields(state), kind="step", metadata=meta,
+                               status="completed" if result is None else None)
+        except ClewError as exc:
+            if type(exc).__name__ == "UnknownTypeError":
+                yield store("update_run", run_id=run_id, status="failed",
+                            metadata={"branch": branch, "error": {**error_record(exc), "step": nxt}})
+            raise
+        if result is None:
+            return Run(run_id, "completed", branch, head.checkpoint_id, state)
+
+
+def prepare_resume(agent: AgentBase[Any], run_id: str, branch: str | None, answer: Any, actor: str | None,
+                   owner: str) -> Program:
+    """Check that a run may be resumed, take its lease and record the answer."""
+    run = yield store("get_run", run_id=run_id)
+    branch = branch or run.metadata.get("branch", "main")
+    if run.status == "completed":
+        raise RunStatusError(f"run {run_id!r} is completed; fork it to continue from a checkpoint")
+    if run.status == "cancelled":
+        raise RunStatusError(f"run {run_id!r} was cancelled")
+    if answer is not agent._NO_ANSWER and run.status != "paused":
+        raise RunStatusError(f"run {run_id!r} is {run.status}, not paused: there is no question to answer")
+    yield store("acquire_lease", run_id=run_id, owner=owner, ttl=agent.lease_ttl)
+    try:
+        b = yield store("get_branch", run_id=run_id, name=branch)
+        head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
+        entries = []
+        if run.status == "paused" and head.kind in PAUSE_KINDS:
+            if answer is agent._NO_ANSWER:
+                raise RunStatusError(f"run {run_id!r} is paused at {head.metadata.get('next')!r}: resume it with answer=...")
+            data = {"exec": head.metadata["exec"], "answer": answer, "actor": actor}
+            if head.kind == "unknown_outcome" or head.metadata.get("call"):
+                data["call"] = head.metadata["call"]
+            else:
+                data["index"] = head.metadata.get("index", 0)
+            entries.append(("answer", data))
+        if run.status == "failed":
+            entries.append(("step.reset", {"exec": head.checkpoint_id if head.kind not in PAUSE_KINDS
+                                           else head.metadata["exec"], "actor": actor}))
+        if entries:
+            yield store("append_journal", run_id=run_id, branch=branch, entries=entries)
+        yield store("update_run", run_id=run_id, status="running", metadata={**run.metadata, "branch": branch})
+    except BaseException:
+        yield store("release_lease", run_id=run_id, owner=owner)
+        raise
+    return branch
+
+
+def check_version(agent: AgentBase[Any], head: CheckpointRecord) -> None:
+    written = head.metadata.get("code_version")
+    if written is None or written == agent.version:
+        return
+    msg = (f"run {head.run_id!r} was checkpointed by code version {written!r}; this agent is "
+           f"{agent.version!r}")
+    if agent.on_version_mismatch == "refuse":
+        raise CodeVersionError(msg + "; deploy the matching code or set on_version_mismatch='warn'")
+    warnings.warn(msg, CodeVersionWarning, stacklevel=4)
