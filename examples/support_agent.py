@@ -81,6 +81,7 @@ def send_email(to: str, body: str) -> str:
 
 # -- the agent ------------------------------------------------------------------
 
+
 def make_agent(store: clew.Store) -> clew.Agent[Ticket]:
     agent = clew.Agent("support", state=Ticket, store=store, version="1", lease_ttl=1.0)
 
@@ -93,19 +94,29 @@ def make_agent(store: clew.Store) -> clew.Agent[Ticket]:
     @agent.step
     def search_kb(state: Ticket, ctx: clew.Context) -> str:
         say("searching the knowledge base (timeout 0.3 s, 2 tries)...")
-        state.articles = ctx.call("kb", kb_search, state.question, idempotent=True, timeout=0.3,
-                                  retry=clew.Retry(attempts=2, backoff=0.05, on=(TimeoutError,)))
+        state.articles = ctx.call(
+            "kb",
+            kb_search,
+            state.question,
+            idempotent=True,
+            timeout=0.3,
+            retry=clew.Retry(attempts=2, backoff=0.05, on=(TimeoutError,)),
+        )
         say(f"knowledge base: {len(state.articles)} articles")
         return "draft_reply"
 
     @agent.step
     def draft_reply(state: Ticket, ctx: clew.Context) -> str:
         if state.strategy == "refund":
-            state.draft = (f"Hello {state.customer_id}, we refunded {state.billing['amount']}"  # type: ignore[index]
-                           f" ({state.articles[1].split(': ')[1]}).")
+            state.draft = (
+                f"Hello {state.customer_id}, we refunded {state.billing['amount']}"  # type: ignore[index]
+                f" ({state.articles[1].split(': ')[1]})."
+            )
         else:
-            state.draft = (f"Hello {state.customer_id}, your {state.billing['plan']} plan"  # type: ignore[index]
-                           f" is charged on the 2nd ({state.articles[0].split(': ')[0]}).")
+            state.draft = (
+                f"Hello {state.customer_id}, your {state.billing['plan']} plan"  # type: ignore[index]
+                f" is charged on the 2nd ({state.articles[0].split(': ')[0]})."
+            )
         answer = ctx.interrupt({"review": state.draft})
         state.approved_by = answer["reviewer"] if answer.get("approved") else None
         return "send_reply" if state.approved_by else None  # type: ignore[return-value]
@@ -123,6 +134,7 @@ def say(text: str) -> None:
 
 
 # -- the story --------------------------------------------------------------------
+
 
 def worker(db: str) -> None:
     """The first worker: starts the run and is killed during the search."""
@@ -172,10 +184,16 @@ def main(db: str | None = None) -> int:
 
         history = agent.history("ticket-c42")
         billing_ckpt = next(c for c in history if c.metadata.get("step") == "lookup_billing")
-        console.print(f"5. bob forks from the billing checkpoint {billing_ckpt.checkpoint_id[:13]}… "
-                      "with strategy=refund")
-        forked = agent.fork(billing_ckpt.checkpoint_id, branch="refund", update={"strategy": "refund"},
-                            actor="bob", reason="customer asked twice; try a refund")
+        console.print(
+            f"5. bob forks from the billing checkpoint {billing_ckpt.checkpoint_id[:13]}… with strategy=refund"
+        )
+        forked = agent.fork(
+            billing_ckpt.checkpoint_id,
+            branch="refund",
+            update={"strategy": "refund"},
+            actor="bob",
+            reason="customer asked twice; try a refund",
+        )
         assert isinstance(forked, clew.Run)
         console.print(Panel(forked.interrupt["review"], title="draft reply (refund branch)", expand=False))
         agent.resume("ticket-c42", answer={"approved": True, "reviewer": "bob"}, actor="bob", branch="refund")
@@ -194,17 +212,25 @@ def main(db: str | None = None) -> int:
         calls.add_column("service")
         calls.add_column("calls", justify="right")
         calls.add_column("why")
-        calls.add_row("billing", str(c["billing"]), "once: its result was checkpointed before the crash, "
-                      "and the refund branch forked after it")
-        calls.add_row("kb", str(c["kb"]), "two timed-out tries before the crash, one after it, "
-                      "one on the refund branch (idempotent, so tried again)")
+        calls.add_row(
+            "billing",
+            str(c["billing"]),
+            "once: its result was checkpointed before the crash, and the refund branch forked after it",
+        )
+        calls.add_row(
+            "kb",
+            str(c["kb"]),
+            "two timed-out tries before the crash, one after it, one on the refund branch (idempotent, so tried again)",
+        )
         calls.add_row("email", str(c["email"]), "one reply per branch, never repeated")
         console.print(calls)
 
         report = store.verify("ticket-c42")
         journal = store.list_journal("ticket-c42")
-        console.print(f"verify: [bold]{'OK' if report.ok else 'FAILED'}[/] ({report.checkpoints} checkpoints, "
-                      f"{report.blobs} blobs, {report.journal_entries} journal entries, hash-chained)")
+        console.print(
+            f"verify: [bold]{'OK' if report.ok else 'FAILED'}[/] ({report.checkpoints} checkpoints, "
+            f"{report.blobs} blobs, {report.journal_entries} journal entries, hash-chained)"
+        )
         console.print(f"the trail is in [bold]{db}[/]; {len(journal)} journal entries. Look at it with:")
         console.print(f"  clew history ticket-c42 --db {db}\n  clew export ticket-c42 --db {db}")
         ok = c["billing"] == 1 and c["email"] == 2 and report.ok and done.status == "completed"

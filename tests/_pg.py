@@ -55,13 +55,28 @@ def _start_cluster() -> str:
     if os.geteuid() == 0:  # initdb refuses to run as root
         prefix = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
-    subprocess.run([*prefix, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", data, "-l", os.path.join(base, "log"), "-w",
-                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    atexit.register(lambda: subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"],
-                                           capture_output=True))
+    subprocess.run(
+        [*prefix, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            data,
+            "-l",
+            os.path.join(base, "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    atexit.register(
+        lambda: subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    )
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     if not _answers(url):
         raise RuntimeError(f"started a throwaway cluster in {base} but it does not answer")

@@ -13,6 +13,4 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
-            f"{purpose} needs the {module!r} package: pip install 'clew[{extra}]'"
-        ) from exc
+        raise MissingExtraError(f"{purpose} needs the {module!r} package: pip install 'clew[{extra}]'") from exc

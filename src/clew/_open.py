@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from clew.codec import Codec
@@ -47,9 +47,9 @@ def open(url: str, *, codec: Codec | None = None, **options: Any) -> Store:  # n
     if "busy_timeout" in opts:
         opts["busy_timeout"] = float(opts["busy_timeout"])
     if scheme == "memory":
-        return _sqlite().SQLiteStore(":memory:", codec=codec, **opts)
+        return cast(Store, _sqlite().SQLiteStore(":memory:", codec=codec, **opts))
     if scheme == "sqlite":
-        return _sqlite().SQLiteStore(_sqlite_path(url), codec=codec, **opts)
+        return cast(Store, _sqlite().SQLiteStore(_sqlite_path(url), codec=codec, **opts))
     if scheme in ("postgresql", "postgres"):
         from clew.store._postgres import PostgresStore
 
@@ -64,9 +64,9 @@ async def open_async(url: str, *, codec: Codec | None = None, **options: Any) ->
     if "busy_timeout" in opts:
         opts["busy_timeout"] = float(opts["busy_timeout"])
     if scheme == "memory":
-        return _sqlite().AsyncSQLiteStore(":memory:", codec=codec, **opts)
+        return cast(AsyncStore, _sqlite().AsyncSQLiteStore(":memory:", codec=codec, **opts))
     if scheme == "sqlite":
-        return _sqlite().AsyncSQLiteStore(_sqlite_path(url), codec=codec, **opts)
+        return cast(AsyncStore, _sqlite().AsyncSQLiteStore(_sqlite_path(url), codec=codec, **opts))
     if scheme in ("postgresql", "postgres"):
         from clew.store._postgres import AsyncPostgresStore
 

@@ -34,8 +34,11 @@ class FieldDiff:
             return "added"
         if self.after is _MISSING:
             return "removed"
-        if isinstance(self.before, list) and isinstance(self.after, list) and \
-                self.after[: len(self.before)] == self.before:
+        if (
+            isinstance(self.before, list)
+            and isinstance(self.after, list)
+            and self.after[: len(self.before)] == self.before
+        ):
             return f"appended {len(self.after) - len(self.before)}"
         return "changed"
 
@@ -83,8 +86,9 @@ def compare_branches(store: Store, run_id: str, a: str, b: str) -> BranchCompari
     fork_point = next((c.checkpoint_id for c in hb if c.checkpoint_id in in_a), None)
     sa = store.load_state(run_id, ha[0].checkpoint_id) if ha else {}
     sb = store.load_state(run_id, hb[0].checkpoint_id) if hb else {}
-    return BranchComparison(run_id, a, b, fork_point, ha[0] if ha else None, hb[0] if hb else None,
-                            sa, sb, diff_states(sa, sb))
+    return BranchComparison(
+        run_id, a, b, fork_point, ha[0] if ha else None, hb[0] if hb else None, sa, sb, diff_states(sa, sb)
+    )
 
 
 def to_jsonable(value: Any) -> Any:
@@ -112,9 +116,17 @@ def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[st
     """The run as JSON Lines: the run, its branches, every checkpoint (with its state
     and journal), oldest first, and the verification result last."""
     run = store.get_run(run_id)
-    yield json.dumps({"type": "run", "run_id": run.run_id, "agent": run.agent, "status": run.status,
-                      "labels": dict(run.labels), "metadata": to_jsonable(run.metadata),
-                      "created_at": run.created_at})
+    yield json.dumps(
+        {
+            "type": "run",
+            "run_id": run.run_id,
+            "agent": run.agent,
+            "status": run.status,
+            "labels": dict(run.labels),
+            "metadata": to_jsonable(run.metadata),
+            "created_at": run.created_at,
+        }
+    )
     seen: dict[str, CheckpointRecord] = {}
     for br in store.list_branches(run_id):
         yield json.dumps({"type": "branch", "name": br.name, "head": br.head, "base": br.base})
@@ -122,16 +134,31 @@ def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[st
             seen.setdefault(c.checkpoint_id, c)
     for c in sorted(seen.values(), key=lambda c: c.seq):
         rec: dict[str, Any] = {
-            "type": "checkpoint", "checkpoint_id": c.checkpoint_id, "seq": c.seq, "branch": c.branch,
-            "parent_id": c.parent_id, "kind": c.kind, "hash": c.hash, "created_at": c.created_at,
+            "type": "checkpoint",
+            "checkpoint_id": c.checkpoint_id,
+            "seq": c.seq,
+            "branch": c.branch,
+            "parent_id": c.parent_id,
+            "kind": c.kind,
+            "hash": c.hash,
+            "created_at": c.created_at,
             "metadata": to_jsonable(c.metadata),
-            "journal": [{"seq": j.seq, "kind": j.kind, "data": to_jsonable(j.data), "hash": j.hash,
-                         "created_at": j.created_at} for j in store.list_journal(run_id, checkpoint_id=c.checkpoint_id)],
+            "journal": [
+                {"seq": j.seq, "kind": j.kind, "data": to_jsonable(j.data), "hash": j.hash, "created_at": j.created_at}
+                for j in store.list_journal(run_id, checkpoint_id=c.checkpoint_id)
+            ],
         }
         if states:
             rec["state"] = to_jsonable(store.load_state(run_id, c.checkpoint_id))
         yield json.dumps(rec)
     report = store.verify(run_id)
-    yield json.dumps({"type": "verify", "ok": report.ok, "checkpoints": report.checkpoints, "blobs": report.blobs,
-                      "journal_entries": report.journal_entries,
-                      "problems": [{"kind": p.kind, "id": p.ident, "message": p.message} for p in report.problems]})
+    yield json.dumps(
+        {
+            "type": "verify",
+            "ok": report.ok,
+            "checkpoints": report.checkpoints,
+            "blobs": report.blobs,
+            "journal_entries": report.journal_entries,
+            "problems": [{"kind": p.kind, "id": p.ident, "message": p.message} for p in report.problems],
+        }
+    )

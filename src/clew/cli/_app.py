@@ -31,8 +31,9 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.ClewError, 1),
 ]
 
-StoreOpt = Annotated[str | None, typer.Option("--store", "-s", envvar="CLEW_STORE",
-                                              help="Store URL (default sqlite:///clew.db).")]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", "-s", envvar="CLEW_STORE", help="Store URL (default sqlite:///clew.db).")
+]
 DbOpt = Annotated[str | None, typer.Option("--db", help="A SQLite file (shortcut for --store sqlite:///PATH).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -50,8 +51,10 @@ def _emit(data: Any) -> None:
 @app.command()
 def demo() -> None:
     """Run the support-agent demo: a crash, a resume, a review and a fork, on SQLite."""
-    candidates = [Path.cwd() / "examples" / "support_agent.py",
-                  Path(__file__).resolve().parents[3] / "examples" / "support_agent.py"]
+    candidates = [
+        Path.cwd() / "examples" / "support_agent.py",
+        Path(__file__).resolve().parents[3] / "examples" / "support_agent.py",
+    ]
     script = next((p for p in candidates if p.exists()), None)
     if script is None:
         raise errors.ConfigError("examples/support_agent.py not found: run `clew demo` from a clew source checkout")
@@ -60,14 +63,31 @@ def demo() -> None:
 
 
 @app.command()
-def runs(store: StoreOpt = None, db: DbOpt = None, status: Annotated[str | None, typer.Option()] = None,
-         agent: Annotated[str | None, typer.Option()] = None, limit: int = 50, as_json: JsonOpt = False) -> None:
+def runs(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    agent: Annotated[str | None, typer.Option()] = None,
+    limit: int = 50,
+    as_json: JsonOpt = False,
+) -> None:
     """List runs, newest first."""
     with _open(store, db) as s:
         page = s.list_runs(status=status, agent=agent, limit=limit)
     if as_json:
-        _emit([{"run_id": r.run_id, "agent": r.agent, "status": r.status, "labels": r.labels,
-                "created_at": r.created_at, "updated_at": r.updated_at} for r in page.items])
+        _emit(
+            [
+                {
+                    "run_id": r.run_id,
+                    "agent": r.agent,
+                    "status": r.status,
+                    "labels": r.labels,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                }
+                for r in page.items
+            ]
+        )
         return
     table = Table("run", "agent", "status", "updated")
     for r in page.items:
@@ -76,25 +96,50 @@ def runs(store: StoreOpt = None, db: DbOpt = None, status: Annotated[str | None,
 
 
 @app.command()
-def history(run_id: str, store: StoreOpt = None, db: DbOpt = None, branch: str = "main",
-            as_json: JsonOpt = False) -> None:
+def history(
+    run_id: str, store: StoreOpt = None, db: DbOpt = None, branch: str = "main", as_json: JsonOpt = False
+) -> None:
     """A branch's checkpoints, newest first."""
     with _open(store, db) as s:
         page = s.list_checkpoints(run_id, branch=branch, limit=1000)
     if as_json:
-        _emit([{"checkpoint_id": c.checkpoint_id, "seq": c.seq, "branch": c.branch, "kind": c.kind,
-                "parent_id": c.parent_id, "metadata": c.metadata, "hash": c.hash} for c in page.items])
+        _emit(
+            [
+                {
+                    "checkpoint_id": c.checkpoint_id,
+                    "seq": c.seq,
+                    "branch": c.branch,
+                    "kind": c.kind,
+                    "parent_id": c.parent_id,
+                    "metadata": c.metadata,
+                    "hash": c.hash,
+                }
+                for c in page.items
+            ]
+        )
         return
     table = Table("seq", "checkpoint", "branch", "kind", "step", "next", title=f"{run_id} @ {branch}")
     for c in page.items:
-        table.add_row(str(c.seq), c.checkpoint_id, c.branch, c.kind, str(c.metadata.get("step") or ""),
-                      str(c.metadata.get("next") or ""))
+        table.add_row(
+            str(c.seq),
+            c.checkpoint_id,
+            c.branch,
+            c.kind,
+            str(c.metadata.get("step") or ""),
+            str(c.metadata.get("next") or ""),
+        )
     out.print(table)
 
 
 @app.command()
-def show(run_id: str, checkpoint_id: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
-         db: DbOpt = None, branch: str = "main", as_json: JsonOpt = False) -> None:
+def show(
+    run_id: str,
+    checkpoint_id: Annotated[str | None, typer.Argument()] = None,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    branch: str = "main",
+    as_json: JsonOpt = False,
+) -> None:
     """The state at a checkpoint (the branch head by default) and its journal."""
     with _open(store, db) as s:
         cid = checkpoint_id or s.get_branch(run_id, branch).head
@@ -103,8 +148,13 @@ def show(run_id: str, checkpoint_id: Annotated[str | None, typer.Argument()] = N
         c = s.get_checkpoint(run_id, cid)
         state = s.load_state(run_id, cid)
         journal = s.list_journal(run_id, checkpoint_id=cid)
-    data = {"checkpoint_id": c.checkpoint_id, "kind": c.kind, "metadata": c.metadata, "state": state,
-            "journal": [{"seq": j.seq, "kind": j.kind, "data": j.data} for j in journal]}
+    data = {
+        "checkpoint_id": c.checkpoint_id,
+        "kind": c.kind,
+        "metadata": c.metadata,
+        "state": state,
+        "journal": [{"seq": j.seq, "kind": j.kind, "data": j.data} for j in journal],
+    }
     if as_json:
         _emit(data)
         return
@@ -120,8 +170,7 @@ def compare(run_id: str, a: str, b: str, store: StoreOpt = None, db: DbOpt = Non
     with _open(store, db) as s:
         cmp = compare_branches(s, run_id, a, b)
     if as_json:
-        _emit({"fork_point": cmp.fork_point, "diffs": [{"field": d.field, a: d.before, b: d.after}
-                                                       for d in cmp.diffs]})
+        _emit({"fork_point": cmp.fork_point, "diffs": [{"field": d.field, a: d.before, b: d.after} for d in cmp.diffs]})
         return
     table = Table("field", a, b, title=f"{run_id}: {a} vs {b} (fork point {cmp.fork_point})")
     for d in cmp.diffs:
@@ -135,12 +184,20 @@ def verify(run_id: str, store: StoreOpt = None, db: DbOpt = None, as_json: JsonO
     with _open(store, db) as s:
         report = s.verify(run_id)
     if as_json:
-        _emit({"ok": report.ok, "checkpoints": report.checkpoints, "blobs": report.blobs,
-               "journal_entries": report.journal_entries,
-               "problems": [{"kind": p.kind, "id": p.ident, "message": p.message} for p in report.problems]})
+        _emit(
+            {
+                "ok": report.ok,
+                "checkpoints": report.checkpoints,
+                "blobs": report.blobs,
+                "journal_entries": report.journal_entries,
+                "problems": [{"kind": p.kind, "id": p.ident, "message": p.message} for p in report.problems],
+            }
+        )
     else:
-        out.print(f"{run_id}: {'OK' if report.ok else 'FAILED'} ({report.checkpoints} checkpoints, "
-                  f"{report.blobs} blobs, {report.journal_entries} journal entries)")
+        out.print(
+            f"{run_id}: {'OK' if report.ok else 'FAILED'} ({report.checkpoints} checkpoints, "
+            f"{report.blobs} blobs, {report.journal_entries} journal entries)"
+        )
         for p in report.problems:
             out.print(f"  {p.kind} {p.ident}: {p.message}")
     if not report.ok:
@@ -148,8 +205,12 @@ def verify(run_id: str, store: StoreOpt = None, db: DbOpt = None, as_json: JsonO
 
 
 @app.command()
-def export(run_id: str, store: StoreOpt = None, db: DbOpt = None,
-           no_states: Annotated[bool, typer.Option("--no-states", help="Leave states out.")] = False) -> None:
+def export(
+    run_id: str,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    no_states: Annotated[bool, typer.Option("--no-states", help="Leave states out.")] = False,
+) -> None:
     """The run's audit trail as JSON Lines on stdout."""
     with _open(store, db) as s:
         for line in export_run(s, run_id, states=not no_states):

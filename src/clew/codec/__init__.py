@@ -43,9 +43,7 @@ class Codec:
     ) -> None:
         self.allow_pickle = allow_pickle
         self._decoder = Decoder(allow_pickle=allow_pickle)
-        self._envelope = Envelope(
-            compress_threshold=compress_threshold, level=zstd_level, max_size=max_blob_size
-        )
+        self._envelope = Envelope(compress_threshold=compress_threshold, level=zstd_level, max_size=max_blob_size)
 
     def dumps(self, value: Any, path: str = "value") -> tuple[bytes, bool]:
         """Canonical plaintext bytes of ``value`` and whether pickle was used.

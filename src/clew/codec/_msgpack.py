@@ -96,9 +96,7 @@ class Encoder:
         return ormsgpack.packb(self._prepare(value, path), option=_OPTS)
 
     # -- the extension records, shared by both paths ---------------------------
-    def _to_ext(
-        self, value: Any, pack: Callable[[Any, str], bytes], path: str
-    ) -> ormsgpack.Ext | None:
+    def _to_ext(self, value: Any, pack: Callable[[Any, str], bytes], path: str) -> ormsgpack.Ext | None:
         cls = type(value)
         if cls is tuple:
             return ormsgpack.Ext(t.EXT_TUPLE, pack(list(value), path))
@@ -107,9 +105,7 @@ class Encoder:
             code = t.EXT_SET if cls is set else t.EXT_FROZENSET
             return ormsgpack.Ext(code, ormsgpack.packb(items))
         if cls is dict:
-            pairs = sorted(
-                [pack(k, f"{path}<key>"), pack(v, f"{path}[{k!r}]")] for k, v in value.items()
-            )
+            pairs = sorted([pack(k, f"{path}<key>"), pack(v, f"{path}[{k!r}]")] for k, v in value.items())
             return ormsgpack.Ext(t.EXT_DICT, ormsgpack.packb(pairs))
         scalar = t.scalar_to_ext(value)
         if scalar is not None:
@@ -212,7 +208,7 @@ class Decoder:
         if code == t.EXT_DATACLASS:
             cls = t.resolve_class(data[0], "dataclass")
             t.check_kind(cls, data[0], "dataclass")
-            obj = object.__new__(cls)
+            obj: Any = object.__new__(cls)
             for name, value in self._fields(data[1]).items():
                 object.__setattr__(obj, name, value)
             return obj

@@ -178,7 +178,7 @@ def scalar_to_ext(value: object) -> tuple[int, Any] | None:
 def _tz_data(tz: dt.tzinfo | None) -> Any:
     if tz is None:
         return None
-    if tz is dt.timezone.utc:
+    if tz is dt.UTC:
         return "UTC"
     key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo
     if isinstance(key, str):
@@ -194,7 +194,7 @@ def _tz_from(data: Any) -> dt.tzinfo | None:
     if data is None:
         return None
     if data == "UTC":
-        return dt.timezone.utc
+        return dt.UTC
     if data[0] == "zone":
         import zoneinfo
 

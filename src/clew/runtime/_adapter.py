@@ -20,9 +20,12 @@ class StateAdapter(Generic[S]):
         self.type = state_type
         self.ephemeral = frozenset(ephemeral)
         self.kind = (
-            "pydantic" if isinstance(state_type, type) and issubclass(state_type, pydantic.BaseModel)
-            else "dataclass" if dataclasses.is_dataclass(state_type)
-            else "dict" if state_type is dict
+            "pydantic"
+            if isinstance(state_type, type) and issubclass(state_type, pydantic.BaseModel)
+            else "dataclass"
+            if dataclasses.is_dataclass(state_type)
+            else "dict"
+            if state_type is dict
             else ""
         )
         if not self.kind:
@@ -54,7 +57,7 @@ class StateAdapter(Generic[S]):
     def to_fields(self, state: S) -> dict[str, Any]:
         """The fields to store: every field but the ephemeral ones."""
         if self.kind == "dict":
-            items = dict(state)  # type: ignore[call-overload]  # a dict
+            items: dict[str, Any] = dict(state)  # type: ignore[call-overload]  # a dict
         elif self.kind == "pydantic":
             items = {name: getattr(state, name) for name in self.type.model_fields}  # type: ignore[attr-defined]
         else:
@@ -80,7 +83,7 @@ class StateAdapter(Generic[S]):
                 object.__setattr__(obj, f.name, f.default_factory())
             else:
                 object.__setattr__(obj, f.name, None)
-        return obj  # type: ignore[no-any-return]
+        return obj
 
     def apply_update(self, state: S, update: Mapping[str, Any]) -> S:
         """A new state with ``update`` applied, validated against the state type.
@@ -104,4 +107,4 @@ class StateAdapter(Generic[S]):
             validated = self._validator.validate_python(values)
         except pydantic.ValidationError as exc:
             raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
-        return validated  # type: ignore[no-any-return]
+        return validated

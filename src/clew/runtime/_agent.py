@@ -66,8 +66,13 @@ class AgentBase(Generic[S]):
         self._start: str | None = None
 
     def step(
-        self, fn: StepFn | None = None, *, name: str | None = None, start: bool = False,
-        retry: Retry | None = None, timeout: float | None = None,
+        self,
+        fn: StepFn | None = None,
+        *,
+        name: str | None = None,
+        start: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Register a step: ``fn(state, ctx) -> next step name | None``.
 
@@ -77,6 +82,7 @@ class AgentBase(Generic[S]):
             retry: how to retry the whole step when it raises.
             timeout: seconds an ``async def`` step may take per try.
         """
+
         def register(f: StepFn) -> StepFn:
             step_name = name or f.__name__
             if step_name in self._steps:
@@ -91,8 +97,11 @@ class AgentBase(Generic[S]):
         return register(fn) if fn is not None else register
 
     def _meta(self) -> dict[str, Any]:
-        return {"code_version": self.version, "schema_version": self.schema_version,
-                "state_type": self._adapter.type_name}
+        return {
+            "code_version": self.version,
+            "schema_version": self.schema_version,
+            "state_type": self._adapter.type_name,
+        }
 
     # -- programs shared by the sync and async APIs ----------------------------
     def _begin(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
@@ -100,20 +109,38 @@ class AgentBase(Generic[S]):
             raise ConfigError(f"agent {self.name!r} has no start step: mark one with @agent.step(start=True)")
         self._adapter.check(state)
         fields = self._adapter.to_fields(state)
-        run = yield store("create_run", run_id=run_id, agent=self.name, labels=labels, metadata={"branch": "main"},
-                          lease_owner=self.worker_id, lease_ttl=self.lease_ttl)
+        run = yield store(
+            "create_run",
+            run_id=run_id,
+            agent=self.name,
+            labels=labels,
+            metadata={"branch": "main"},
+            lease_owner=self.worker_id,
+            lease_ttl=self.lease_ttl,
+        )
         try:
-            yield store("commit", run_id=run.run_id, parent=None, state=fields, kind="start",
-                        metadata={**self._meta(), "next": self._start})
+            yield store(
+                "commit",
+                run_id=run.run_id,
+                parent=None,
+                state=fields,
+                kind="start",
+                metadata={**self._meta(), "next": self._start},
+            )
         except BaseException as exc:
-            yield store("update_run", run_id=run.run_id, status="failed",
-                        metadata={"branch": "main", "error": {"type": type(exc).__name__, "message": str(exc)}})
+            yield store(
+                "update_run",
+                run_id=run.run_id,
+                status="failed",
+                metadata={"branch": "main", "error": {"type": type(exc).__name__, "message": str(exc)}},
+            )
             yield store("release_lease", run_id=run.run_id, owner=self.worker_id)
             raise
         return run.run_id
 
-    def _edit(self, run_id: str, update: Mapping[str, Any], actor: str | None, reason: str | None,
-              branch: str | None) -> Program:
+    def _edit(
+        self, run_id: str, update: Mapping[str, Any], actor: str | None, reason: str | None, branch: str | None
+    ) -> Program:
         run = yield store("get_run", run_id=run_id)
         if run.status != "paused":
             raise RunStatusError(f"run {run_id!r} is {run.status}; only a paused run can be edited (fork instead)")
@@ -127,18 +154,32 @@ class AgentBase(Generic[S]):
             keep = {k: head.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in head.metadata}
             if head.kind not in PAUSE_KINDS:
                 keep["exec"] = head.checkpoint_id
-            ckpt = yield store("commit", run_id=run_id, branch=branch, parent=head.checkpoint_id,
-                               state=self._adapter.to_fields(new), kind="edit",
-                               metadata={**self._meta(), **keep, "actor": actor, "reason": reason},
-                               journal=[("edit", {"actor": actor, "reason": reason, "fields": sorted(update)})])
+            ckpt = yield store(
+                "commit",
+                run_id=run_id,
+                branch=branch,
+                parent=head.checkpoint_id,
+                state=self._adapter.to_fields(new),
+                kind="edit",
+                metadata={**self._meta(), **keep, "actor": actor, "reason": reason},
+                journal=[("edit", {"actor": actor, "reason": reason, "fields": sorted(update)})],
+            )
         finally:
             yield store("release_lease", run_id=run_id, owner=self.worker_id)
         return ckpt
 
-    def _fork(self, checkpoint_id: str, branch: str, update: Mapping[str, Any] | None, actor: str | None,
-              reason: str | None, run_id: str | None) -> Program:
+    def _fork(
+        self,
+        checkpoint_id: str,
+        branch: str,
+        update: Mapping[str, Any] | None,
+        actor: str | None,
+        reason: str | None,
+        run_id: str | None,
+    ) -> Program:
         src: CheckpointRecord = (
-            (yield store("get_checkpoint", run_id=run_id, checkpoint_id=checkpoint_id)) if run_id
+            (yield store("get_checkpoint", run_id=run_id, checkpoint_id=checkpoint_id))
+            if run_id
             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
         )
         run_id = src.run_id
@@ -152,14 +193,25 @@ class AgentBase(Generic[S]):
         kind = "fork"
         if src.kind in PAUSE_KINDS:
             kind = "edit"  # still paused at the same question, on the new branch
-        yield store("commit", run_id=run_id, branch=branch, parent=checkpoint_id,
-                    state=self._adapter.to_fields(state), kind=kind,
-                    metadata={**self._meta(), **keep, "forked_from": checkpoint_id, "actor": actor, "reason": reason},
-                    journal=[("fork", {"from": checkpoint_id, "actor": actor, "reason": reason,
-                                       "fields": sorted(update or {})})])
+        yield store(
+            "commit",
+            run_id=run_id,
+            branch=branch,
+            parent=checkpoint_id,
+            state=self._adapter.to_fields(state),
+            kind=kind,
+            metadata={**self._meta(), **keep, "forked_from": checkpoint_id, "actor": actor, "reason": reason},
+            journal=[
+                ("fork", {"from": checkpoint_id, "actor": actor, "reason": reason, "fields": sorted(update or {})})
+            ],
+        )
         run = yield store("get_run", run_id=run_id)
-        yield store("update_run", run_id=run_id, status="paused" if kind == "edit" else "running",
-                    metadata={**run.metadata, "branch": branch})
+        yield store(
+            "update_run",
+            run_id=run_id,
+            status="paused" if kind == "edit" else "running",
+            metadata={**run.metadata, "branch": branch},
+        )
         return run_id
 
     def _history(self, run_id: str, branch: str) -> Program:
@@ -173,8 +225,11 @@ class AgentBase(Generic[S]):
                 return out
 
     def _state_at(self, checkpoint_id: str, run_id: str | None, ephemeral: Mapping[str, Any] | None) -> Program:
-        c = ((yield store("get_checkpoint", run_id=run_id, checkpoint_id=checkpoint_id)) if run_id
-             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id)))
+        c = (
+            (yield store("get_checkpoint", run_id=run_id, checkpoint_id=checkpoint_id))
+            if run_id
+            else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
+        )
         fields = yield store("load_state", run_id=c.run_id, checkpoint_id=checkpoint_id)
         return self._adapter.from_fields(fields, ephemeral)
 
@@ -214,11 +269,12 @@ class Agent(AgentBase[S]):
     def _heartbeat(self, run_id: str) -> Iterator[None]:
         stop = threading.Event()
         st = self.store
+        assert isinstance(st, Store)
 
         def beat() -> None:
             while not stop.wait(self.lease_ttl / 3):
                 try:
-                    st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)  # type: ignore[union-attr]
+                    st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)
                 except LeaseError:
                     return  # taken over: our next commit will conflict and stop
                 except Exception:  # noqa: S112 - a missed beat is retried at the next
@@ -235,8 +291,17 @@ class Agent(AgentBase[S]):
     def _run_sync(self, run_id: str, branch: str, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         try:
             with self._heartbeat(run_id):
-                return self._sync(_engine.execute(self, run_id, branch, ephemeral=ephemeral,
-                                                  runner_for=lambda fn: sync_runner(self.store), is_async=False))
+                result: Run[S] = self._sync(
+                    _engine.execute(
+                        self,
+                        run_id,
+                        branch,
+                        ephemeral=ephemeral,
+                        runner_for=lambda fn: sync_runner(self.store),
+                        is_async=False,
+                    )
+                )
+                return result
         finally:
             self._sync(self._finish(run_id))
 
@@ -250,8 +315,15 @@ class Agent(AgentBase[S]):
         rid = self._sync(self._begin(state, run_id, labels))
         return self._run_sync(rid, "main", self._ephemeral_of(state))
 
-    def resume(self, run_id: str, answer: Any = AgentBase._NO_ANSWER, *, actor: str | None = None,
-               branch: str | None = None, ephemeral: Mapping[str, Any] | None = None) -> Run[S]:
+    def resume(
+        self,
+        run_id: str,
+        answer: Any = AgentBase._NO_ANSWER,
+        *,
+        actor: str | None = None,
+        branch: str | None = None,
+        ephemeral: Mapping[str, Any] | None = None,
+    ) -> Run[S]:
         """Continue a paused run with ``answer``, or a failed or interrupted one.
 
         Raises:
@@ -261,14 +333,30 @@ class Agent(AgentBase[S]):
         b = self._sync(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
         return self._run_sync(run_id, b, ephemeral)
 
-    def edit(self, run_id: str, *, update: Mapping[str, Any], actor: str | None = None, reason: str | None = None,
-             branch: str | None = None) -> CheckpointRecord:
+    def edit(
+        self,
+        run_id: str,
+        *,
+        update: Mapping[str, Any],
+        actor: str | None = None,
+        reason: str | None = None,
+        branch: str | None = None,
+    ) -> CheckpointRecord:
         """Change a paused run's state; records an ``edit`` checkpoint with actor and reason."""
         return self._sync(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
 
-    def fork(self, checkpoint_id: str, *, branch: str, update: Mapping[str, Any] | None = None,
-             actor: str | None = None, reason: str | None = None, run: bool = True,
-             run_id: str | None = None, ephemeral: Mapping[str, Any] | None = None) -> Run[S] | str:
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        run: bool = True,
+        run_id: str | None = None,
+        ephemeral: Mapping[str, Any] | None = None,
+    ) -> Run[S] | str:
         """Start branch ``branch`` at a checkpoint, optionally with an edited state.
 
         With ``run=True`` (the default) the branch is executed and its :class:`Run`
@@ -290,8 +378,9 @@ class Agent(AgentBase[S]):
         """A branch's checkpoints, newest first (metadata only)."""
         return self._sync(self._history(run_id, branch))  # type: ignore[no-any-return]
 
-    def state_at(self, checkpoint_id: str, *, run_id: str | None = None,
-                 ephemeral: Mapping[str, Any] | None = None) -> S:
+    def state_at(
+        self, checkpoint_id: str, *, run_id: str | None = None, ephemeral: Mapping[str, Any] | None = None
+    ) -> S:
         """The state as it was at a checkpoint."""
         return self._sync(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 
@@ -309,8 +398,11 @@ class Agent(AgentBase[S]):
         return results
 
     def _ephemeral_of(self, state: S) -> dict[str, Any]:
-        return {k: (state[k] if isinstance(state, dict) else getattr(state, k)) for k in self._adapter.ephemeral
-                if (k in state if isinstance(state, dict) else hasattr(state, k))}
+        return {
+            k: (state[k] if isinstance(state, dict) else getattr(state, k))
+            for k in self._adapter.ephemeral
+            if (k in state if isinstance(state, dict) else hasattr(state, k))
+        }
 
     # -- async -----------------------------------------------------------------
     async def _async(self, program: Program) -> Any:
@@ -321,12 +413,13 @@ class Agent(AgentBase[S]):
     @contextlib.asynccontextmanager
     async def _aheartbeat(self, run_id: str) -> AsyncIterator[None]:
         st = self.store
+        assert isinstance(st, AsyncStore)
 
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.lease_ttl / 3)
                 try:
-                    await st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)  # type: ignore[misc]
+                    await st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)
                 except LeaseError:
                     return
                 except Exception:  # noqa: S112 - a missed beat is retried at the next
@@ -350,31 +443,55 @@ class Agent(AgentBase[S]):
 
         try:
             async with self._aheartbeat(run_id):
-                return await self._async(_engine.execute(self, run_id, branch, ephemeral=ephemeral,  # type: ignore[no-any-return]
-                                                         runner_for=runner_for, is_async=True))
+                result: Run[S] = await self._async(
+                    _engine.execute(self, run_id, branch, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
+                )
+                return result
         finally:
             await self._async(self._finish(run_id))
 
-    async def astart(self, state: S, *, run_id: str | None = None,
-                     labels: Mapping[str, str] | None = None) -> Run[S]:
+    async def astart(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
         """The async twin of :meth:`start`."""
         rid = await self._async(self._begin(state, run_id, labels))
         return await self._arun(rid, "main", self._ephemeral_of(state))
 
-    async def aresume(self, run_id: str, answer: Any = AgentBase._NO_ANSWER, *, actor: str | None = None,
-                      branch: str | None = None, ephemeral: Mapping[str, Any] | None = None) -> Run[S]:
+    async def aresume(
+        self,
+        run_id: str,
+        answer: Any = AgentBase._NO_ANSWER,
+        *,
+        actor: str | None = None,
+        branch: str | None = None,
+        ephemeral: Mapping[str, Any] | None = None,
+    ) -> Run[S]:
         """The async twin of :meth:`resume`."""
         b = await self._async(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
         return await self._arun(run_id, b, ephemeral)
 
-    async def aedit(self, run_id: str, *, update: Mapping[str, Any], actor: str | None = None,
-                    reason: str | None = None, branch: str | None = None) -> CheckpointRecord:
+    async def aedit(
+        self,
+        run_id: str,
+        *,
+        update: Mapping[str, Any],
+        actor: str | None = None,
+        reason: str | None = None,
+        branch: str | None = None,
+    ) -> CheckpointRecord:
         """The async twin of :meth:`edit`."""
         return await self._async(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
 
-    async def afork(self, checkpoint_id: str, *, branch: str, update: Mapping[str, Any] | None = None,
-                    actor: str | None = None, reason: str | None = None, run: bool = True,
-                    run_id: str | None = None, ephemeral: Mapping[str, Any] | None = None) -> Run[S] | str:
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        run: bool = True,
+        run_id: str | None = None,
+        ephemeral: Mapping[str, Any] | None = None,
+    ) -> Run[S] | str:
         """The async twin of :meth:`fork`."""
         rid = await self._async(self._fork(checkpoint_id, branch, update, actor, reason, run_id))
         if not run:
@@ -386,8 +503,9 @@ class Agent(AgentBase[S]):
         """The async twin of :meth:`history`."""
         return await self._async(self._history(run_id, branch))  # type: ignore[no-any-return]
 
-    async def astate_at(self, checkpoint_id: str, *, run_id: str | None = None,
-                        ephemeral: Mapping[str, Any] | None = None) -> S:
+    async def astate_at(
+        self, checkpoint_id: str, *, run_id: str | None = None, ephemeral: Mapping[str, Any] | None = None
+    ) -> S:
         """The async twin of :meth:`state_at`."""
         return await self._async(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 

@@ -86,7 +86,7 @@ class Ledger:
         return ledger
 
 
-class Interrupted(Exception):  # noqa: N818 - control flow, never escapes the runtime
+class Interrupted(Exception):
     """Raised inside a step to pause the run; carried to the engine."""
 
     def __init__(self, payload: Any, index: int, call: str | None = None) -> None:
@@ -181,13 +181,25 @@ class Context:
         return self._runner(program)
 
     def _journal(self, kind: str, data: dict[str, Any]) -> StoreCall:
-        return StoreCall("append_journal", {
-            "run_id": self.run_id, "branch": self.branch, "entries": [(kind, {"exec": self._ledger.exec_id, **data})],
-        })
+        return StoreCall(
+            "append_journal",
+            {
+                "run_id": self.run_id,
+                "branch": self.branch,
+                "entries": [(kind, {"exec": self._ledger.exec_id, **data})],
+            },
+        )
 
     def _call(
-        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        idempotent: bool, retry: Retry, timeout: float | None, reconcile: Callable[[CallInfo], Any] | None,
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotent: bool,
+        retry: Retry,
+        timeout: float | None,
+        reconcile: Callable[[CallInfo], Any] | None,
     ) -> Program:
         n = self._seen.get(name, 0)
         self._seen[name] = n + 1
@@ -200,31 +212,53 @@ class Context:
         if rec is not None and rec.last == "intent":  # the outcome was lost in a crash
             resolution = self._ledger.resolutions.get(key, MISSING)
             if isinstance(resolution, Mapping) and "result" in resolution:
-                yield self._journal("call.outcome", {"key": key, "name": name, "ok": True,
-                                                     "result": resolution["result"], "resolved": True})
+                yield self._journal(
+                    "call.outcome",
+                    {"key": key, "name": name, "ok": True, "result": resolution["result"], "resolved": True},
+                )
                 return resolution["result"]
             if resolution is MISSING and not idempotent:
                 if reconcile is None:
-                    raise Interrupted({"unknown_outcome": {"call": name, "key": key, "idempotency_key": idem,
-                                                           "attempt": rec.attempts}}, -1, call=key)
+                    raise Interrupted(
+                        {
+                            "unknown_outcome": {
+                                "call": name,
+                                "key": key,
+                                "idempotency_key": idem,
+                                "attempt": rec.attempts,
+                            }
+                        },
+                        -1,
+                        call=key,
+                    )
                 info = CallInfo(name, key, idem, args, kwargs)
                 result = yield Invoke(reconcile, (info,))
-                yield self._journal("call.outcome", {"key": key, "name": name, "ok": True, "result": result,
-                                                     "reconciled": True})
+                yield self._journal(
+                    "call.outcome", {"key": key, "name": name, "ok": True, "result": result, "reconciled": True}
+                )
                 return result
         attempt = (rec.attempts if rec is not None else 0) + 1
         while True:
-            yield self._journal("call.intent", {"key": key, "name": name, "attempt": attempt,
-                                                "idempotent": idempotent, "idempotency_key": idem})
+            yield self._journal(
+                "call.intent",
+                {"key": key, "name": name, "attempt": attempt, "idempotent": idempotent, "idempotency_key": idem},
+            )
             started = time.perf_counter()
             self.idempotency_key = idem
             try:
                 result = yield Invoke(fn, args, kwargs, timeout)
             except Exception as exc:
-                yield self._journal("call.outcome", {
-                    "key": key, "name": name, "attempt": attempt, "ok": False, "error": error_record(exc),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                })
+                yield self._journal(
+                    "call.outcome",
+                    {
+                        "key": key,
+                        "name": name,
+                        "attempt": attempt,
+                        "ok": False,
+                        "error": error_record(exc),
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
                 if not retry.retries(exc, attempt):
                     raise
                 yield Sleep(retry.delay(attempt))
@@ -232,10 +266,17 @@ class Context:
                 continue
             finally:
                 self.idempotency_key = None
-            yield self._journal("call.outcome", {
-                "key": key, "name": name, "attempt": attempt, "ok": True, "result": result,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            })
+            yield self._journal(
+                "call.outcome",
+                {
+                    "key": key,
+                    "name": name,
+                    "attempt": attempt,
+                    "ok": True,
+                    "result": result,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
             return result
 
 

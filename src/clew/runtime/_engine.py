@@ -85,8 +85,13 @@ def step_ledger(run_id: str, branch: str, head: CheckpointRecord) -> Program:
 
 
 def execute(
-    agent: AgentBase[S], run_id: str, branch: str, *, ephemeral: Mapping[str, Any] | None,
-    runner_for: Callable[[Callable[..., Any]], Callable[[Program], Any]], is_async: bool,
+    agent: AgentBase[S],
+    run_id: str,
+    branch: str,
+    *,
+    ephemeral: Mapping[str, Any] | None,
+    runner_for: Callable[[Callable[..., Any]], Callable[[Program], Any]],
+    is_async: bool,
 ) -> Program:
     """Run a branch from its head until it completes, pauses or fails."""
     b = yield store("get_branch", run_id=run_id, name=branch)
@@ -108,8 +113,9 @@ def execute(
         ledger: Ledger = yield from step_ledger(run_id, branch, head)
         attempt = ledger.failed_attempts + 1
         while True:
-            ctx = Context(run_id=run_id, branch=branch, step=nxt, attempt=attempt, ledger=ledger,
-                          runner=runner_for(step.fn))
+            ctx = Context(
+                run_id=run_id, branch=branch, step=nxt, attempt=attempt, ledger=ledger, runner=runner_for(step.fn)
+            )
             started = time.perf_counter()
             try:
                 result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
@@ -117,31 +123,67 @@ def execute(
                 # The paused step starts over on resume: keep the state it started from.
                 fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
                 kind = "unknown_outcome" if pause.call else "interrupt"
-                meta = {**agent._meta(), "next": nxt, "exec": ledger.exec_id, "interrupt": pause.payload,
-                        "index": pause.index}
+                meta = {
+                    **agent._meta(),
+                    "next": nxt,
+                    "exec": ledger.exec_id,
+                    "interrupt": pause.payload,
+                    "index": pause.index,
+                }
                 if pause.call:
                     meta["call"] = pause.call
-                head = yield store("commit", run_id=run_id, branch=branch, parent=head.checkpoint_id,
-                                   state=fields, kind=kind, status="paused", metadata=meta,
-                                   journal=[(kind, {"exec": ledger.exec_id, "index": pause.index,
-                                                    "payload": pause.payload})])
-                return Run(run_id, "paused", branch, head.checkpoint_id,
-                           agent._adapter.from_fields(fields, ephemeral), interrupt=pause.payload)
+                head = yield store(
+                    "commit",
+                    run_id=run_id,
+                    branch=branch,
+                    parent=head.checkpoint_id,
+                    state=fields,
+                    kind=kind,
+                    status="paused",
+                    metadata=meta,
+                    journal=[(kind, {"exec": ledger.exec_id, "index": pause.index, "payload": pause.payload})],
+                )
+                return Run(
+                    run_id,
+                    "paused",
+                    branch,
+                    head.checkpoint_id,
+                    agent._adapter.from_fields(fields, ephemeral),
+                    interrupt=pause.payload,
+                )
             except ClewError:
                 raise
             except Exception as exc:
                 err = error_record(exc)
-                yield store("append_journal", run_id=run_id, branch=branch, entries=[("step.error", {
-                    "exec": ledger.exec_id, "step": nxt, "attempt": attempt, "error": err,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)})])
+                yield store(
+                    "append_journal",
+                    run_id=run_id,
+                    branch=branch,
+                    entries=[
+                        (
+                            "step.error",
+                            {
+                                "exec": ledger.exec_id,
+                                "step": nxt,
+                                "attempt": attempt,
+                                "error": err,
+                                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                            },
+                        )
+                    ],
+                )
                 fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
                 state = agent._adapter.from_fields(fields, ephemeral)
                 if step.retry.retries(exc, attempt):
                     yield Sleep(step.retry.delay(attempt))
                     attempt += 1
                     continue
-                yield store("update_run", run_id=run_id, status="failed",
-                            metadata={"branch": branch, "error": {**err, "step": nxt, "attempts": attempt}})
+                yield store(
+                    "update_run",
+                    run_id=run_id,
+                    status="failed",
+                    metadata={"branch": branch, "error": {**err, "step": nxt, "attempts": attempt}},
+                )
                 return Run(run_id, "failed", branch, head.checkpoint_id, state, error=err)
             break
         if result is not None and (not isinstance(result, str) or result not in agent._steps):
@@ -149,23 +191,40 @@ def execute(
                 f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
                 f"({sorted(agent._steps)}) or None to end the run"
             )
-        meta = {**agent._meta(), "step": nxt, "next": result, "attempts": attempt,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+        meta = {
+            **agent._meta(),
+            "step": nxt,
+            "next": result,
+            "attempts": attempt,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
         try:
-            head = yield store("commit", run_id=run_id, branch=branch, parent=head.checkpoint_id,
-                               state=agent._adapter.to_fields(state), kind="step", metadata=meta,
-                               status="completed" if result is None else None)
+            head = yield store(
+                "commit",
+                run_id=run_id,
+                branch=branch,
+                parent=head.checkpoint_id,
+                state=agent._adapter.to_fields(state),
+                kind="step",
+                metadata=meta,
+                status="completed" if result is None else None,
+            )
         except ClewError as exc:
             if type(exc).__name__ == "UnknownTypeError":
-                yield store("update_run", run_id=run_id, status="failed",
-                            metadata={"branch": branch, "error": {**error_record(exc), "step": nxt}})
+                yield store(
+                    "update_run",
+                    run_id=run_id,
+                    status="failed",
+                    metadata={"branch": branch, "error": {**error_record(exc), "step": nxt}},
+                )
             raise
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
 
 
-def prepare_resume(agent: AgentBase[Any], run_id: str, branch: str | None, answer: Any, actor: str | None,
-                   owner: str) -> Program:
+def prepare_resume(
+    agent: AgentBase[Any], run_id: str, branch: str | None, answer: Any, actor: str | None, owner: str
+) -> Program:
     """Check that a run may be resumed, take its lease and record the answer."""
     run = yield store("get_run", run_id=run_id)
     branch = branch or run.metadata.get("branch", "main")
@@ -182,7 +241,9 @@ def prepare_resume(agent: AgentBase[Any], run_id: str, branch: str | None, answe
         entries = []
         if run.status == "paused" and head.kind in PAUSE_KINDS:
             if answer is agent._NO_ANSWER:
-                raise RunStatusError(f"run {run_id!r} is paused at {head.metadata.get('next')!r}: resume it with answer=...")
+                raise RunStatusError(
+                    f"run {run_id!r} is paused at {head.metadata.get('next')!r}: resume it with answer=..."
+                )
             data = {"exec": head.metadata["exec"], "answer": answer, "actor": actor}
             if head.kind == "unknown_outcome" or head.metadata.get("call"):
                 data["call"] = head.metadata["call"]
@@ -190,8 +251,15 @@ def prepare_resume(agent: AgentBase[Any], run_id: str, branch: str | None, answe
                 data["index"] = head.metadata.get("index", 0)
             entries.append(("answer", data))
         if run.status == "failed":
-            entries.append(("step.reset", {"exec": head.checkpoint_id if head.kind not in PAUSE_KINDS
-                                           else head.metadata["exec"], "actor": actor}))
+            entries.append(
+                (
+                    "step.reset",
+                    {
+                        "exec": head.checkpoint_id if head.kind not in PAUSE_KINDS else head.metadata["exec"],
+                        "actor": actor,
+                    },
+                )
+            )
         if entries:
             yield store("append_journal", run_id=run_id, branch=branch, entries=entries)
         yield store("update_run", run_id=run_id, status="running", metadata={**run.metadata, "branch": branch})
@@ -205,8 +273,7 @@ def check_version(agent: AgentBase[Any], head: CheckpointRecord) -> None:
     written = head.metadata.get("code_version")
     if written is None or written == agent.version:
         return
-    msg = (f"run {head.run_id!r} was checkpointed by code version {written!r}; this agent is "
-           f"{agent.version!r}")
+    msg = f"run {head.run_id!r} was checkpointed by code version {written!r}; this agent is {agent.version!r}"
     if agent.on_version_mismatch == "refuse":
         raise CodeVersionError(msg + "; deploy the matching code or set on_version_mismatch='warn'")
     warnings.warn(msg, CodeVersionWarning, stacklevel=4)

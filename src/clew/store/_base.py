@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
 from clew.store import _ops
@@ -26,6 +26,7 @@ from clew.store._records import (
 )
 
 DEFAULT_BRANCH = "main"
+T = TypeVar("T")
 
 
 class _Common:
@@ -54,7 +55,7 @@ class Store(_Common, abc.ABC):
     """
 
     @abc.abstractmethod
-    def _execute(self, op: _ops.Op, *, write: bool) -> Any: ...
+    def _execute(self, op: _ops.Op[T], *, write: bool) -> T: ...
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -91,8 +92,16 @@ class Store(_Common, abc.ABC):
             ConflictError: a run with this id exists.
         """
         return self._execute(
-            _ops.create_run(self._ctx, run_id, agent=agent, labels=labels, metadata=metadata,
-                            status=status, lease_owner=lease_owner, lease_ttl=lease_ttl),
+            _ops.create_run(
+                self._ctx,
+                run_id,
+                agent=agent,
+                labels=labels,
+                metadata=metadata,
+                status=status,
+                lease_owner=lease_owner,
+                lease_ttl=lease_ttl,
+            ),
             write=True,
         )
 
@@ -161,8 +170,18 @@ class Store(_Common, abc.ABC):
             UnknownTypeError: a value in ``state`` cannot be encoded; names its path.
         """
         return self._execute(
-            _ops.commit(self._ctx, run_id, branch=branch, parent=parent, state=state, metadata=metadata,
-                        kind=kind, status=status, journal=journal, checkpoint_id=checkpoint_id),
+            _ops.commit(
+                self._ctx,
+                run_id,
+                branch=branch,
+                parent=parent,
+                state=state,
+                metadata=metadata,
+                kind=kind,
+                status=status,
+                journal=journal,
+                checkpoint_id=checkpoint_id,
+            ),
             write=True,
         )
 
@@ -264,7 +283,7 @@ class AsyncStore(_Common, abc.ABC):
     """The async twin of :class:`Store`: the same methods, awaited."""
 
     @abc.abstractmethod
-    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any: ...
+    async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T: ...
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -280,7 +299,9 @@ class AsyncStore(_Common, abc.ABC):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def create_run(
@@ -296,8 +317,16 @@ class AsyncStore(_Common, abc.ABC):
     ) -> RunRecord:
         """See :meth:`Store.create_run`."""
         return await self._aexecute(
-            _ops.create_run(self._ctx, run_id, agent=agent, labels=labels, metadata=metadata,
-                            status=status, lease_owner=lease_owner, lease_ttl=lease_ttl),
+            _ops.create_run(
+                self._ctx,
+                run_id,
+                agent=agent,
+                labels=labels,
+                metadata=metadata,
+                status=status,
+                lease_owner=lease_owner,
+                lease_ttl=lease_ttl,
+            ),
             write=True,
         )
 
@@ -345,8 +374,18 @@ class AsyncStore(_Common, abc.ABC):
     ) -> CheckpointRecord:
         """See :meth:`Store.commit`."""
         return await self._aexecute(
-            _ops.commit(self._ctx, run_id, branch=branch, parent=parent, state=state, metadata=metadata,
-                        kind=kind, status=status, journal=journal, checkpoint_id=checkpoint_id),
+            _ops.commit(
+                self._ctx,
+                run_id,
+                branch=branch,
+                parent=parent,
+                state=state,
+                metadata=metadata,
+                kind=kind,
+                status=status,
+                journal=journal,
+                checkpoint_id=checkpoint_id,
+            ),
             write=True,
         )
 
@@ -388,9 +427,7 @@ class AsyncStore(_Common, abc.ABC):
         self, run_id: str, entries: Sequence[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH
     ) -> list[JournalEntry]:
         """See :meth:`Store.append_journal`."""
-        return await self._aexecute(
-            _ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True
-        )
+        return await self._aexecute(_ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True)
 
     async def list_journal(
         self, run_id: str, *, checkpoint_id: str | None = None, pending_on: str | None = None
@@ -425,21 +462,23 @@ class AsyncStore(_Common, abc.ABC):
         return await self._aexecute(_ops.verify(self._ctx, run_id), write=False)
 
 
-def drive(op: _ops.Op, execute: Any) -> Any:
+def drive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation synchronously, ``execute(q)`` answering each query."""
     try:
         q = next(op)
         while True:
             q = op.send(execute(q))
     except StopIteration as stop:
-        return stop.value
+        result: T = stop.value
+        return result
 
 
-async def adrive(op: _ops.Op, execute: Any) -> Any:
+async def adrive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation, ``await execute(q)`` answering each query."""
     try:
         q = next(op)
         while True:
             q = op.send(await execute(q))
     except StopIteration as stop:
-        return stop.value
+        result: T = stop.value
+        return result

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import ormsgpack
 
@@ -48,7 +48,9 @@ class Q:
     mode: Mode
 
 
-Op = Generator[Q, Any, Any]
+T = TypeVar("T")
+Op = Generator[Q, Any, T]
+"""An operation: yields queries, receives their results, returns a ``T``."""
 
 
 class Context:
@@ -103,11 +105,19 @@ def _pack(value: Any) -> bytes:
 
 
 def checkpoint_hash(
-    parent_hash: bytes, checkpoint_id: str, branch: str, kind: str,
-    manifest: bytes, meta: bytes, created_at: float, journal_hashes: Sequence[bytes],
+    parent_hash: bytes,
+    checkpoint_id: str,
+    branch: str,
+    kind: str,
+    manifest: bytes,
+    meta: bytes,
+    created_at: float,
+    journal_hashes: Sequence[bytes],
 ) -> bytes:
     """The hash sealing a checkpoint: its parent's hash, content and journal."""
-    body = _pack(["clew/ckpt/1", parent_hash, checkpoint_id, branch, kind, manifest, meta, created_at, list(journal_hashes)])
+    body = _pack(
+        ["clew/ckpt/1", parent_hash, checkpoint_id, branch, kind, manifest, meta, created_at, list(journal_hashes)]
+    )
     return hashlib.blake2b(body, digest_size=HASH_SIZE).digest()
 
 
@@ -118,30 +128,49 @@ def journal_hash(seq: int, branch: str, kind: str, plain: bytes, created_at: flo
 
 # -- row mapping ---------------------------------------------------------------
 
+
 def _labels(raw: Any) -> dict[str, str]:
     return dict(json.loads(raw) if isinstance(raw, str | bytes) else raw)
 
 
 def _run(ctx: Context, row: Sequence[Any]) -> RunRecord:
     return RunRecord(
-        run_id=row[0], agent=row[1], status=row[2], labels=_labels(row[3]),
-        metadata=ctx.codec.decode(bytes(row[4])), created_at=row[5], updated_at=row[6],
-        lease_owner=row[7], lease_expires_at=row[8],
+        run_id=row[0],
+        agent=row[1],
+        status=row[2],
+        labels=_labels(row[3]),
+        metadata=ctx.codec.decode(bytes(row[4])),
+        created_at=row[5],
+        updated_at=row[6],
+        lease_owner=row[7],
+        lease_expires_at=row[8],
     )
 
 
 def _checkpoint(ctx: Context, run_id: str, row: Sequence[Any]) -> CheckpointRecord:
     return CheckpointRecord(
-        run_id=run_id, checkpoint_id=row[0], seq=row[1], branch=row[2], parent_id=row[3],
-        kind=row[4], metadata=ctx.codec.decode(bytes(row[5])), hash=bytes(row[6]).hex(),
+        run_id=run_id,
+        checkpoint_id=row[0],
+        seq=row[1],
+        branch=row[2],
+        parent_id=row[3],
+        kind=row[4],
+        metadata=ctx.codec.decode(bytes(row[5])),
+        hash=bytes(row[6]).hex(),
         created_at=row[7],
     )
 
 
 def _journal(ctx: Context, run_id: str, row: Sequence[Any]) -> JournalEntry:
     return JournalEntry(
-        run_id=run_id, seq=row[0], branch=row[1], checkpoint_id=row[2], kind=row[3],
-        data=ctx.codec.decode(bytes(row[4])), hash=bytes(row[5]).hex(), created_at=row[6],
+        run_id=run_id,
+        seq=row[0],
+        branch=row[1],
+        checkpoint_id=row[2],
+        kind=row[3],
+        data=ctx.codec.decode(bytes(row[4])),
+        hash=bytes(row[5]).hex(),
+        created_at=row[6],
     )
 
 
@@ -150,6 +179,7 @@ def _branch(run_id: str, row: Sequence[Any]) -> BranchRecord:
 
 
 # -- building blocks -----------------------------------------------------------
+
 
 def run_key(ctx: Context, run_id: str) -> Generator[Q, Any, int]:
     row = yield ctx.q("run_key", (run_id,))
@@ -195,7 +225,9 @@ def _manifest(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generat
     return dict(manifest)
 
 
-def _load(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q, Any, tuple[dict[str, Any], _state.StateCache]]:
+def _load(
+    ctx: Context, rk: int, run_id: str, checkpoint_id: str
+) -> Generator[Q, Any, tuple[dict[str, Any], _state.StateCache]]:
     """The state of a checkpoint, and the writer cache that matches it."""
     manifest = yield from _manifest(ctx, rk, run_id, checkpoint_id)
     # Expand list index nodes level by level down to the leaves.
@@ -230,10 +262,14 @@ def _load(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q
             try:
                 joined = _state.join_arrays([plains[a] for a, _, _ in leaves], sum(c for _, c, _ in leaves))
             except ValueError:
-                raise IntegrityError(f"checkpoint {checkpoint_id}: list {name!r} has a leaf that is not a list") from None
+                raise IntegrityError(
+                    f"checkpoint {checkpoint_id}: list {name!r} has a leaf that is not a list"
+                ) from None
             items = ctx.codec.loads(joined)
             if len(items) != entry[1]:
-                raise IntegrityError(f"checkpoint {checkpoint_id}: list {name!r} holds {len(items)} items, manifest says {entry[1]}")
+                raise IntegrityError(
+                    f"checkpoint {checkpoint_id}: list {name!r} holds {len(items)} items, manifest says {entry[1]}"
+                )
             state[name] = items
             fields[name] = _state.ListCache(
                 [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
@@ -242,7 +278,12 @@ def _load(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q
 
 
 def _append_journal_rows(
-    ctx: Context, rk: int, branch: str, entries: Sequence[tuple[str, Any]], checkpoint_id: str | None, now: float,
+    ctx: Context,
+    rk: int,
+    branch: str,
+    entries: Sequence[tuple[str, Any]],
+    checkpoint_id: str | None,
+    now: float,
 ) -> Generator[Q, Any, list[tuple[int, bytes, bytes, str, Any]]]:
     encoded = [(kind, *ctx.codec.dumps(data, f"journal[{kind}]"), data) for kind, data in entries]
     row = yield ctx.q("bump_journal_seq", (len(entries), rk))
@@ -260,32 +301,50 @@ def _append_journal_rows(
 
 # -- the operations ------------------------------------------------------------
 
+
 def create_run(
-    ctx: Context, run_id: str | None, *, agent: str, labels: Mapping[str, str] | None,
-    metadata: Mapping[str, Any] | None, status: str, lease_owner: str | None, lease_ttl: float | None,
-) -> Op:
+    ctx: Context,
+    run_id: str | None,
+    *,
+    agent: str,
+    labels: Mapping[str, str] | None,
+    metadata: Mapping[str, Any] | None,
+    status: str,
+    lease_owner: str | None,
+    lease_ttl: float | None,
+) -> Op[RunRecord]:
     run_id = run_id or new_id()
     now = time.time()
     existing = yield ctx.q("run_key", (run_id,))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already exists")
     expires = now + lease_ttl if lease_owner and lease_ttl else None
-    row = yield ctx.q("insert_run", (
-        run_id, agent, status, json.dumps(dict(labels or {}), sort_keys=True),
-        ctx.codec.encode(dict(metadata or {}), "metadata"), now, now, lease_owner, expires,
-    ))
+    row = yield ctx.q(
+        "insert_run",
+        (
+            run_id,
+            agent,
+            status,
+            json.dumps(dict(labels or {}), sort_keys=True),
+            ctx.codec.encode(dict(metadata or {}), "metadata"),
+            now,
+            now,
+            lease_owner,
+            expires,
+        ),
+    )
     yield ctx.q("insert_branch", (row[0], "main", None, None, now), "rowcount")
     return RunRecord(run_id, agent, status, dict(labels or {}), dict(metadata or {}), now, now, lease_owner, expires)
 
 
-def get_run(ctx: Context, run_id: str) -> Op:
+def get_run(ctx: Context, run_id: str) -> Op[RunRecord]:
     row = yield ctx.q("get_run", (run_id,))
     if row is None:
         raise NotFoundError(f"run {run_id!r} not found")
     return _run(ctx, row)
 
 
-def update_run(ctx: Context, run_id: str, *, status: str | None, metadata: Mapping[str, Any] | None) -> Op:
+def update_run(ctx: Context, run_id: str, *, status: str | None, metadata: Mapping[str, Any] | None) -> Op[RunRecord]:
     rk = yield from run_key(ctx, run_id)
     meta = ctx.codec.encode(dict(metadata), "metadata") if metadata is not None else None
     row = yield ctx.q("update_run", (status, meta, time.time(), rk))
@@ -293,9 +352,14 @@ def update_run(ctx: Context, run_id: str, *, status: str | None, metadata: Mappi
 
 
 def list_runs(
-    ctx: Context, *, status: str | None, agent: str | None, labels: Mapping[str, str] | None,
-    limit: int, cursor: str | None,
-) -> Op:
+    ctx: Context,
+    *,
+    status: str | None,
+    agent: str | None,
+    labels: Mapping[str, str] | None,
+    limit: int,
+    cursor: str | None,
+) -> Op[Page[RunRecord]]:
     ph = "?" if ctx.d.name == "sqlite" else "%s"
     where: list[str] = []
     params: list[Any] = []
@@ -322,10 +386,18 @@ def list_runs(
 
 
 def commit(
-    ctx: Context, run_id: str, *, branch: str, parent: str | None, state: Mapping[str, Any],
-    metadata: Mapping[str, Any] | None, kind: str, status: str | None,
-    journal: Sequence[tuple[str, Any]], checkpoint_id: str | None,
-) -> Op:
+    ctx: Context,
+    run_id: str,
+    *,
+    branch: str,
+    parent: str | None,
+    state: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None,
+    kind: str,
+    status: str | None,
+    journal: Sequence[tuple[str, Any]],
+    checkpoint_id: str | None,
+) -> Op[CheckpointRecord]:
     checkpoint_id = checkpoint_id or new_id()
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
@@ -360,9 +432,22 @@ def commit(
     if encoded.blobs:
         yield ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many")
     h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
-    yield ctx.q("insert_checkpoint", (
-        rk, checkpoint_id, seq, branch, parent, kind, manifest, ctx.codec.wrap(meta_plain), h, now,
-    ), "rowcount")
+    yield ctx.q(
+        "insert_checkpoint",
+        (
+            rk,
+            checkpoint_id,
+            seq,
+            branch,
+            parent,
+            kind,
+            manifest,
+            ctx.codec.wrap(meta_plain),
+            h,
+            now,
+        ),
+        "rowcount",
+    )
     moved = yield ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount")
     if moved != 1:
         raise ConflictError(f"run {run_id!r} branch {branch!r}: head moved during commit; retry")
@@ -372,7 +457,9 @@ def commit(
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 
 
-def append_journal(ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]]) -> Op:
+def append_journal(
+    ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]]
+) -> Op[list[JournalEntry]]:
     rk = yield from run_key(ctx, run_id)
     yield from _get_branch(ctx, rk, run_id, branch)
     now = time.time()
@@ -380,7 +467,7 @@ def append_journal(ctx: Context, run_id: str, *, branch: str, entries: Sequence[
     return [JournalEntry(run_id, seq, branch, kind, data, now, None, h.hex()) for seq, h, _, kind, data in rows]
 
 
-def list_journal(ctx: Context, run_id: str, *, checkpoint_id: str | None, branch: str | None) -> Op:
+def list_journal(ctx: Context, run_id: str, *, checkpoint_id: str | None, branch: str | None) -> Op[list[JournalEntry]]:
     rk = yield from run_key(ctx, run_id)
     if checkpoint_id is not None:
         rows = yield ctx.q("journal_of_checkpoint", (rk, checkpoint_id), "all")
@@ -391,7 +478,7 @@ def list_journal(ctx: Context, run_id: str, *, checkpoint_id: str | None, branch
     return [_journal(ctx, run_id, r) for r in rows]
 
 
-def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op:
+def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op[CheckpointRecord]:
     rk = yield from run_key(ctx, run_id)
     row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
     if row is None:
@@ -399,7 +486,7 @@ def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op:
     return _checkpoint(ctx, run_id, row)
 
 
-def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op:
+def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op[CheckpointRecord]:
     rows = yield ctx.q("find_checkpoint", (checkpoint_id,), "all")
     if not rows:
         raise NotFoundError(f"checkpoint {checkpoint_id!r} not found")
@@ -411,7 +498,7 @@ def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op:
     return (yield from get_checkpoint(ctx, rows[0][0], checkpoint_id))
 
 
-def load_state(ctx: Context, run_id: str, checkpoint_id: str) -> Op:
+def load_state(ctx: Context, run_id: str, checkpoint_id: str) -> Op[dict[str, Any]]:
     rk = yield from run_key(ctx, run_id)
     state, cache = yield from _load(ctx, rk, run_id, checkpoint_id)
     row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
@@ -419,7 +506,9 @@ def load_state(ctx: Context, run_id: str, checkpoint_id: str) -> Op:
     return state
 
 
-def list_checkpoints(ctx: Context, run_id: str, *, branch: str, limit: int, cursor: str | None) -> Op:
+def list_checkpoints(
+    ctx: Context, run_id: str, *, branch: str, limit: int, cursor: str | None
+) -> Op[Page[CheckpointRecord]]:
     rk = yield from run_key(ctx, run_id)
     start = cursor
     if start is None:
@@ -433,18 +522,18 @@ def list_checkpoints(ctx: Context, run_id: str, *, branch: str, limit: int, curs
     return Page(items, nxt)
 
 
-def get_branch(ctx: Context, run_id: str, name: str) -> Op:
+def get_branch(ctx: Context, run_id: str, name: str) -> Op[BranchRecord]:
     rk = yield from run_key(ctx, run_id)
     return (yield from _get_branch(ctx, rk, run_id, name))
 
 
-def list_branches(ctx: Context, run_id: str) -> Op:
+def list_branches(ctx: Context, run_id: str) -> Op[list[BranchRecord]]:
     rk = yield from run_key(ctx, run_id)
     rows = yield ctx.q("list_branches", (rk,), "all")
     return [_branch(run_id, r) for r in rows]
 
 
-def fork(ctx: Context, run_id: str, *, checkpoint_id: str, branch: str) -> Op:
+def fork(ctx: Context, run_id: str, *, checkpoint_id: str, branch: str) -> Op[BranchRecord]:
     rk = yield from run_key(ctx, run_id)
     row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
     if row is None:
@@ -457,7 +546,7 @@ def fork(ctx: Context, run_id: str, *, checkpoint_id: str, branch: str) -> Op:
     return BranchRecord(run_id, branch, checkpoint_id, checkpoint_id, now)
 
 
-def delete_run(ctx: Context, run_id: str) -> Op:
+def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
     rk = yield from run_key(ctx, run_id)
     counts = []
     for name in ("delete_journal", "delete_checkpoints", "delete_blobs", "delete_branches"):
@@ -467,7 +556,7 @@ def delete_run(ctx: Context, run_id: str) -> Op:
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 
-def acquire_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op:
+def acquire_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op[float]:
     rk = yield from run_key(ctx, run_id)
     now = time.time()
     n = yield ctx.q("acquire_lease", (owner, now + ttl, rk, owner, now), "rowcount")
@@ -480,7 +569,7 @@ def acquire_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op:
     return now + ttl
 
 
-def renew_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op:
+def renew_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op[float]:
     rk = yield from run_key(ctx, run_id)
     expires = time.time() + ttl
     n = yield ctx.q("renew_lease", (expires, rk, owner), "rowcount")
@@ -489,13 +578,13 @@ def renew_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op:
     return expires
 
 
-def release_lease(ctx: Context, run_id: str, *, owner: str) -> Op:
+def release_lease(ctx: Context, run_id: str, *, owner: str) -> Op[bool]:
     rk = yield from run_key(ctx, run_id)
-    n = yield ctx.q("release_lease", (rk, owner), "rowcount")
+    n: int = yield ctx.q("release_lease", (rk, owner), "rowcount")
     return n == 1
 
 
-def claim_expired(ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str]) -> Op:
+def claim_expired(ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str]) -> Op[list[RunRecord]]:
     now = time.time()
     rows = yield ctx.q(
         "claim_expired", (owner, now + ttl, *statuses, now, limit), "all", marks=ctx.marks(len(statuses))
@@ -503,7 +592,7 @@ def claim_expired(ctx: Context, *, owner: str, ttl: float, limit: int, statuses:
     return [_run(ctx, r) for r in rows]
 
 
-def verify(ctx: Context, run_id: str) -> Op:
+def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
     rk = yield from run_key(ctx, run_id)
     problems: list[Problem] = []
     blob_rows = yield ctx.q("all_blobs", (rk,), "all")
@@ -535,8 +624,14 @@ def verify(ctx: Context, run_id: str) -> Op:
         try:
             parent_hash = hashes[parent] if parent is not None else b""
             expect = checkpoint_hash(
-                parent_hash, cid, branch, kind, bytes(manifest), ctx.codec.unwrap(bytes(meta)),
-                created, by_ckpt.get(cid, []),
+                parent_hash,
+                cid,
+                branch,
+                kind,
+                bytes(manifest),
+                ctx.codec.unwrap(bytes(meta)),
+                created,
+                by_ckpt.get(cid, []),
             )
             if expect != bytes(h):
                 problems.append(Problem("checkpoint", cid, "hash does not match its content, parent or journal"))

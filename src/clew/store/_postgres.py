@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from clew._extras import require
@@ -33,6 +33,7 @@ from clew.store._sql import MIGRATIONS, POSTGRES_DIALECT, SCHEMA_TABLE, SCHEMA_V
 psycopg = require("psycopg", "postgres", "the PostgreSQL store")
 psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
 
+T = TypeVar("T")
 _LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
 
 
@@ -105,7 +106,7 @@ async def _arun_query(cur: Any, q: _ops.Q) -> Any:
     return cur.rowcount
 
 
-def _migrate_op(schema: str | None) -> _ops.Op:
+def _migrate_op(schema: str | None) -> _ops.Op[int]:
     """Migrations as an operation, so sync and async share them."""
     for stmt in _migration_steps(schema):
         yield _ops.Q(stmt, (), "rowcount")
@@ -154,7 +155,11 @@ class PostgresStore(Store):
             # One direct connection first: its error says exactly what is wrong.
             psycopg.connect(url, connect_timeout=int(float(connect_timeout)), autocommit=True).close()
             self._pool: Any = psycopg_pool.ConnectionPool(
-                url, min_size=int(pool_min), max_size=int(pool_max), kwargs=kwargs, open=False,
+                url,
+                min_size=int(pool_min),
+                max_size=int(pool_max),
+                kwargs=kwargs,
+                open=False,
                 timeout=float(connect_timeout),
             )
             self._pool.open(wait=True, timeout=float(connect_timeout))
@@ -167,7 +172,7 @@ class PostgresStore(Store):
     def _migrate(self) -> int:
         return int(self._execute(_migrate_op(self.schema), write=True))
 
-    def _execute(self, op: _ops.Op, *, write: bool) -> Any:
+    def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
         with _translate(self.url), self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -205,7 +210,11 @@ class AsyncPostgresStore(AsyncStore):
             conn = await psycopg.AsyncConnection.connect(url, connect_timeout=int(float(connect_timeout)))
             await conn.close()
             pool = psycopg_pool.AsyncConnectionPool(
-                url, min_size=int(pool_min), max_size=int(pool_max), kwargs=kwargs, open=False,
+                url,
+                min_size=int(pool_min),
+                max_size=int(pool_max),
+                kwargs=kwargs,
+                open=False,
                 timeout=float(connect_timeout),
             )
             await pool.open(wait=True, timeout=float(connect_timeout))
@@ -225,7 +234,7 @@ class AsyncPostgresStore(AsyncStore):
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
-    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any:
+    async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
         with _translate(self.url):

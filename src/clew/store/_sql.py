@@ -226,6 +226,4 @@ def _pg(text: str) -> str:
 
 
 SQLITE_DIALECT = Dialect("sqlite", {**COMMON, **SQLITE}, expands_in_lists=True)
-POSTGRES_DIALECT = Dialect(
-    "postgres", {k: _pg(v) for k, v in {**COMMON, **POSTGRES}.items()}, expands_in_lists=False
-)
+POSTGRES_DIALECT = Dialect("postgres", {k: _pg(v) for k, v in {**COMMON, **POSTGRES}.items()}, expands_in_lists=False)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from clew.codec import Codec
 from clew.errors import (
@@ -35,6 +35,7 @@ from clew.store import _ops
 from clew.store._base import AsyncStore, Store, drive
 from clew.store._sql import MIGRATIONS, SCHEMA_TABLE, SCHEMA_VERSION, SQLITE_DIALECT
 
+T = TypeVar("T")
 _SYNC_MODES = {"off", "normal", "full", "extra"}
 
 
@@ -52,8 +53,10 @@ def _translate(where: str) -> Iterator[None]:
         if "unable to open" in msg or "disk I/O" in msg or "readonly" in msg:
             raise StoreUnavailableError(f"{where}: {msg}") from exc
         if "locked" in msg or "busy" in msg:
-            raise StoreError(f"{where}: database stayed locked past busy_timeout ({msg}); "
-                             "another process holds a long write transaction") from exc
+            raise StoreError(
+                f"{where}: database stayed locked past busy_timeout ({msg}); "
+                "another process holds a long write transaction"
+            ) from exc
         raise StoreError(f"{where}: {msg}") from exc
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{where}: {exc} (is this a clew SQLite file?)") from exc
@@ -124,8 +127,7 @@ class SQLiteStore(Store):
                 version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
                 if version > SCHEMA_VERSION:
                     raise SchemaVersionError(
-                        f"{self.url} has schema version {version}; this clew knows up to "
-                        f"{SCHEMA_VERSION}: upgrade clew"
+                        f"{self.url} has schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
                     )
                 for v in range(version, SCHEMA_VERSION):
                     for stmt in MIGRATIONS["sqlite"][v]:
@@ -148,7 +150,7 @@ class SQLiteStore(Store):
             return cur.fetchall()
         return cur.rowcount
 
-    def _execute(self, op: _ops.Op, *, write: bool) -> Any:
+    def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         with self._lock, _translate(self.url):
             conn = self._connection()
             began = False
@@ -191,7 +193,7 @@ class AsyncSQLiteStore(AsyncStore):
         self._ctx = self._sync._ctx
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="clew-sqlite")
 
-    async def _aexecute(self, op: _ops.Op, *, write: bool) -> Any:
+    async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
         return await asyncio.get_running_loop().run_in_executor(

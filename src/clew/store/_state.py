@@ -114,9 +114,7 @@ class StateEncoder:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
 
-    def encode(
-        self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state"
-    ) -> EncodedState:
+    def encode(self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state") -> EncodedState:
         out = EncodedState(manifest={})
         prev_fields = previous.fields if previous else {}
         for name in sorted(state):
@@ -135,9 +133,7 @@ class StateEncoder:
             out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
         return addr
 
-    def _encode_value(
-        self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str
-    ) -> None:
+    def _encode_value(self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str) -> None:
         if prev is not None and _same(value, prev.snapshot):
             out.manifest[name] = ["v", prev.addr]
             out.cache[name] = prev
@@ -147,9 +143,7 @@ class StateEncoder:
         out.manifest[name] = ["v", addr]
         out.cache[name] = ValueCache(addr, None, plain, self.codec)
 
-    def _encode_list(
-        self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str
-    ) -> None:
+    def _encode_list(self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str) -> None:
         leaves: list[tuple[bytes, int]]
         roots: list[tuple[bytes, int, int]]
         if prev is not None and len(items) >= len(prev.snapshot) and _same(items[: len(prev.snapshot)], prev.snapshot):
@@ -196,9 +190,7 @@ class StateEncoder:
             flush()
         return leaves
 
-    def _push(
-        self, out: EncodedState, roots: list[tuple[bytes, int, int]], leaf: tuple[bytes, int]
-    ) -> None:
+    def _push(self, out: EncodedState, roots: list[tuple[bytes, int, int]], leaf: tuple[bytes, int]) -> None:
         roots.append((leaf[0], leaf[1], 0))
         while len(roots) >= FANOUT and len({h for _, _, h in roots[-FANOUT:]}) == 1:
             group = roots[-FANOUT:]
