@@ -249,12 +249,11 @@ def roundtrip(value: Any, codec: Codec | None = None) -> Any:
 
 # -- strategies ----------------------------------------------------------------
 
-_offsets = st.timedeltas(
-    min_value=dt.timedelta(hours=-23, minutes=-59, seconds=-59), max_value=dt.timedelta(hours=23, minutes=59, seconds=59)
-)
+_DAY = dt.timedelta(hours=24)
+_offsets = st.timedeltas(min_value=-_DAY + dt.timedelta(microseconds=1), max_value=_DAY - dt.timedelta(microseconds=1))
 time_zones = st.one_of(
     st.none(),
-    st.just(dt.timezone.utc),
+    st.just(dt.UTC),
     st.builds(dt.timezone, _offsets),
     st.builds(dt.timezone, _offsets, st.text(max_size=6)),
     st.timezones(),

@@ -112,7 +112,7 @@ def test_default_codec_refuses_unknown_types_instead_of_pickling() -> None:
 def test_pickle_opt_in_round_trips_unknown_types() -> None:
     codec = Codec(allow_pickle=True)
     value = {"obj": Pickleable([1, 2]), "known": (Point(1, 2), {3})}
-    plain, pickled = codec.dumps(value)
+    _, pickled = codec.dumps(value)
     assert pickled is True
     blob = codec.encode(value)
     assert blob[1] & FLAG_PICKLE
@@ -121,7 +121,7 @@ def test_pickle_opt_in_round_trips_unknown_types() -> None:
 
 def test_pickle_flag_combines_with_zstd() -> None:
     codec = Codec(allow_pickle=True)
-    value = [Pickleable("x" * 5000)] + [LARGE]
+    value = [Pickleable("x" * 5000), LARGE]
     blob = codec.encode(value)
     assert blob[1] == FLAG_PICKLE | FLAG_ZSTD
     assert_same(value, codec.decode(blob))
@@ -175,4 +175,3 @@ def test_forged_pickle_record_without_flag_is_refused() -> None:
     plain = ormsgpack.packb([1, ormsgpack.Ext(EXT_PICKLE, b"cos\nsystem\n(S'true'\ntR.")])
     with pytest.raises(PickleRefusedError):
         Codec().decode(bytes((MAGIC, 0)) + plain)
-

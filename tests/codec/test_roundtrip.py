@@ -27,8 +27,8 @@ from tests.codec._support import (
     Mode,
     Money,
     Outer,
-    Perm,
     PChild,
+    Perm,
     PModel,
     Point,
     PParent,
@@ -41,7 +41,7 @@ from tests.codec._support import (
     values,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 T0 = dt.datetime(2024, 5, 17, 9, 30, 15, 123456)

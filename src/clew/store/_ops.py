@@ -64,6 +64,8 @@ class Context:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.fault: str | None = None  # tests: raise before running the named query
+        # run id -> internal key; only trusted by commit, whose first write re-checks it
+        self.run_keys: dict[str, int] = {}
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:
@@ -184,7 +186,9 @@ def _branch(run_id: str, row: Sequence[Any]) -> BranchRecord:
 def run_key(ctx: Context, run_id: str) -> Generator[Q, Any, int]:
     row = yield ctx.q("run_key", (run_id,))
     if row is None:
+        ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
+    ctx.run_keys[run_id] = int(row[0])
     return int(row[0])
 
 
@@ -402,7 +406,9 @@ def commit(
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
     encoded = ctx.encoder.encode(state, previous) if previous or parent is None else None
-    rk = yield from run_key(ctx, run_id)
+    rk = ctx.run_keys.get(run_id)
+    if rk is None or encoded is None:
+        rk = yield from run_key(ctx, run_id)
     if encoded is None:
         try:
             _, previous = yield from _load(ctx, rk, run_id, parent)  # type: ignore[arg-type]  # parent set here
@@ -412,17 +418,26 @@ def commit(
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
     now = time.time()
-    row = yield ctx.q("bump_ckpt_seq", (status, now, rk))
+    # Locks the run's row: commits to one run are serialized, other runs never wait.
+    row = yield ctx.q("bump_ckpt_seq", (status, now, rk, run_id))
+    if row is None:
+        ctx.run_keys.pop(run_id, None)
+        raise NotFoundError(f"run {run_id!r} not found")
     seq = int(row[0])
-    b = yield from _get_branch(ctx, rk, run_id, branch)
-    if b.head != parent:
+    moved = yield ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount")
+    if moved != 1:
+        b = yield from _get_branch(ctx, rk, run_id, branch)
         raise ConflictError(
             f"run {run_id!r} branch {branch!r}: head is {b.head!r}, expected {parent!r}; "
             "another writer advanced it: reload the head and retry"
         )
     parent_hash = b""
-    if parent is not None:
+    if previous is not None and previous.checkpoint_id == parent and previous.hash:
+        parent_hash = previous.hash
+    elif parent is not None:
         prow = yield ctx.q("checkpoint_hash", (rk, parent))
+        if prow is None:
+            raise NotFoundError(f"run {run_id!r} has no checkpoint {parent!r}")
         parent_hash = bytes(prow[0])
     pending = yield ctx.q("pending_journal", (rk, branch), "all")
     hashes = [bytes(h) for _, h in pending]
@@ -432,28 +447,13 @@ def commit(
     if encoded.blobs:
         yield ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many")
     h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
+    meta_blob = ctx.codec.wrap(meta_plain)
     yield ctx.q(
-        "insert_checkpoint",
-        (
-            rk,
-            checkpoint_id,
-            seq,
-            branch,
-            parent,
-            kind,
-            manifest,
-            ctx.codec.wrap(meta_plain),
-            h,
-            now,
-        ),
-        "rowcount",
+        "insert_checkpoint", (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now), "rowcount"
     )
-    moved = yield ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount")
-    if moved != 1:
-        raise ConflictError(f"run {run_id!r} branch {branch!r}: head moved during commit; retry")
     if pending:
         yield ctx.q("seal_journal", (checkpoint_id, rk, branch), "rowcount")
-    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache))
+    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 
 
@@ -553,6 +553,7 @@ def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
         counts.append((yield ctx.q(name, (rk,), "rowcount")))
     yield ctx.q("delete_run", (rk,), "rowcount")
     ctx.forget(run_id)
+    ctx.run_keys.pop(run_id, None)
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 

@@ -69,6 +69,11 @@ def _translate(url: str) -> Iterator[None]:
         raise StoreError(f"PostgreSQL at {_where(url)}: {exc}") from exc
 
 
+def _clew_url(url: str, schema: str | None) -> str:
+    """The URL that opens this store again with :func:`clew.open` (schema included)."""
+    return f"{url}?schema={schema}" if schema else url
+
+
 def _options(schema: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"autocommit": True}
     if schema:
@@ -147,7 +152,7 @@ class PostgresStore(Store):
         pool_max: int | str = 10,
         connect_timeout: float | str = 10.0,
     ) -> None:
-        self.url = url
+        self.url = _clew_url(url, schema)
         self.schema = schema
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
         kwargs = _options(schema)
@@ -188,7 +193,7 @@ class AsyncPostgresStore(AsyncStore):
     """The async twin of :class:`PostgresStore`; make one with ``await AsyncPostgresStore.open(url)``."""
 
     def __init__(self, url: str, pool: Any, ctx: _ops.Context, schema: str | None) -> None:
-        self.url = url
+        self.url = _clew_url(url, schema)
         self.schema = schema
         self._pool = pool
         self._ctx = ctx

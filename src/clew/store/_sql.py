@@ -112,7 +112,7 @@ COMMON: dict[str, str] = {
     ),
     "bump_ckpt_seq": (
         "UPDATE runs SET ckpt_seq = ckpt_seq + 1, status = coalesce(?, status), updated_at = ?"
-        " WHERE rk = ? RETURNING ckpt_seq"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
     ),
     "bump_journal_seq": "UPDATE runs SET journal_seq = journal_seq + ? WHERE rk = ? RETURNING journal_seq",
     "insert_branch": "INSERT INTO branches (rk, name, head, base, created_at) VALUES (?, ?, ?, ?, ?)",

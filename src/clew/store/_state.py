@@ -76,6 +76,7 @@ class StateCache:
 
     checkpoint_id: str
     fields: dict[str, FieldCache]
+    hash: bytes = b""  # the checkpoint's hash, when this process wrote it
 
 
 @dataclass(slots=True)

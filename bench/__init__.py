@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print tables and ratios against peers measured in the same run."""

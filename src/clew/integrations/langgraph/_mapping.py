@@ -1,0 +1,235 @@
+"""How LangGraph's checkpoints, writes and configs map onto clew runs. Pure: no I/O.
+
+=========================  ==========================================================
+LangGraph                  clew
+=========================  ==========================================================
+thread_id, checkpoint_ns   one run: id ``thread_id`` (root namespace) or
+                           ``thread_id#checkpoint_ns``; agent ``"langgraph"``; labels
+                           ``thread_id`` and ``checkpoint_ns``
+checkpoint id              checkpoint id (the same string)
+parent checkpoint          parent checkpoint; metadata ``parent`` when they differ
+``channel_values``         the checkpoint's state, one field per channel (lists are
+                           chunked, every value content-addressed)
+the rest of the checkpoint metadata ``checkpoint`` (``v``, ``ts``, versions, ...)
+checkpoint metadata        metadata ``metadata`` (``source``, ``step``, ``run_id``...)
+``source``                 kind: input -> ``input``, loop -> ``step``,
+                           update -> ``edit``, fork -> ``fork``
+``put_writes`` call        one journal entry: data ``checkpoint``, ``task``, ``path``,
+                           ``writes`` = ``[[idx, channel, value], ...]``
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    PendingWrite,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME
+from langgraph.types import Send
+
+from clew.codec import register_class, register_type
+from clew.store import CheckpointRecord, JournalEntry
+
+AGENT = "langgraph"
+HEAD_KEY = "__clew_head__"
+"""Configurable key marking a config read at a branch head: ``"<checkpoint_id>|<branch>"``."""
+
+_KINDS = {"input": "input", "loop": "step", "update": "edit", "fork": "fork"}
+_WRITE_KINDS = {INTERRUPT: "interrupt", RESUME: "resume", ERROR: "error"}
+WRITE_KINDS = frozenset({"writes", *_WRITE_KINDS.values()})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Serialized:
+    """A value clew's codec cannot encode, kept in LangGraph's serde format instead."""
+
+    type: str
+    data: bytes
+
+
+register_class(Serialized)
+register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]), key="langgraph.types:Send")
+
+
+# -- configs -------------------------------------------------------------------
+
+
+def parse_config(config: RunnableConfig) -> tuple[str, str, str | None]:
+    """``(thread_id, checkpoint_ns, checkpoint_id)`` of a config."""
+    conf = config.get("configurable") or {}
+    if conf.get("thread_id") is None:
+        raise ValueError("the config has no configurable.thread_id: pass {'configurable': {'thread_id': ...}}")
+    return str(conf["thread_id"]), str(conf.get("checkpoint_ns") or ""), conf.get("checkpoint_id") or None
+
+
+def run_id_for(thread_id: str, checkpoint_ns: str) -> str:
+    """The clew run that holds one namespace of one thread."""
+    return thread_id if not checkpoint_ns else f"{thread_id}#{checkpoint_ns}"
+
+
+def labels_for(thread_id: str, checkpoint_ns: str) -> dict[str, str]:
+    return {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+
+
+def make_config(thread_id: str, ns: str, checkpoint_id: str, head_of: str | None = None) -> RunnableConfig:
+    """A checkpoint's config; ``head_of`` names the branch it heads when read."""
+    # Always present, so that merged into an older config it overwrites a stale mark.
+    mark = f"{checkpoint_id}|{head_of}" if head_of else ""
+    return {
+        "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id, HEAD_KEY: mark}
+    }
+
+
+def expected_branch(config: RunnableConfig, parent: str | None) -> str | None:
+    """The branch the caller saw ``parent`` heading, if its config says so."""
+    mark = (config.get("configurable") or {}).get(HEAD_KEY) or ""
+    cid, _, branch = str(mark).partition("|")
+    return branch if parent is not None and cid == parent and branch else None
+
+
+# -- checkpoints ---------------------------------------------------------------
+
+
+def kind_of(metadata: Mapping[str, Any]) -> str:
+    return _KINDS.get(str(metadata.get("source")), "step")
+
+
+def checkpoint_meta(checkpoint: Checkpoint, metadata: CheckpointMetadata, lg_parent: Any = ...) -> dict[str, Any]:
+    """The clew metadata of a LangGraph checkpoint (everything but its channel values)."""
+    rest = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
+    meta: dict[str, Any] = {"checkpoint": rest, "metadata": dict(metadata)}
+    if lg_parent is not ...:
+        meta["parent"] = lg_parent
+    return meta
+
+
+def lg_parent_of(record: CheckpointRecord) -> str | None:
+    """LangGraph's parent of a stored checkpoint (clew's, unless metadata overrides it)."""
+    if "parent" in record.metadata:
+        parent = record.metadata["parent"]
+        return None if parent is None else str(parent)
+    return record.parent_id
+
+
+def lg_metadata(record: CheckpointRecord) -> dict[str, Any]:
+    return dict(record.metadata.get("metadata") or {})
+
+
+def to_tuple(
+    serde: SerializerProtocol,
+    thread_id: str,
+    ns: str,
+    record: CheckpointRecord,
+    state: Mapping[str, Any],
+    writes: list[PendingWrite],
+    head_of: str | None,
+) -> CheckpointTuple:
+    """A stored checkpoint as LangGraph's :class:`CheckpointTuple`."""
+    rest = dict(record.metadata.get("checkpoint") or {})
+    checkpoint: Any = {
+        **rest,
+        "id": record.checkpoint_id,
+        "channel_values": {k: unwrap(serde, v) for k, v in state.items()},
+    }
+    checkpoint.setdefault("v", 1)
+    checkpoint.setdefault("channel_versions", {})
+    checkpoint.setdefault("versions_seen", {})
+    parent = lg_parent_of(record)
+    parent_config: RunnableConfig | None = (
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}} if parent else None
+    )
+    return CheckpointTuple(
+        make_config(thread_id, ns, record.checkpoint_id, head_of),
+        checkpoint,
+        lg_metadata(record),  # type: ignore[arg-type]  # a plain dict with the TypedDict's keys
+        parent_config,
+        writes,
+    )
+
+
+def matches(metadata: Mapping[str, Any], filter: Mapping[str, Any] | None) -> bool:  # noqa: A002 - LangGraph's name
+    return not filter or all(k in metadata and metadata[k] == v for k, v in filter.items())
+
+
+# -- values clew cannot encode -------------------------------------------------
+
+
+def wrap(serde: SerializerProtocol, value: Any) -> Serialized:
+    type_, data = serde.dumps_typed(value)
+    return Serialized(type_, data)
+
+
+def unwrap(serde: SerializerProtocol, value: Any) -> Any:
+    return serde.loads_typed((value.type, value.data)) if type(value) is Serialized else value
+
+
+def field_of_path(path: str, fields: Iterable[str]) -> str | None:
+    """The top-level state field an UnknownTypeError path points into."""
+    if not path.startswith("state."):
+        return None
+    rest = path[len("state.") :]
+    best = None
+    for name in fields:
+        if rest == name or (rest.startswith(name) and rest[len(name)] in ".[{<"):
+            if best is None or len(name) > len(best):
+                best = name
+    return best
+
+
+# -- pending writes ------------------------------------------------------------
+
+
+def writes_entry(
+    checkpoint_id: str, task_id: str, task_path: str, writes: Sequence[tuple[str, Any]]
+) -> tuple[str, Any]:
+    """One ``put_writes`` call as a journal entry ``(kind, data)``."""
+    rows = [[WRITES_IDX_MAP.get(channel, idx), channel, value] for idx, (channel, value) in enumerate(writes)]
+    kinds = {_WRITE_KINDS.get(channel, "writes") for channel, _ in writes}
+    kind = kinds.pop() if len(kinds) == 1 else "writes"
+    return kind, {"checkpoint": checkpoint_id, "task": task_id, "path": task_path, "writes": rows}
+
+
+def entry_values(data: Mapping[str, Any]) -> list[Any]:
+    return [row[2] for row in data["writes"]]
+
+
+def with_values(data: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
+    rows = [[row[0], row[1], v] for row, v in zip(data["writes"], values, strict=True)]
+    return {**data, "writes": rows}
+
+
+def has_interrupt(writes: Sequence[tuple[str, Any]]) -> bool:
+    return any(channel == INTERRUPT for channel, _ in writes)
+
+
+def pending_writes(
+    serde: SerializerProtocol, checkpoint_id: str, entries: Iterable[JournalEntry]
+) -> list[PendingWrite]:
+    """The writes of one checkpoint, as LangGraph's savers return them.
+
+    A regular write (index >= 0) keeps its first value, a special one (error,
+    interrupt...) its last, as in LangGraph's own savers; ordered by task path, task
+    id and index (``writes_sort_key``).
+    """
+    found: dict[tuple[str, int], tuple[str, str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: e.seq):
+        data = entry.data
+        if entry.kind not in WRITE_KINDS or not isinstance(data, dict) or data.get("checkpoint") != checkpoint_id:
+            continue
+        for idx, channel, value in data["writes"]:
+            key = (str(data["task"]), int(idx))
+            if idx >= 0 and key in found:
+                continue
+            found[key] = (str(data.get("path") or ""), channel, value)
+    ordered = sorted(found.items(), key=lambda kv: (kv[1][0], kv[0][0], kv[0][1]))
+    return [(task, channel, unwrap(serde, value)) for (task, _), (_, channel, value) in ordered]
