@@ -155,7 +155,8 @@ def report(results: list[dict[str, Any]]) -> str:
     for r in results:
         a, b, f = r["n"], r["2n"], r["floor"]
         lines.append(
-            f"| {r['backend']} | {r['size']} | {a['commit_ms']:.3f} | {a['commit_p95_ms']:.3f} | {f['commit_ms']:.3f} | "
+            f"| {r['backend']} | {r['size']} | {a['commit_ms']:.3f} | {a['commit_p95_ms']:.3f} | "
+            f"{f['commit_ms']:.3f} | "
             f"{a['commit_ms'] / f['commit_ms']:.2f}x | {a['load_ms']:.2f} | {a['list_ms']:.2f} | {a['bytes']:,} | "
             f"{a['raw_bytes']:,} | {a['bytes'] / a['raw_bytes']:.2f}x | {b['bytes'] / a['bytes']:.2f} |"
         )

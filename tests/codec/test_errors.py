@@ -38,7 +38,7 @@ PATHS: dict[str, tuple[Any, str]] = {
     "non-str-keyed dict value": ({1: {"a": Opaque()}}, "state[1]['a']"),
     "non-str-keyed dict key": ({Opaque(): 1}, "state<key>"),
     "str-keyed dict inside non-str-keyed": ({"outer": {2: Box(Opaque())}}, "state['outer'][2].item"),
-    "user type payload": ({"p": Point(1, Opaque())}, "state['p'][1]"),
+    "user type payload": ({"p": Point(1, Opaque())}, "state['p'][1]"),  # type: ignore[arg-type]  # bad on purpose
 }
 
 
