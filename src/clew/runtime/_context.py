@@ -180,15 +180,9 @@ class Context:
         program = self._call(name, fn, args, kwargs, idempotent, retry or NO_RETRY, timeout, reconcile)
         return self._runner(program)
 
-    def _journal(self, kind: str, data: dict[str, Any]) -> StoreCall:
-        return StoreCall(
-            "append_journal",
-            {
-                "run_id": self.run_id,
-                "branch": self.branch,
-                "entries": [(kind, {"exec": self._ledger.exec_id, **data})],
-            },
-        )
+    def _journal(self, *entries: tuple[str, dict[str, Any]]) -> StoreCall:
+        rows = [(kind, {"exec": self._ledger.exec_id, **data}) for kind, data in entries]
+        return StoreCall("append_journal", {"run_id": self.run_id, "branch": self.branch, "entries": rows})
 
     def _call(
         self,
@@ -213,8 +207,10 @@ class Context:
             resolution = self._ledger.resolutions.get(key, MISSING)
             if isinstance(resolution, Mapping) and "result" in resolution:
                 yield self._journal(
-                    "call.outcome",
-                    {"key": key, "name": name, "ok": True, "result": resolution["result"], "resolved": True},
+                    (
+                        "call.outcome",
+                        {"key": key, "name": name, "ok": True, "result": resolution["result"], "resolved": True},
+                    )
                 )
                 return resolution["result"]
             if resolution is MISSING and not idempotent:
@@ -234,30 +230,40 @@ class Context:
                 info = CallInfo(name, key, idem, args, kwargs)
                 result = yield Invoke(reconcile, (info,))
                 yield self._journal(
-                    "call.outcome", {"key": key, "name": name, "ok": True, "result": result, "reconciled": True}
+                    ("call.outcome", {"key": key, "name": name, "ok": True, "result": result, "reconciled": True})
                 )
                 return result
         attempt = (rec.attempts if rec is not None else 0) + 1
         while True:
-            yield self._journal(
+            intent = (
                 "call.intent",
                 {"key": key, "name": name, "attempt": attempt, "idempotent": idempotent, "idempotency_key": idem},
             )
+            # A non-idempotent call's intent is durable before the call runs. An
+            # idempotent call may safely run again after a crash, so its intent is
+            # written together with its outcome: one write instead of two.
+            pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent else ()
+            if not idempotent:
+                yield self._journal(intent)
             started = time.perf_counter()
             self.idempotency_key = idem
             try:
                 result = yield Invoke(fn, args, kwargs, timeout)
             except Exception as exc:
+                took = round((time.perf_counter() - started) * 1000, 3)
                 yield self._journal(
-                    "call.outcome",
-                    {
-                        "key": key,
-                        "name": name,
-                        "attempt": attempt,
-                        "ok": False,
-                        "error": error_record(exc),
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
+                    *pending,
+                    (
+                        "call.outcome",
+                        {
+                            "key": key,
+                            "name": name,
+                            "attempt": attempt,
+                            "ok": False,
+                            "error": error_record(exc),
+                            "duration_ms": took,
+                        },
+                    ),
                 )
                 if not retry.retries(exc, attempt):
                     raise
@@ -266,16 +272,13 @@ class Context:
                 continue
             finally:
                 self.idempotency_key = None
+            took = round((time.perf_counter() - started) * 1000, 3)
             yield self._journal(
-                "call.outcome",
-                {
-                    "key": key,
-                    "name": name,
-                    "attempt": attempt,
-                    "ok": True,
-                    "result": result,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
+                *pending,
+                (
+                    "call.outcome",
+                    {"key": key, "name": name, "attempt": attempt, "ok": True, "result": result, "duration_ms": took},
+                ),
             )
             return result
 

@@ -99,6 +99,7 @@ def execute(
     check_version(agent, head)
     fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
     state = agent._adapter.from_fields(fields, ephemeral)
+    fresh = False
     while True:
         nxt = head.metadata.get("next")
         if nxt is None:
@@ -110,7 +111,10 @@ def execute(
                 f"run {run_id!r} continues at step {nxt!r}, which agent {agent.name!r} does not define "
                 f"(it has {sorted(agent._steps)}); deploy the code that has it, or fork with another step"
             )
-        ledger: Ledger = yield from step_ledger(run_id, branch, head)
+        if fresh:  # we committed the head ourselves, under our lease: nothing is pending
+            ledger = Ledger(head.checkpoint_id)
+        else:
+            ledger = yield from step_ledger(run_id, branch, head)
         attempt = ledger.failed_attempts + 1
         while True:
             ctx = Context(
@@ -220,6 +224,7 @@ def execute(
             raise
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
+        fresh = True
 
 
 def prepare_resume(

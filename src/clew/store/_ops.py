@@ -66,6 +66,7 @@ class Context:
         self.fault: str | None = None  # tests: raise before running the named query
         # run id -> internal key; only trusted by commit, whose first write re-checks it
         self.run_keys: dict[str, int] = {}
+        self.known_branches: set[tuple[str, str]] = set()
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:
@@ -284,13 +285,17 @@ def _load(
 def _append_journal_rows(
     ctx: Context,
     rk: int,
+    run_id: str,
     branch: str,
     entries: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
     now: float,
 ) -> Generator[Q, Any, list[tuple[int, bytes, bytes, str, Any]]]:
     encoded = [(kind, *ctx.codec.dumps(data, f"journal[{kind}]"), data) for kind, data in entries]
-    row = yield ctx.q("bump_journal_seq", (len(entries), rk))
+    row = yield ctx.q("bump_journal_seq", (len(entries), rk, run_id))
+    if row is None:
+        ctx.run_keys.pop(run_id, None)
+        raise NotFoundError(f"run {run_id!r} not found")
     first = int(row[0]) - len(entries) + 1
     rows = []
     out = []
@@ -442,7 +447,7 @@ def commit(
     pending = yield ctx.q("pending_journal", (rk, branch), "all")
     hashes = [bytes(h) for _, h in pending]
     if journal:
-        own = yield from _append_journal_rows(ctx, rk, branch, journal, checkpoint_id, now)
+        own = yield from _append_journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now)
         hashes.extend(h for _, h, _, _, _ in own)
     if encoded.blobs:
         yield ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many")
@@ -460,10 +465,14 @@ def commit(
 def append_journal(
     ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]]
 ) -> Op[list[JournalEntry]]:
-    rk = yield from run_key(ctx, run_id)
-    yield from _get_branch(ctx, rk, run_id, branch)
+    # A cached run key is re-checked by the first write; a branch is checked only once.
+    rk = ctx.run_keys.get(run_id)
+    if rk is None or (run_id, branch) not in ctx.known_branches:
+        rk = yield from run_key(ctx, run_id)
+        yield from _get_branch(ctx, rk, run_id, branch)
+        ctx.known_branches.add((run_id, branch))
     now = time.time()
-    rows = yield from _append_journal_rows(ctx, rk, branch, entries, None, now)
+    rows = yield from _append_journal_rows(ctx, rk, run_id, branch, entries, None, now)
     return [JournalEntry(run_id, seq, branch, kind, data, now, None, h.hex()) for seq, h, _, kind, data in rows]
 
 
@@ -554,6 +563,7 @@ def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
     yield ctx.q("delete_run", (rk,), "rowcount")
     ctx.forget(run_id)
     ctx.run_keys.pop(run_id, None)
+    ctx.known_branches = {k for k in ctx.known_branches if k[0] != run_id}
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 

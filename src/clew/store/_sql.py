@@ -114,7 +114,9 @@ COMMON: dict[str, str] = {
         "UPDATE runs SET ckpt_seq = ckpt_seq + 1, status = coalesce(?, status), updated_at = ?"
         " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
     ),
-    "bump_journal_seq": "UPDATE runs SET journal_seq = journal_seq + ? WHERE rk = ? RETURNING journal_seq",
+    "bump_journal_seq": (
+        "UPDATE runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq"
+    ),
     "insert_branch": "INSERT INTO branches (rk, name, head, base, created_at) VALUES (?, ?, ?, ?, ?)",
     "get_branch": "SELECT name, head, base, created_at FROM branches WHERE rk = ? AND name = ?",
     "list_branches": "SELECT name, head, base, created_at FROM branches WHERE rk = ? ORDER BY created_at, name",
