@@ -6,6 +6,7 @@ just before the query of that name (``clew.store._sql``) would run.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 from collections.abc import Iterator
@@ -19,23 +20,25 @@ from tests.helpers.child import crash_state
 from tests.helpers.procs import spawn
 from tests.helpers.raw import Raw
 
-# Every query a commit runs when the writer remembers the parent's state ...
-HOT_COMMIT_QUERIES = [
-    "run_key", "bump_ckpt_seq", "get_branch", "checkpoint_hash", "pending_journal",
-    "bump_journal_seq", "insert_journal", "insert_blob", "insert_checkpoint", "cas_head", "seal_journal",
-]
-# ... and those it adds when it must read the parent's state first.
-COLD_COMMIT_QUERIES = ["get_manifest", "blobs_by_addr"]
+# Writes every commit of a changed state with journal entries must make. The sweep
+# below also breaks every other query, whatever the implementation happens to run.
+COMMIT_WRITES = ["bump_ckpt_seq", "insert_journal", "insert_blob", "insert_checkpoint", "cas_head", "seal_journal"]
 
 
 @pytest.fixture
-def fault(store: clew.Store) -> Iterator[Any]:
-    def inject(name: str) -> Any:
-        store._ctx.fault = name
-        return pytest.raises(RuntimeError, match=f"injected fault before {name}$")
+def fault(store: clew.Store) -> Any:
+    """``with fault(name): ...`` expects the hook's RuntimeError before query ``name``."""
 
-    yield inject
-    store._ctx.fault = None
+    @contextlib.contextmanager
+    def inject(name: str) -> Iterator[None]:
+        store._ctx.fault = name
+        try:
+            with pytest.raises(RuntimeError, match=f"injected fault before {name}$"):
+                yield
+        finally:
+            store._ctx.fault = None
+
+    return inject
 
 
 def _states() -> list[dict[str, Any]]:
@@ -48,39 +51,95 @@ def _states() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("query", "cold"),
-    [(q, False) for q in HOT_COMMIT_QUERIES] + [(q, True) for q in HOT_COMMIT_QUERIES + COLD_COMMIT_QUERIES],
-)
+class Scenario:
+    """A run with two checkpoints and pending journal entries, about to commit a third."""
+
+    def __init__(self, store: clew.Store, raw: Raw, run_id: str) -> None:
+        self.store, self.raw, self.run_id = store, raw, run_id
+        self.s1, self.s2, self.s3 = _states()
+        c1 = store.commit(run_id, state=self.s1, parent=None, journal=[("note", "first")])
+        self.c2 = store.commit(run_id, state=self.s2, parent=c1.checkpoint_id).checkpoint_id
+        store.append_journal(run_id, [("tool", {"call": 1}), ("tool", {"call": 2})])
+        self.before = raw.snapshot(run_id)
+
+    def commit(self) -> clew.CheckpointRecord:
+        return self.store.commit(self.run_id, state=self.s3, parent=self.c2, status="paused",
+                                 journal=[("note", "third")])
+
+    def assert_untouched(self) -> None:
+        store, run_id = self.store, self.run_id
+        assert self.raw.snapshot(run_id) == self.before  # every row of every table, run counters included
+        assert store.get_branch(run_id).head == self.c2
+        assert store.get_run(run_id).status == "running"
+        assert [e.data for e in store.list_journal(run_id, pending_on="main")] == [{"call": 1}, {"call": 2}]
+        store._ctx.forget(run_id)
+        assert store.load_state(run_id, self.c2) == self.s2
+        assert store.verify(run_id).ok
+
+    def assert_commit_goes_through(self) -> None:
+        store, run_id = self.store, self.run_id
+        c3 = self.commit()
+        assert c3.seq == store.get_checkpoint(run_id, self.c2).seq + 1
+        assert store.get_branch(run_id).head == c3.checkpoint_id
+        assert store.load_state(run_id, c3.checkpoint_id) == self.s3
+        sealed = store.list_journal(run_id, checkpoint_id=c3.checkpoint_id)
+        assert [e.kind for e in sealed] == ["tool", "tool", "note"]
+        assert store.list_journal(run_id, pending_on="main") == []
+        assert store.get_run(run_id).status == "paused"
+        assert store.verify(run_id).ok
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
+@pytest.mark.parametrize("query", COMMIT_WRITES)
 def test_fault_mid_commit_leaves_previous_head_and_nothing_partial(
     store: clew.Store, raw: Raw, run_id: str, fault: Any, query: str, cold: bool
 ) -> None:
-    s1, s2, s3 = _states()
-    c1 = store.commit(run_id, state=s1, parent=None, journal=[("note", "first")])
-    c2 = store.commit(run_id, state=s2, parent=c1.checkpoint_id)
-    store.append_journal(run_id, [("tool", {"call": 1}), ("tool", {"call": 2})])
-    before = raw.snapshot(run_id)
-    if cold:
+    sc = Scenario(store, raw, run_id)
+    if cold:  # the writer must read the parent's state inside the transaction
         store._ctx.forget(run_id)
-
     with fault(query):
-        store.commit(run_id, state=s3, parent=c2.checkpoint_id, status="paused", journal=[("note", "third")])
-    store._ctx.fault = None
+        sc.commit()
+    sc.assert_untouched()
+    sc.assert_commit_goes_through()  # nothing is wedged
 
-    assert raw.snapshot(run_id) == before  # every row of every table, the run's counters included
-    assert store.get_branch(run_id).head == c2.checkpoint_id
-    assert store.get_run(run_id).status == "running"
-    assert [e.data for e in store.list_journal(run_id, pending_on="main")] == [{"call": 1}, {"call": 2}]
-    store._ctx.forget(run_id)
-    assert store.load_state(run_id, c2.checkpoint_id) == s2
-    assert store.verify(run_id).ok
 
-    # Nothing is wedged: the same commit now goes through and seals the pending entries.
-    c3 = store.commit(run_id, state=s3, parent=c2.checkpoint_id, status="paused", journal=[("note", "third")])
-    assert c3.seq == c2.seq + 1
-    assert store.load_state(run_id, c3.checkpoint_id) == s3
-    assert [e.kind for e in store.list_journal(run_id, checkpoint_id=c3.checkpoint_id)] == ["tool", "tool", "note"]
-    assert store.list_journal(run_id, pending_on="main") == []
+@pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
+def test_fault_before_every_query_of_a_commit(
+    store: clew.Store, raw: Raw, run_id: str, monkeypatch: pytest.MonkeyPatch, cold: bool
+) -> None:
+    """Break the commit before its 1st query, then its 2nd, ... until it has none left."""
+    sc = Scenario(store, raw, run_id)
+    real_q = store._ctx.q
+    names: list[str] = []
+    k = 0
+    while True:
+        k += 1
+        calls = 0
+
+        def breaking_q(name: str, *args: Any, _k: int = k, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == _k:
+                names.append(name)
+                raise RuntimeError(f"injected fault before {name}")
+            return real_q(name, *args, **kw)
+
+        if cold:
+            store._ctx.forget(run_id)
+        monkeypatch.setattr(store._ctx, "q", breaking_q)
+        try:
+            sc.commit()
+        except RuntimeError:
+            monkeypatch.setattr(store._ctx, "q", real_q)
+            sc.assert_untouched()
+            continue
+        monkeypatch.setattr(store._ctx, "q", real_q)
+        break
+    assert set(COMMIT_WRITES) <= set(names), names
+    # The last attempt got through untouched by faults; check it like any commit.
+    head = store.get_branch(run_id).head
+    assert head != sc.c2
+    assert store.load_state(run_id, head) == sc.s3
     assert store.verify(run_id).ok
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import pickle
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,10 @@ _OPTS = (
     | ormsgpack.OPT_PASSTHROUGH_UUID
 )
 _NATIVE = (str, bytes, bool, float, type(None))
+
+# ormsgpack replaces whatever an ext_hook raised with a bare ValueError("ext_hook
+# failed"); the hook keeps the innermost failure here so decode() can report it.
+_hook_failure = threading.local()
 
 
 class _Unknown(Exception):
@@ -107,7 +112,12 @@ class Encoder:
         if cls is dict:
             pairs = sorted([pack(k, f"{path}<key>"), pack(v, f"{path}[{k!r}]")] for k, v in value.items())
             return ormsgpack.Ext(t.EXT_DICT, ormsgpack.packb(pairs))
-        scalar = t.scalar_to_ext(value)
+        try:
+            scalar = t.scalar_to_ext(value)
+        except TypeError:  # a datetime or time whose tzinfo is neither timezone nor ZoneInfo
+            if not self._allow_pickle:
+                raise UnknownTypeError(path, _type_name(value.tzinfo)) from None
+            scalar = None
         if scalar is not None:
             return ormsgpack.Ext(scalar[0], ormsgpack.packb(scalar[1]))
         user = t.user_type_for(cls)
@@ -154,20 +164,19 @@ class Decoder:
         self._allow_pickle = allow_pickle
 
     def decode(self, data: bytes) -> Any:
+        _hook_failure.exc = None
         try:
             return ormsgpack.unpackb(data, ext_hook=self._ext)
         except (DecodeError, UnknownTypeError):
             raise
-        except ValueError as exc:
-            # ormsgpack wraps what the hook raised; surface our own errors unchanged
-            cause = exc.__cause__ or exc.__context__
+        except Exception as exc:  # ormsgpack, or a constructor fed garbage
+            cause = getattr(_hook_failure, "exc", None) or exc.__cause__ or exc.__context__ or exc
+            _hook_failure.exc = None
             if isinstance(cause, DecodeError):
                 raise cause from None
-            raise DecodeError(f"blob is not valid clew msgpack: {cause or exc}") from exc
-        except RecursionError:
-            raise DecodeError("blob nests too deeply to decode") from None
-        except Exception as exc:  # ormsgpack, or a constructor fed garbage
-            raise DecodeError(f"blob is not valid clew msgpack: {exc}") from exc
+            if isinstance(cause, RecursionError):
+                raise DecodeError("blob nests too deeply to decode") from None
+            raise DecodeError(f"blob is not valid clew msgpack: {cause}") from cause
 
     def _inner(self, data: Any) -> Any:
         if not isinstance(data, bytes):
@@ -181,6 +190,14 @@ class Decoder:
         return {k: self._inner(v) for k, v in raw.items()}
 
     def _ext(self, code: int, payload: bytes) -> Any:
+        try:
+            return self._record(code, payload)
+        except Exception as exc:
+            if getattr(_hook_failure, "exc", None) is None:
+                _hook_failure.exc = exc
+            raise
+
+    def _record(self, code: int, payload: bytes) -> Any:
         if code == t.EXT_PICKLE:
             if not self._allow_pickle:
                 raise PickleRefusedError(

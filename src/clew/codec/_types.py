@@ -103,7 +103,7 @@ def user_type_named(key: str) -> UserType:
 
 def remember_class(cls: type) -> str:
     key = class_key(cls)
-    _classes.setdefault(key, cls)
+    _classes[key] = cls  # the class being encoded now wins over a stale definition
     return key
 
 
@@ -171,7 +171,8 @@ def scalar_to_ext(value: object) -> tuple[int, Any] | None:
     if t is Decimal:
         return EXT_DECIMAL, str(value)
     if t is int:
-        return EXT_BIGINT, str(value)
+        assert isinstance(value, int)
+        return EXT_BIGINT, hex(value)  # str() refuses ints above sys.get_int_max_str_digits()
     return None
 
 
@@ -223,5 +224,5 @@ def scalar_from_ext(code: int, data: Any) -> Any:
     if code == EXT_BIGINT:
         if not isinstance(data, str):
             raise DecodeError("bad big integer record")
-        return int(data)
+        return int(data, 0)  # "0x..." hex; plain decimal from blobs written before hex
     raise DecodeError(f"unknown extension code {code}")
