@@ -34,7 +34,10 @@ from clew.store._records import (
 )
 from clew.store._sql import Dialect
 
-Mode = Literal["one", "all", "rowcount", "many"]
+Mode = Literal["one", "all", "rowcount", "many", "exec"]
+"""What a query returns: a row, all rows, the row count, or nothing (``many`` runs the
+statement once per parameter tuple; ``exec`` needs no answer, so a pipelining runner
+may send it with the next queries instead of waiting)."""
 HASH_SIZE = 32
 _BATCH = 500
 
@@ -49,7 +52,7 @@ class Q:
 
 
 T = TypeVar("T")
-Op = Generator[Q, Any, T]
+Op = Generator[Q | list[Q], Any, T]
 """An operation: yields queries, receives their results, returns a ``T``."""
 
 
@@ -184,7 +187,7 @@ def _branch(run_id: str, row: Sequence[Any]) -> BranchRecord:
 # -- building blocks -----------------------------------------------------------
 
 
-def run_key(ctx: Context, run_id: str) -> Generator[Q, Any, int]:
+def run_key(ctx: Context, run_id: str) -> Generator[Q | list[Q], Any, int]:
     row = yield ctx.q("run_key", (run_id,))
     if row is None:
         ctx.run_keys.pop(run_id, None)
@@ -193,14 +196,14 @@ def run_key(ctx: Context, run_id: str) -> Generator[Q, Any, int]:
     return int(row[0])
 
 
-def _get_branch(ctx: Context, rk: int, run_id: str, name: str) -> Generator[Q, Any, BranchRecord]:
+def _get_branch(ctx: Context, rk: int, run_id: str, name: str) -> Generator[Q | list[Q], Any, BranchRecord]:
     row = yield ctx.q("get_branch", (rk, name))
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no branch {name!r}")
     return _branch(run_id, row)
 
 
-def _fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q, Any, dict[bytes, bytes]]:
+def _fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, bytes]]:
     """Plaintext of the given blobs, each checked against its address."""
     wanted = list(dict.fromkeys(addrs))
     found: dict[bytes, bytes] = {}
@@ -222,7 +225,7 @@ def _fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q, 
     return found
 
 
-def _manifest(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q, Any, dict[str, Any]]:
+def _manifest(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q | list[Q], Any, dict[str, Any]]:
     row = yield ctx.q("get_manifest", (rk, checkpoint_id))
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
@@ -232,7 +235,7 @@ def _manifest(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generat
 
 def _load(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q, Any, tuple[dict[str, Any], _state.StateCache]]:
+) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache]]:
     """The state of a checkpoint, and the writer cache that matches it."""
     manifest = yield from _manifest(ctx, rk, run_id, checkpoint_id)
     # Expand list index nodes level by level down to the leaves.
@@ -282,6 +285,27 @@ def _load(
     return state, _state.StateCache(checkpoint_id, fields)
 
 
+def _journal_rows(
+    ctx: Context,
+    rk: int,
+    branch: str,
+    entries: Sequence[tuple[str, Any]],
+    checkpoint_id: str | None,
+    now: float,
+    first: int,
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes, bytes, str, Any]]]:
+    """Journal rows numbered from ``first``, and (seq, hash, plain, kind, data) of each."""
+    rows = []
+    out = []
+    for i, (kind, data) in enumerate(entries):
+        plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
+        seq = first + i
+        h = journal_hash(seq, branch, kind, plain, now)
+        rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
+        out.append((seq, h, plain, kind, data))
+    return rows, out
+
+
 def _append_journal_rows(
     ctx: Context,
     rk: int,
@@ -290,20 +314,12 @@ def _append_journal_rows(
     entries: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
     now: float,
-) -> Generator[Q, Any, list[tuple[int, bytes, bytes, str, Any]]]:
-    encoded = [(kind, *ctx.codec.dumps(data, f"journal[{kind}]"), data) for kind, data in entries]
+) -> Generator[Q | list[Q], Any, list[tuple[int, bytes, bytes, str, Any]]]:
     row = yield ctx.q("bump_journal_seq", (len(entries), rk, run_id))
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
-    first = int(row[0]) - len(entries) + 1
-    rows = []
-    out = []
-    for i, (kind, plain, pickled, data) in enumerate(encoded):
-        seq = first + i
-        h = journal_hash(seq, branch, kind, plain, now)
-        rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
-        out.append((seq, h, plain, kind, data))
+    rows, out = _journal_rows(ctx, rk, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
     yield ctx.q("insert_journal", rows, "many")
     return out
 
@@ -423,41 +439,53 @@ def commit(
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
     now = time.time()
-    # Locks the run's row: commits to one run are serialized, other runs never wait.
-    row = yield ctx.q("bump_ckpt_seq", (status, now, rk, run_id))
+    cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
+    # One round trip: lock the run's row (commits to one run are serialized, other
+    # runs never wait), move the head by compare-and-set, read what the hash needs.
+    first = [
+        ctx.q("bump_ckpt_seq", (status, now, rk, run_id)),
+        ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount"),
+        ctx.q("pending_journal", (rk, branch), "all"),
+    ]
+    if parent is not None and not cached_hash:
+        first.append(ctx.q("checkpoint_hash", (rk, parent)))
+    if journal:
+        first.append(ctx.q("bump_journal_seq", (len(journal), rk, run_id)))
+    results = yield first
+    row, moved, pending = results[0], results[1], results[2]
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
     seq = int(row[0])
-    moved = yield ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount")
     if moved != 1:
         b = yield from _get_branch(ctx, rk, run_id, branch)
         raise ConflictError(
             f"run {run_id!r} branch {branch!r}: head is {b.head!r}, expected {parent!r}; "
             "another writer advanced it: reload the head and retry"
         )
-    parent_hash = b""
-    if previous is not None and previous.checkpoint_id == parent and previous.hash:
-        parent_hash = previous.hash
-    elif parent is not None:
-        prow = yield ctx.q("checkpoint_hash", (rk, parent))
+    parent_hash = cached_hash
+    if parent is not None and not cached_hash:
+        prow = results[3]
         if prow is None:
             raise NotFoundError(f"run {run_id!r} has no checkpoint {parent!r}")
         parent_hash = bytes(prow[0])
-    pending = yield ctx.q("pending_journal", (rk, branch), "all")
     hashes = [bytes(h) for _, h in pending]
+    second: list[Q] = []
     if journal:
-        own = yield from _append_journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now)
+        last = int(results[-1][0])
+        rows, own = _journal_rows(ctx, rk, branch, journal, checkpoint_id, now, last - len(journal) + 1)
         hashes.extend(h for _, h, _, _, _ in own)
+        second.append(ctx.q("insert_journal", rows, "many"))
     if encoded.blobs:
-        yield ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many")
+        second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
     h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
     meta_blob = ctx.codec.wrap(meta_plain)
-    yield ctx.q(
-        "insert_checkpoint", (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now), "rowcount"
+    second.append(
+        ctx.q("insert_checkpoint", (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now), "exec")
     )
     if pending:
-        yield ctx.q("seal_journal", (checkpoint_id, rk, branch), "rowcount")
+        second.append(ctx.q("seal_journal", (checkpoint_id, rk, branch), "exec"))
+    yield second
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -87,28 +87,64 @@ def _migration_steps(schema: str | None) -> list[str]:
     return [f'CREATE SCHEMA IF NOT EXISTS "{schema}"'] if schema else []
 
 
-def _run_query(cur: Any, q: _ops.Q) -> Any:
-    if q.mode == "many":
-        cur.executemany(q.sql, q.params)
-        return None
-    cur.execute(q.sql, q.params)
-    if q.mode == "one":
-        return cur.fetchone()
-    if q.mode == "all":
-        return cur.fetchall()
-    return cur.rowcount
+class _Pipelined:
+    """Runs an operation's queries in pipeline mode: a batch of queries is one round
+    trip, and queries whose answer is not needed (``exec``, ``many``) travel with the
+    next batch or with the COMMIT."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pipeline: Any = None
+
+    def _send(self, q: _ops.Q) -> Any:
+        cur = self.conn.cursor()
+        if q.mode == "many":
+            cur.executemany(q.sql, q.params)
+        else:
+            cur.execute(q.sql, q.params)
+        return cur
+
+    @staticmethod
+    def _result(cur: Any, mode: str) -> Any:
+        if mode == "one":
+            return cur.fetchone()
+        if mode == "all":
+            return cur.fetchall()
+        return cur.rowcount if mode == "rowcount" else None
+
+    def __call__(self, q: _ops.Q | list[_ops.Q]) -> Any:
+        batch = q if isinstance(q, list) else [q]
+        curs = [self._send(one) for one in batch]
+        if any(one.mode in ("one", "all", "rowcount") for one in batch):
+            self.pipeline.sync()
+        results = [self._result(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        return results if isinstance(q, list) else results[0]
 
 
-async def _arun_query(cur: Any, q: _ops.Q) -> Any:
-    if q.mode == "many":
-        await cur.executemany(q.sql, q.params)
-        return None
-    await cur.execute(q.sql, q.params)
-    if q.mode == "one":
-        return await cur.fetchone()
-    if q.mode == "all":
-        return await cur.fetchall()
-    return cur.rowcount
+class _APipelined(_Pipelined):
+    async def _asend(self, q: _ops.Q) -> Any:
+        cur = self.conn.cursor()
+        if q.mode == "many":
+            await cur.executemany(q.sql, q.params)
+        else:
+            await cur.execute(q.sql, q.params)
+        return cur
+
+    @staticmethod
+    async def _aresult(cur: Any, mode: str) -> Any:
+        if mode == "one":
+            return await cur.fetchone()
+        if mode == "all":
+            return await cur.fetchall()
+        return cur.rowcount if mode == "rowcount" else None
+
+    async def acall(self, q: _ops.Q | list[_ops.Q]) -> Any:
+        batch = q if isinstance(q, list) else [q]
+        curs = [await self._asend(one) for one in batch]
+        if any(one.mode in ("one", "all", "rowcount") for one in batch):
+            await self.pipeline.sync()
+        results = [await self._aresult(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        return results if isinstance(q, list) else results[0]
 
 
 def _migrate_op(schema: str | None) -> _ops.Op[int]:
@@ -180,8 +216,10 @@ class PostgresStore(Store):
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
-        with _translate(self.url), self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            return drive(op, lambda q: _run_query(cur, q))
+        with _translate(self.url), self._pool.connection() as conn:
+            runner = _Pipelined(conn)
+            with conn.pipeline() as runner.pipeline, conn.transaction():
+                return drive(op, runner)
 
     def close(self) -> None:
         pool, self._pool = getattr(self, "_pool", None), None
@@ -234,17 +272,14 @@ class AsyncPostgresStore(AsyncStore):
     async def _amigrate(self) -> int:
         return int(await self._aexecute(_migrate_op(self.schema), write=True))
 
-    @contextlib.asynccontextmanager
-    async def _cursor(self) -> AsyncIterator[Any]:
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield cur
-
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
         with _translate(self.url):
-            async with self._cursor() as cur:
-                return await adrive(op, lambda q: _arun_query(cur, q))
+            async with self._pool.connection() as conn:
+                runner = _APipelined(conn)
+                async with conn.pipeline() as runner.pipeline, conn.transaction():
+                    return await adrive(op, runner.acall)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -139,7 +139,9 @@ class SQLiteStore(Store):
                 raise
             return SCHEMA_VERSION
 
-    def _run_query(self, conn: sqlite3.Connection, q: _ops.Q) -> Any:
+    def _run_query(self, conn: sqlite3.Connection, q: _ops.Q | list[_ops.Q]) -> Any:
+        if isinstance(q, list):
+            return [self._run_query(conn, one) for one in q]
         if q.mode == "many":
             conn.executemany(q.sql, q.params)
             return None
@@ -148,14 +150,14 @@ class SQLiteStore(Store):
             return cur.fetchone()
         if q.mode == "all":
             return cur.fetchall()
-        return cur.rowcount
+        return cur.rowcount if q.mode == "rowcount" else None
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         with self._lock, _translate(self.url):
             conn = self._connection()
             began = False
 
-            def execute(q: _ops.Q) -> Any:
+            def execute(q: _ops.Q | list[_ops.Q]) -> Any:
                 nonlocal began
                 if not began:
                     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
