@@ -97,7 +97,7 @@ class _Pipelined:
         self.pipeline: Any = None
 
     def _send(self, q: _ops.Q) -> Any:
-        cur = self.conn.cursor()
+        cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             cur.executemany(q.sql, q.params)
         else:
@@ -123,7 +123,7 @@ class _Pipelined:
 
 class _APipelined(_Pipelined):
     async def _asend(self, q: _ops.Q) -> Any:
-        cur = self.conn.cursor()
+        cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             await cur.executemany(q.sql, q.params)
         else:

@@ -224,7 +224,8 @@ class Dialect:
 
 
 def _pg(text: str) -> str:
-    return text.replace("%", "%%").replace("?", "%s")
+    # Arrays of bytea go in binary (%b): psycopg would otherwise escape each item as text.
+    return text.replace("%", "%%").replace("?", "%s").replace("ANY(%s)", "ANY(%b)")
 
 
 SQLITE_DIALECT = Dialect("sqlite", {**COMMON, **SQLITE}, expands_in_lists=True)
