@@ -66,9 +66,9 @@ def demo() -> None:
 def runs(
     store: StoreOpt = None,
     db: DbOpt = None,
-    status: Annotated[str | None, typer.Option()] = None,
-    agent: Annotated[str | None, typer.Option()] = None,
-    limit: int = 50,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
@@ -89,9 +89,9 @@ def runs(
             ]
         )
         return
-    table = Table("run", "agent", "status", "updated")
+    table = Table("agent", "status", "updated", "run")
     for r in page.items:
-        table.add_row(r.run_id, r.agent, r.status, _when(r.updated_at))
+        table.add_row(r.agent, r.status, _when(r.updated_at), r.run_id)
     out.print(table)
 
 
@@ -118,15 +118,15 @@ def history(
             ]
         )
         return
-    table = Table("seq", "checkpoint", "branch", "kind", "step", "next", title=f"{run_id} @ {branch}")
+    table = Table("seq", "branch", "kind", "step", "next", "checkpoint", title=f"{run_id} @ {branch}")
     for c in page.items:
         table.add_row(
             str(c.seq),
-            c.checkpoint_id,
             c.branch,
             c.kind,
             str(c.metadata.get("step") or ""),
             str(c.metadata.get("next") or ""),
+            c.checkpoint_id,
         )
     out.print(table)
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("CLEW_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
-        app(args, standalone_mode=False)
+        rc = app(args, standalone_mode=False)
     except errors.ClewError as exc:
         if debug:
             raise
@@ -245,4 +245,4 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
