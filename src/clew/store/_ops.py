@@ -20,7 +20,16 @@ from typing import Any, Literal, TypeVar
 import ormsgpack
 
 from clew.codec import Codec
-from clew.errors import ConflictError, IntegrityError, LeaseError, NotFoundError, RunLockedError
+from clew.errors import (
+    ConfigError,
+    ConflictError,
+    DecodeError,
+    IntegrityError,
+    LeaseError,
+    NotFoundError,
+    PickleRefusedError,
+    RunLockedError,
+)
 from clew.store import _state
 from clew.store._records import (
     BranchRecord,
@@ -215,7 +224,12 @@ def _fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q |
             rows = yield ctx.q("blobs_by_addr", (rk, part), "all")
         for addr, data in rows:
             addr = bytes(addr)
-            plain = ctx.codec.unwrap(bytes(data))
+            try:
+                plain = ctx.codec.unwrap(bytes(data))
+            except PickleRefusedError:
+                raise  # intact bytes; the reader lacks the opt-in
+            except DecodeError as exc:
+                raise IntegrityError(f"blob {addr.hex()} cannot be read, its stored bytes were changed: {exc}") from exc
             if ctx.codec.address(plain) != addr:
                 raise IntegrityError(f"blob {addr.hex()} does not match its address: stored bytes were changed")
             found[addr] = plain
@@ -226,10 +240,35 @@ def _fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q |
 
 
 def _manifest(ctx: Context, rk: int, run_id: str, checkpoint_id: str) -> Generator[Q | list[Q], Any, dict[str, Any]]:
-    row = yield ctx.q("get_manifest", (rk, checkpoint_id))
+    """A checkpoint's manifest, checked against the checkpoint's seal (its hash)."""
+    row, journal = yield [
+        ctx.q("get_sealed", (rk, checkpoint_id)),
+        ctx.q("journal_hashes", (rk, checkpoint_id), "all"),
+    ]
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
-    manifest = ctx.codec.loads(bytes(row[0]))
+    manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash = row
+    try:
+        if parent is not None and parent_hash is None:
+            raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
+        expect = checkpoint_hash(
+            bytes(parent_hash or b""),
+            checkpoint_id,
+            branch,
+            kind,
+            bytes(manifest_bytes),
+            ctx.codec.unwrap(bytes(meta)),
+            created,
+            [bytes(h) for (h,) in journal],
+        )
+        if expect != bytes(stored):
+            raise IntegrityError(
+                f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
+                "metadata or journal was changed; run verify() to see what"
+            )
+        manifest = ctx.codec.loads(bytes(manifest_bytes))
+    except DecodeError as exc:
+        raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
     return dict(manifest)
 
 
@@ -338,6 +377,8 @@ def create_run(
     lease_owner: str | None,
     lease_ttl: float | None,
 ) -> Op[RunRecord]:
+    if lease_owner is not None and not lease_ttl:
+        raise ConfigError("create_run: a lease_owner needs a lease_ttl (seconds), or the lease could never expire")
     run_id = run_id or new_id()
     now = time.time()
     existing = yield ctx.q("run_key", (run_id,))

@@ -126,7 +126,12 @@ COMMON: dict[str, str] = {
         " hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ),
     "get_checkpoint": f"SELECT {_CKPT_COLS} FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
-    "get_manifest": "SELECT manifest FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
+    "get_sealed": (
+        "SELECT c.manifest, c.meta, c.hash, c.parent_id, c.branch, c.kind, c.created_at, p.hash"
+        " FROM checkpoints c LEFT JOIN checkpoints p ON p.rk = c.rk AND p.checkpoint_id = c.parent_id"
+        " WHERE c.rk = ? AND c.checkpoint_id = ?"
+    ),
+    "journal_hashes": "SELECT hash FROM journal WHERE rk = ? AND checkpoint_id = ? ORDER BY seq",
     "find_checkpoint": "SELECT r.run_id FROM checkpoints c JOIN runs r ON r.rk = c.rk WHERE c.checkpoint_id = ?",
     "checkpoint_hash": "SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
     "history": (
@@ -187,7 +192,7 @@ SQLITE: dict[str, str] = {
         " AND (lease_expires IS NULL OR lease_expires < ?) ORDER BY lease_expires LIMIT ?)"
         f" RETURNING {_RUN_COLS}"
     ),
-    "label_clause": "json_extract(labels, ?) = ?",
+    "label_clause": "EXISTS (SELECT 1 FROM json_each(runs.labels) WHERE key = ? AND value = ?)",
 }
 
 POSTGRES: dict[str, str] = {
@@ -218,8 +223,6 @@ class Dialect:
 
     def label_path(self, key: str) -> str:
         """The parameter that selects a label key in ``label_clause``."""
-        if self.name == "sqlite":
-            return '$."' + key.replace('"', '""') + '"'
         return key
 
 

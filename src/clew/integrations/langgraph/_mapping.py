@@ -7,11 +7,11 @@ thread_id, checkpoint_ns   one run: id ``thread_id`` (root namespace) or
                            ``thread_id#checkpoint_ns``; agent ``"langgraph"``; labels
                            ``thread_id`` and ``checkpoint_ns``
 checkpoint id              checkpoint id (the same string)
-parent checkpoint          parent checkpoint; metadata ``parent`` when they differ
+parent checkpoint          parent checkpoint; ``__langgraph__.parent`` when they differ
 ``channel_values``         the checkpoint's state, one field per channel (lists are
                            chunked, every value content-addressed)
-the rest of the checkpoint metadata ``checkpoint`` (``v``, ``ts``, versions, ...)
-checkpoint metadata        metadata ``metadata`` (``source``, ``step``, ``run_id``...)
+checkpoint metadata        metadata (``source``, ``step``, ``run_id``...), as it is
+the rest of the checkpoint metadata ``__langgraph__`` (``v``, ``ts``, versions, ...)
 ``source``                 kind: input -> ``input``, loop -> ``step``,
                            update -> ``edit``, fork -> ``fork``
 ``put_writes`` call        one journal entry: data ``checkpoint``, ``task``, ``path``,
@@ -25,6 +25,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from langchain_core import messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -35,12 +36,17 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME
-from langgraph.types import Send
+from langgraph.types import Command, Interrupt, Overwrite, Send
 
 from clew.codec import register_class, register_type
 from clew.store import CheckpointRecord, JournalEntry
 
 AGENT = "langgraph"
+LATE = "late-writes"
+"""The branch holding writes that arrived after their checkpoint had a child; no checkpoints."""
+LG = "__langgraph__"
+"""Checkpoint metadata key holding the LangGraph checkpoint's own fields (versions, ``ts``...)."""
+PARENT = "parent"
 HEAD_KEY = "__clew_head__"
 """Configurable key marking a config read at a branch head: ``"<checkpoint_id>|<branch>"``."""
 
@@ -59,6 +65,15 @@ class Serialized:
 
 register_class(Serialized)
 register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]), key="langgraph.types:Send")
+# Readable in any process that imports this module, even before the graph's code runs.
+for _cls in (
+    *(getattr(messages, name) for name in messages.__all__ if name.endswith(("Message", "MessageChunk"))),
+    Interrupt,
+    Command,
+    Overwrite,
+):
+    if isinstance(_cls, type) and _cls.__module__.startswith(("langchain_core.", "langgraph.")):
+        register_class(_cls)
 
 
 # -- configs -------------------------------------------------------------------
@@ -105,24 +120,36 @@ def kind_of(metadata: Mapping[str, Any]) -> str:
 
 
 def checkpoint_meta(checkpoint: Checkpoint, metadata: CheckpointMetadata, lg_parent: Any = ...) -> dict[str, Any]:
-    """The clew metadata of a LangGraph checkpoint (everything but its channel values)."""
+    """The clew metadata of a LangGraph checkpoint: LangGraph's metadata, plus ``__langgraph__``.
+
+    LangGraph's metadata (``source``, ``step``, ...) sits at the top, where generic
+    clew tools look; the rest of the checkpoint (everything but its channel values)
+    and, when it differs from clew's, LangGraph's parent id go under ``__langgraph__``.
+    """
     rest = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "id")}
-    meta: dict[str, Any] = {"checkpoint": rest, "metadata": dict(metadata)}
     if lg_parent is not ...:
-        meta["parent"] = lg_parent
-    return meta
+        rest[PARENT] = lg_parent
+    return {**metadata, LG: rest}
+
+
+def with_parent(meta: Mapping[str, Any], lg_parent: str | None, clew_parent: str | None) -> dict[str, Any]:
+    """``meta`` recording LangGraph's parent only where it differs from clew's."""
+    rest = {k: v for k, v in (meta.get(LG) or {}).items() if k != PARENT}
+    if lg_parent != clew_parent:
+        rest[PARENT] = lg_parent
+    return {**meta, LG: rest}
 
 
 def lg_parent_of(record: CheckpointRecord) -> str | None:
     """LangGraph's parent of a stored checkpoint (clew's, unless metadata overrides it)."""
-    if "parent" in record.metadata:
-        parent = record.metadata["parent"]
-        return None if parent is None else str(parent)
+    rest = record.metadata.get(LG) or {}
+    if PARENT in rest:
+        return None if rest[PARENT] is None else str(rest[PARENT])
     return record.parent_id
 
 
 def lg_metadata(record: CheckpointRecord) -> dict[str, Any]:
-    return dict(record.metadata.get("metadata") or {})
+    return {k: v for k, v in record.metadata.items() if k != LG}
 
 
 def to_tuple(
@@ -135,7 +162,7 @@ def to_tuple(
     head_of: str | None,
 ) -> CheckpointTuple:
     """A stored checkpoint as LangGraph's :class:`CheckpointTuple`."""
-    rest = dict(record.metadata.get("checkpoint") or {})
+    rest = {k: v for k, v in (record.metadata.get(LG) or {}).items() if k != PARENT}
     checkpoint: Any = {
         **rest,
         "id": record.checkpoint_id,
@@ -180,9 +207,9 @@ def field_of_path(path: str, fields: Iterable[str]) -> str | None:
     rest = path[len("state.") :]
     best = None
     for name in fields:
-        if rest == name or (rest.startswith(name) and rest[len(name)] in ".[{<"):
-            if best is None or len(name) > len(best):
-                best = name
+        inside = rest == name or (rest.startswith(name) and rest[len(name)] in ".[{<")
+        if inside and (best is None or len(name) > len(best)):
+            best = name
     return best
 
 
@@ -210,6 +237,11 @@ def with_values(data: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any
 
 def has_interrupt(writes: Sequence[tuple[str, Any]]) -> bool:
     return any(channel == INTERRUPT for channel, _ in writes)
+
+
+def status_after(entries: Sequence[tuple[str, Any]]) -> str:
+    """A run's status once these journal entries are recorded: paused on an interrupt."""
+    return "paused" if any(row[1] == INTERRUPT for _, data in entries for row in data["writes"]) else "running"
 
 
 def pending_writes(

@@ -4,7 +4,7 @@ clew checkpoints are immutable and hash-chained, and a store deletes whole runs
 only. So removing some checkpoints of a thread rebuilds its run: the kept
 checkpoints (same ids, states, metadata and writes) are replayed into a new run,
 each re-parented onto its nearest kept ancestor (LangGraph's own parent id stays in
-metadata ``parent``), so the result is again one verifiable chain.
+metadata ``__langgraph__.parent``), so the result is again one verifiable chain.
 
 A rewrite replays into a scratch run labelled ``rewrite_of`` first, then replaces
 the original: a crash half-way leaves the data in the scratch run, never nowhere.
@@ -18,7 +18,7 @@ from typing import Any
 
 from clew.errors import ConflictError, NotFoundError
 from clew.integrations.langgraph import _mapping as m
-from clew.integrations.langgraph._flows import Ctx, Flow, all_records, call, commit, thread_runs
+from clew.integrations.langgraph._core import Ctx, Flow, all_records, call, commit, thread_runs
 from clew.store import CheckpointRecord, JournalEntry, RunRecord
 
 STRATEGIES = ("keep_latest", "delete")
@@ -42,12 +42,19 @@ def replay(ctx: Ctx, source: str, target: str, labels: dict[str, str], keep: set
     heads: dict[str, str | None] = {"main": None}
     for rec in sorted((records[c] for c in kept), key=lambda r: r.seq):
         branch, parent = yield from _place(target, rec, records, kept, heads)
-        meta = {k: v for k, v in rec.metadata.items() if k != "parent"}
-        if (lg_parent := m.lg_parent_of(rec)) != parent:
-            meta["parent"] = lg_parent
+        meta = m.with_parent(rec.metadata, m.lg_parent_of(rec), parent)
         state = yield call("load_state", source, rec.checkpoint_id)
-        yield from commit(ctx, target, state, parent=parent, branch=branch, kind=rec.kind, metadata=meta,
-                          checkpoint_id=rec.checkpoint_id, status=None)
+        yield from commit(
+            ctx,
+            target,
+            state,
+            parent=parent,
+            branch=branch,
+            kind=rec.kind,
+            metadata=meta,
+            checkpoint_id=rec.checkpoint_id,
+            status=None,
+        )
         heads[branch] = rec.checkpoint_id
         if rec.checkpoint_id in writes:  # pending on the new head: its children will seal them
             yield call("append_journal", target, writes[rec.checkpoint_id], branch=branch)
@@ -55,7 +62,10 @@ def replay(ctx: Ctx, source: str, target: str, labels: dict[str, str], keep: set
 
 
 def _place(
-    target: str, rec: CheckpointRecord, records: dict[str, CheckpointRecord], kept: set[str],
+    target: str,
+    rec: CheckpointRecord,
+    records: dict[str, CheckpointRecord],
+    kept: set[str],
     heads: dict[str, str | None],
 ) -> Flow[tuple[str, str | None]]:
     """The branch and parent a replayed checkpoint goes on, as ``put`` would choose."""

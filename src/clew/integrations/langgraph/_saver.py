@@ -26,6 +26,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import clew
 from clew.errors import ClewError, ConfigError
+from clew.integrations.langgraph import _core as c
 from clew.integrations.langgraph import _flows as f
 from clew.integrations.langgraph import _mapping as m
 from clew.integrations.langgraph import _rewrite as rw
@@ -35,7 +36,7 @@ T = TypeVar("T")
 _STRIPES = 64
 
 
-def _drive(flow: f.Flow[T], store: Store) -> T:
+def _drive(flow: c.Flow[T], store: Store) -> T:
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -50,7 +51,7 @@ def _drive(flow: f.Flow[T], store: Store) -> T:
             error = exc
 
 
-async def _adrive(flow: f.Flow[T], store: AsyncStore) -> T:
+async def _adrive(flow: c.Flow[T], store: AsyncStore) -> T:
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -65,7 +66,7 @@ async def _adrive(flow: f.Flow[T], store: AsyncStore) -> T:
             error = exc
 
 
-def _iterate(stream: f.Stream, store: Store) -> Iterator[Any]:
+def _iterate(stream: c.Stream, store: Store) -> Iterator[Any]:
     send: Any = None
     error: BaseException | None = None
     try:
@@ -75,7 +76,7 @@ def _iterate(stream: f.Stream, store: Store) -> Iterator[Any]:
             except StopIteration:
                 return
             send, error = None, None
-            if isinstance(step, f.Emit):
+            if isinstance(step, c.Emit):
                 yield step.value
                 continue
             try:
@@ -86,7 +87,7 @@ def _iterate(stream: f.Stream, store: Store) -> Iterator[Any]:
         stream.close()
 
 
-async def _aiterate(stream: f.Stream, store: AsyncStore) -> AsyncIterator[Any]:
+async def _aiterate(stream: c.Stream, store: AsyncStore) -> AsyncIterator[Any]:
     send: Any = None
     error: BaseException | None = None
     try:
@@ -96,7 +97,7 @@ async def _aiterate(stream: f.Stream, store: AsyncStore) -> AsyncIterator[Any]:
             except StopIteration:
                 return
             send, error = None, None
-            if isinstance(step, f.Emit):
+            if isinstance(step, c.Emit):
                 yield step.value
                 continue
             try:
@@ -124,6 +125,10 @@ class ClewSaver(BaseCheckpointSaver[int]):
             the checkpoint it worked from: ``"raise"`` a
             :class:`~clew.errors.ConflictError` (the default), or ``"fork"``: keep
             its checkpoint on a new branch ``conflict-<checkpoint id>``.
+        verify_reads: re-hash a thread's whole run (``Store.verify``) before
+            returning any of it, so a changed byte in metadata or in a pending write
+            raises :class:`~clew.errors.IntegrityError` on read too. State blobs are
+            checked on every read regardless.
 
     Example::
 
@@ -139,6 +144,7 @@ class ClewSaver(BaseCheckpointSaver[int]):
         astore: AsyncStore | None = None,
         serde: SerializerProtocol | None = None,
         on_conflict: Literal["raise", "fork"] = "raise",
+        verify_reads: bool = False,
     ) -> None:
         if store is None and astore is None:
             raise ConfigError("ClewSaver needs a store: ClewSaver(clew.open(url)) or ClewSaver(astore=...)")
@@ -147,7 +153,7 @@ class ClewSaver(BaseCheckpointSaver[int]):
         super().__init__(serde=serde)
         self.store = store
         self.astore = astore
-        self._ctx = f.Ctx(self.serde, f.Memory(), on_conflict)
+        self._ctx = c.Ctx(self.serde, c.Memory(), on_conflict, verify_reads)
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
             weakref.WeakKeyDictionary()
@@ -223,7 +229,11 @@ class ClewSaver(BaseCheckpointSaver[int]):
         yield from _iterate(f.list_checkpoints(self._ctx, config, filter, before, limit), self._sync())
 
     def put(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Commit a checkpoint on the branch its parent heads (see ``docs/langgraph.md``)."""
         with self._locks[self._stripe(config)]:
@@ -233,8 +243,10 @@ class ClewSaver(BaseCheckpointSaver[int]):
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         """Record a task's writes against the checkpoint ``config`` names, as a journal entry."""
+        store = self._sync()
+        stored = _drive(f.probe_writes(self._ctx, config), store)
         with self._locks[self._stripe(config)]:
-            _drive(f.put_writes(self._ctx, config, writes, task_id, task_path), self._sync())
+            _drive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), store)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every run (namespace) of a thread."""
@@ -270,7 +282,11 @@ class ClewSaver(BaseCheckpointSaver[int]):
             yield item
 
     async def aput(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """See :meth:`put`."""
         async with self._alock(config):
@@ -280,8 +296,10 @@ class ClewSaver(BaseCheckpointSaver[int]):
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         """See :meth:`put_writes`."""
+        astore = self._async()
+        stored = await _adrive(f.probe_writes(self._ctx, config), astore)
         async with self._alock(config):
-            await _adrive(f.put_writes(self._ctx, config, writes, task_id, task_path), self._async())
+            await _adrive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), astore)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """See :meth:`delete_thread`."""
