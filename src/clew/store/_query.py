@@ -1,0 +1,88 @@
+"""The machinery every store operation uses: queries, the ``Op`` type and the shared context.
+
+An operation is a generator: it yields :class:`Q` objects (or lists of them, a batch
+that a pipelining runner sends in one round trip) and receives each query's result.
+The sync and async runners of each backend execute them inside one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from clew.codec import Codec
+from clew.store import _state
+from clew.store._sql import Dialect
+
+Mode = Literal["one", "all", "rowcount", "many", "exec"]
+"""What a query returns: a row, all rows, the row count, or nothing (``many`` runs the
+statement once per parameter tuple; ``exec`` needs no answer, so a pipelining runner
+may send it with the next queries instead of waiting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Q:
+    """One query for a runner to execute."""
+
+    sql: str
+    params: Sequence[Any]
+    mode: Mode
+
+
+T = TypeVar("T")
+Op = Generator[Q | list[Q], Any, T]
+"""An operation: yields queries, receives their results, returns a ``T``."""
+
+
+class Context:
+    """What operations share: dialect, codec and the writer's cache."""
+
+    def __init__(self, dialect: Dialect, codec: Codec, *, cache_size: int = 256) -> None:
+        self.d = dialect
+        self.codec = codec
+        self.encoder = _state.StateEncoder(codec)
+        self._cache: dict[tuple[str, str], _state.StateCache] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.fault: str | None = None  # tests: raise before running the named query
+        # run id -> internal key; only trusted by commit, whose first write re-checks it
+        self.run_keys: dict[str, int] = {}
+        self.known_branches: set[tuple[str, str]] = set()
+
+    def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
+        if self.fault == name:
+            raise RuntimeError(f"injected fault before {name}")
+        text = self.d.sql[name]
+        return Q(text.format(**fmt) if fmt else text, params, mode)
+
+    def marks(self, n: int) -> str:
+        return ", ".join(["?" if self.d.name == "sqlite" else "%s"] * n)
+
+    def cached(self, run_id: str, branch: str, checkpoint_id: str) -> _state.StateCache | None:
+        with self._lock:
+            entry = self._cache.get((run_id, branch))
+        return entry if entry is not None and entry.checkpoint_id == checkpoint_id else None
+
+    def remember(self, run_id: str, branch: str, entry: _state.StateCache) -> None:
+        with self._lock:
+            self._cache.pop((run_id, branch), None)
+            self._cache[(run_id, branch)] = entry
+            while len(self._cache) > self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == run_id]:
+                del self._cache[key]
+
+
+def new_id() -> str:
+    """A time-ordered unique id (UUID version 7 layout)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(uuid.uuid4().bytes[6:], "big") & ((1 << 74) - 1)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
