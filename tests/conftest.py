@@ -95,6 +95,14 @@ def stores(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
     factory.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Stores on the backends that several processes (or reopenings) can share."""
+    factory = StoreFactory(str(request.param), tmp_path)
+    yield factory
+    factory.close()
+
+
 @pytest.fixture
 def store(stores: StoreFactory) -> clew.Store:
     return stores.open()

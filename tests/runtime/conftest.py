@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 import clew
 
 
-class SimulatedCrash(BaseException):  # noqa: N818 - not an error a program handles: the process "dies"
+class SimulatedCrash(BaseException):
     """Raised inside a step or tool to stop a run dead, the way a killed process would.
 
     It is a ``BaseException`` so that neither the step's retry policy nor the call's
@@ -70,7 +71,7 @@ def journal(store: clew.Store, run_id: str, kind: str | None = None) -> list[cle
 
 def assert_chain(history: list[clew.CheckpointRecord]) -> None:
     """Newest first, each checkpoint's parent is the next one, seqs strictly decrease."""
-    for newer, older in zip(history, history[1:], strict=False):
+    for newer, older in itertools.pairwise(history):
         assert newer.parent_id == older.checkpoint_id
         assert newer.seq > older.seq
     assert history[-1].parent_id is None

@@ -91,6 +91,8 @@ class StateAdapter(Generic[S]):
         Raises:
             InvalidStateError: an unknown field or a value of the wrong type.
         """
+        if not all(isinstance(k, str) for k in update):
+            raise InvalidStateError("an update names fields by str keys")
         known = self.field_names()
         if known is not None:
             unknown = set(update) - known

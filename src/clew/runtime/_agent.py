@@ -117,25 +117,9 @@ class AgentBase(Generic[S]):
             metadata={"branch": "main"},
             lease_owner=self.worker_id,
             lease_ttl=self.lease_ttl,
+            state=fields,
+            checkpoint_metadata={**self._meta(), "next": self._start},
         )
-        try:
-            yield store(
-                "commit",
-                run_id=run.run_id,
-                parent=None,
-                state=fields,
-                kind="start",
-                metadata={**self._meta(), "next": self._start},
-            )
-        except BaseException as exc:
-            yield store(
-                "update_run",
-                run_id=run.run_id,
-                status="failed",
-                metadata={"branch": "main", "error": {"type": type(exc).__name__, "message": str(exc)}},
-            )
-            yield store("release_lease", run_id=run.run_id, owner=self.worker_id)
-            raise
         return run.run_id
 
     def _edit(
@@ -187,7 +171,28 @@ class AgentBase(Generic[S]):
         state = self._adapter.from_fields(fields)
         if update:
             state = self._adapter.apply_update(state, update)
+            new_fields = self._adapter.to_fields(state)
+            for name in update:  # UnknownTypeError now, before the branch exists
+                if name in new_fields:
+                    self.store.codec.dumps(new_fields[name], f"state.{name}")
         yield store("acquire_lease", run_id=run_id, owner=self.worker_id, ttl=self.lease_ttl)
+        try:
+            return (yield from self._fork_locked(src, checkpoint_id, branch, state, update, actor, reason))
+        except BaseException:
+            yield store("release_lease", run_id=run_id, owner=self.worker_id)
+            raise
+
+    def _fork_locked(
+        self,
+        src: CheckpointRecord,
+        checkpoint_id: str,
+        branch: str,
+        state: S,
+        update: Mapping[str, Any] | None,
+        actor: str | None,
+        reason: str | None,
+    ) -> Program:
+        run_id = src.run_id
         yield store("fork", run_id=run_id, checkpoint_id=checkpoint_id, branch=branch)
         keep = {k: src.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in src.metadata}
         kind = "fork"
@@ -388,9 +393,13 @@ class Agent(AgentBase[S]):
         """Claim runs of this agent whose worker died (lease expired) and finish them."""
         st = self.store
         assert isinstance(st, Store)
-        claimed = [r for r in st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=limit)]
         results = []
-        for r in claimed:
+        for _ in range(limit):
+            # One at a time: a claimed run's lease is renewed only while it runs.
+            claimed = st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1)
+            if not claimed:
+                break
+            r = claimed[0]
             if r.agent != self.name:
                 st.release_lease(r.run_id, owner=self.worker_id)
                 continue
@@ -513,9 +522,12 @@ class Agent(AgentBase[S]):
         """The async twin of :meth:`recover`."""
         st = self.store
         assert isinstance(st, AsyncStore)
-        claimed = await st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=limit)
         results = []
-        for r in claimed:
+        for _ in range(limit):
+            claimed = await st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1)
+            if not claimed:
+                break
+            r = claimed[0]
             if r.agent != self.name:
                 await st.release_lease(r.run_id, owner=self.worker_id)
                 continue

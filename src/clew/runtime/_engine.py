@@ -95,6 +95,14 @@ def execute(
 ) -> Program:
     """Run a branch from its head until it completes, pauses or fails."""
     b = yield store("get_branch", run_id=run_id, name=branch)
+    if b.head is None:  # its worker died between creating the run and its first checkpoint
+        err = {
+            "type": "clew.errors.RunStatusError",
+            "message": f"run {run_id!r} has no checkpoint: its worker died before writing the first one, "
+            "so its initial state was never stored; start the run again",
+        }
+        yield store("update_run", run_id=run_id, status="failed", metadata={"branch": branch, "error": err})
+        return Run(run_id, "failed", branch, "", None, error=err)
     head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
     check_version(agent, head)
     fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
@@ -181,6 +189,8 @@ def execute(
                 if step.retry.retries(exc, attempt):
                     yield Sleep(step.retry.delay(attempt))
                     attempt += 1
+                    # the failed try's completed calls are in the journal now: replay them
+                    ledger = yield from step_ledger(run_id, branch, head)
                     continue
                 yield store(
                     "update_run",
@@ -191,10 +201,17 @@ def execute(
                 return Run(run_id, "failed", branch, head.checkpoint_id, state, error=err)
             break
         if result is not None and (not isinstance(result, str) or result not in agent._steps):
-            raise StepNotFoundError(
+            bad = StepNotFoundError(
                 f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
                 f"({sorted(agent._steps)}) or None to end the run"
             )
+            yield store(
+                "update_run",
+                run_id=run_id,
+                status="failed",
+                metadata={"branch": branch, "error": {**error_record(bad), "step": nxt}},
+            )
+            raise bad
         meta = {
             **agent._meta(),
             "step": nxt,
@@ -231,18 +248,26 @@ def prepare_resume(
     agent: AgentBase[Any], run_id: str, branch: str | None, answer: Any, actor: str | None, owner: str
 ) -> Program:
     """Check that a run may be resumed, take its lease and record the answer."""
+
+    def check(run: Any) -> None:
+        if run.status == "completed":
+            raise RunStatusError(f"run {run_id!r} is completed; fork it to continue from a checkpoint")
+        if run.status == "cancelled":
+            raise RunStatusError(f"run {run_id!r} was cancelled")
+        if answer is not agent._NO_ANSWER and run.status != "paused":
+            raise RunStatusError(f"run {run_id!r} is {run.status}, not paused: there is no question to answer")
+
     run = yield store("get_run", run_id=run_id)
     branch = branch or run.metadata.get("branch", "main")
-    if run.status == "completed":
-        raise RunStatusError(f"run {run_id!r} is completed; fork it to continue from a checkpoint")
-    if run.status == "cancelled":
-        raise RunStatusError(f"run {run_id!r} was cancelled")
-    if answer is not agent._NO_ANSWER and run.status != "paused":
-        raise RunStatusError(f"run {run_id!r} is {run.status}, not paused: there is no question to answer")
+    check(run)
     yield store("acquire_lease", run_id=run_id, owner=owner, ttl=agent.lease_ttl)
     try:
+        run = yield store("get_run", run_id=run_id)  # again, under the lease: another worker may have moved it on
+        check(run)
         b = yield store("get_branch", run_id=run_id, name=branch)
         head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
+        if agent.on_version_mismatch == "refuse":
+            check_version(agent, head)  # refuse before recording anything
         entries = []
         if run.status == "paused" and head.kind in PAUSE_KINDS:
             if answer is agent._NO_ANSWER:

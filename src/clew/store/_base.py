@@ -85,8 +85,14 @@ class Store(_Common, abc.ABC):
         status: str = "running",
         lease_owner: str | None = None,
         lease_ttl: float | None = None,
+        state: Mapping[str, Any] | None = None,
+        checkpoint_metadata: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Create a run and its ``main`` branch; optionally leased to ``lease_owner``.
+
+        With ``state``, the branch's first checkpoint (kind ``start``, with
+        ``checkpoint_metadata``) is written in the same transaction, so the run never
+        exists without it.
 
         Raises:
             ConflictError: a run with this id exists.
@@ -101,6 +107,8 @@ class Store(_Common, abc.ABC):
                 status=status,
                 lease_owner=lease_owner,
                 lease_ttl=lease_ttl,
+                state=state,
+                checkpoint_metadata=checkpoint_metadata,
             ),
             write=True,
         )
@@ -314,6 +322,8 @@ class AsyncStore(_Common, abc.ABC):
         status: str = "running",
         lease_owner: str | None = None,
         lease_ttl: float | None = None,
+        state: Mapping[str, Any] | None = None,
+        checkpoint_metadata: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """See :meth:`Store.create_run`."""
         return await self._aexecute(
@@ -326,6 +336,8 @@ class AsyncStore(_Common, abc.ABC):
                 status=status,
                 lease_owner=lease_owner,
                 lease_ttl=lease_ttl,
+                state=state,
+                checkpoint_metadata=checkpoint_metadata,
             ),
             write=True,
         )

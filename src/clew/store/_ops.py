@@ -57,6 +57,8 @@ def create_run(
     status: str,
     lease_owner: str | None,
     lease_ttl: float | None,
+    state: Mapping[str, Any] | None = None,
+    checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> Op[RunRecord]:
     if lease_owner is not None and not lease_ttl:
         raise ConfigError("create_run: a lease_owner needs a lease_ttl (seconds), or the lease could never expire")
@@ -81,6 +83,19 @@ def create_run(
         ),
     )
     yield ctx.q("insert_branch", (row[0], "main", None, None, now), "rowcount")
+    if state is not None:  # the first checkpoint, in the same transaction: never a run without one
+        yield from commit(
+            ctx,
+            run_id,
+            branch="main",
+            parent=None,
+            state=state,
+            metadata=checkpoint_metadata,
+            kind="start",
+            status=None,
+            journal=(),
+            checkpoint_id=None,
+        )
     return RunRecord(run_id, agent, status, dict(labels or {}), dict(metadata or {}), now, now, lease_owner, expires)
 
 

@@ -132,7 +132,7 @@ class Ctx:
 
 
 def verified(ctx: Ctx, run: str) -> Flow[None]:
-    """With ``verify_reads``: re-hash the whole run (metadata and journal too) before use."""
+    """With ``verify_reads``: re-hash the whole run (journal entries too) before use."""
     if ctx.verify_reads:
         (yield call("verify", run)).raise_for_problems()
 

@@ -157,6 +157,7 @@ def list_checkpoints(
         except NotFoundError:  # deleted while we listed
             continue
         head = head_branch(branches, rec.checkpoint_id, rec.branch)
+        ctx.mem.saw(run, rec.checkpoint_id, head)
         yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes, head))
 
 

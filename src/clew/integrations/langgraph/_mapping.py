@@ -10,8 +10,8 @@ checkpoint id              checkpoint id (the same string)
 parent checkpoint          parent checkpoint; ``__langgraph__.parent`` when they differ
 ``channel_values``         the checkpoint's state, one field per channel (lists are
                            chunked, every value content-addressed)
-checkpoint metadata        metadata (``source``, ``step``, ``run_id``...), as it is
-the rest of the checkpoint metadata ``__langgraph__`` (``v``, ``ts``, versions, ...)
+checkpoint metadata        metadata, key for key (``source``, ``step``, ``run_id``...)
+rest of the checkpoint     metadata ``__langgraph__`` (``v``, ``ts``, versions, ...)
 ``source``                 kind: input -> ``input``, loop -> ``step``,
                            update -> ``edit``, fork -> ``fork``
 ``put_writes`` call        one journal entry: data ``checkpoint``, ``task``, ``path``,

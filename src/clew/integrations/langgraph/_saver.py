@@ -126,9 +126,9 @@ class ClewSaver(BaseCheckpointSaver[int]):
             :class:`~clew.errors.ConflictError` (the default), or ``"fork"``: keep
             its checkpoint on a new branch ``conflict-<checkpoint id>``.
         verify_reads: re-hash a thread's whole run (``Store.verify``) before
-            returning any of it, so a changed byte in metadata or in a pending write
-            raises :class:`~clew.errors.IntegrityError` on read too. State blobs are
-            checked on every read regardless.
+            returning any of it, so a changed byte in a pending write raises
+            :class:`~clew.errors.IntegrityError` on read too. Checkpoint seals and
+            state blobs are checked on every read regardless.
 
     Example::
 
