@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from clew.errors import ConfigError, LeaseError, RunStatusError
 from clew.runtime import _engine
@@ -24,6 +24,7 @@ from clew.store import AsyncStore, CheckpointRecord, Store
 
 S = TypeVar("S")
 StepFn = Callable[..., Any]
+F = TypeVar("F", bound=StepFn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +66,31 @@ class AgentBase(Generic[S]):
         self._steps: dict[str, Step] = {}
         self._start: str | None = None
 
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
     def step(
         self,
-        fn: StepFn | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         start: bool = False,
         retry: Retry | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> Callable[[F], F]: ...
+
+    def step(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        start: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> F | Callable[[F], F]:
         """Register a step: ``fn(state, ctx) -> next step name | None``.
 
         Args:
@@ -83,7 +100,7 @@ class AgentBase(Generic[S]):
             timeout: seconds an ``async def`` step may take per try.
         """
 
-        def register(f: StepFn) -> StepFn:
+        def register(f: F) -> F:
             step_name = name or f.__name__
             if step_name in self._steps:
                 raise ConfigError(f"agent {self.name!r} already has a step {step_name!r}")

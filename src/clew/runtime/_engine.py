@@ -115,10 +115,18 @@ def execute(
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         step = agent._steps.get(nxt)
         if step is None:
-            raise StepNotFoundError(
+            missing = StepNotFoundError(
                 f"run {run_id!r} continues at step {nxt!r}, which agent {agent.name!r} does not define "
                 f"(it has {sorted(agent._steps)}); deploy the code that has it, or fork with another step"
             )
+            # Failed, not running: recover() must not pick it up again and again.
+            yield store(
+                "update_run",
+                run_id=run_id,
+                status="failed",
+                metadata={"branch": branch, "error": {**error_record(missing), "step": nxt}},
+            )
+            raise missing
         if fresh:  # we committed the head ourselves, under our lease: nothing is pending
             ledger = Ledger(head.checkpoint_id)
         else:
