@@ -162,7 +162,7 @@ def test_recover_leaves_other_runs_alone(stores: StoreFactory) -> None:
         "paused": "paused",
         "theirs": "running",
     }
-    assert store.get_run("theirs").lease_owner is None  # claimed, seen not to be ours, released
+    assert store.get_run("theirs").lease_owner == "gone"  # another agent's run is never claimed
 
 
 def test_a_worker_that_lost_its_lease_cannot_advance_the_run(stores: StoreFactory) -> None:

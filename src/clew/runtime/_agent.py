@@ -413,13 +413,10 @@ class Agent(AgentBase[S]):
         results = []
         for _ in range(limit):
             # One at a time: a claimed run's lease is renewed only while it runs.
-            claimed = st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1)
+            claimed = st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1, agent=self.name)
             if not claimed:
                 break
             r = claimed[0]
-            if r.agent != self.name:
-                st.release_lease(r.run_id, owner=self.worker_id)
-                continue
             results.append(self._run_sync(r.run_id, r.metadata.get("branch", "main"), ephemeral))
         return results
 
@@ -541,12 +538,9 @@ class Agent(AgentBase[S]):
         assert isinstance(st, AsyncStore)
         results = []
         for _ in range(limit):
-            claimed = await st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1)
+            claimed = await st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1, agent=self.name)
             if not claimed:
                 break
             r = claimed[0]
-            if r.agent != self.name:
-                await st.release_lease(r.run_id, owner=self.worker_id)
-                continue
             results.append(await self._arun(r.run_id, r.metadata.get("branch", "main"), ephemeral))
         return results

@@ -271,14 +271,22 @@ class Store(_Common, abc.ABC):
         return self._execute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
 
     def claim_expired(
-        self, *, owner: str, ttl: float, limit: int = 10, statuses: Sequence[str] = ("running",)
+        self,
+        *,
+        owner: str,
+        ttl: float,
+        limit: int = 10,
+        statuses: Sequence[str] = ("running",),
+        agent: str | None = None,
     ) -> list[RunRecord]:
         """Lease to ``owner`` up to ``limit`` runs whose lease expired (their worker died).
+
+        Only runs in ``statuses`` (and of ``agent``, if given) are claimed.
 
         Safe with many workers at once: each run is claimed by one of them.
         """
         return self._execute(
-            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses), write=True
+            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
         )
 
     # -- audit ---------------------------------------------------------------
@@ -462,11 +470,17 @@ class AsyncStore(_Common, abc.ABC):
         return await self._aexecute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
 
     async def claim_expired(
-        self, *, owner: str, ttl: float, limit: int = 10, statuses: Sequence[str] = ("running",)
+        self,
+        *,
+        owner: str,
+        ttl: float,
+        limit: int = 10,
+        statuses: Sequence[str] = ("running",),
+        agent: str | None = None,
     ) -> list[RunRecord]:
         """See :meth:`Store.claim_expired`."""
         return await self._aexecute(
-            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses), write=True
+            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
         )
 
     async def verify(self, run_id: str) -> VerifyReport:

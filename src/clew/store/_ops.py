@@ -360,9 +360,11 @@ def release_lease(ctx: Context, run_id: str, *, owner: str) -> Op[bool]:
     return n == 1
 
 
-def claim_expired(ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str]) -> Op[list[RunRecord]]:
+def claim_expired(
+    ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str], agent: str | None
+) -> Op[list[RunRecord]]:
     now = time.time()
     rows = yield ctx.q(
-        "claim_expired", (owner, now + ttl, *statuses, now, limit), "all", marks=ctx.marks(len(statuses))
+        "claim_expired", (owner, now + ttl, *statuses, now, agent, limit), "all", marks=ctx.marks(len(statuses))
     )
     return [run_record(ctx, r) for r in rows]

@@ -189,7 +189,8 @@ SQLITE: dict[str, str] = {
     "claim_expired": (
         "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("
         " SELECT rk FROM runs WHERE status IN ({marks})"
-        " AND (lease_expires IS NULL OR lease_expires < ?) ORDER BY lease_expires LIMIT ?)"
+        " AND (lease_expires IS NULL OR lease_expires < ?) AND agent = coalesce(?, agent)"
+        " ORDER BY lease_expires LIMIT ?)"
         f" RETURNING {_RUN_COLS}"
     ),
     "label_clause": "EXISTS (SELECT 1 FROM json_each(runs.labels) WHERE key = ? AND value = ?)",
@@ -201,7 +202,8 @@ POSTGRES: dict[str, str] = {
     "claim_expired": (
         "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("
         " SELECT rk FROM runs WHERE status IN ({marks})"
-        " AND (lease_expires IS NULL OR lease_expires < ?) ORDER BY lease_expires LIMIT ?"
+        " AND (lease_expires IS NULL OR lease_expires < ?) AND agent = coalesce(?, agent)"
+        " ORDER BY lease_expires LIMIT ?"
         " FOR UPDATE SKIP LOCKED)"
         f" RETURNING {_RUN_COLS}"
     ),
