@@ -13,6 +13,7 @@ Usage: python -m bench.runtime_bench [--n 400] [--postgres URL|none] [--quick]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -67,7 +68,7 @@ def plain_loop(data: list[Any], n: int) -> list[float]:
 
 
 def gaps_ms(marks: list[float]) -> list[float]:
-    return [(b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)]
+    return [(b - a) * 1000 for a, b in itertools.pairwise(marks)]
 
 
 def overhead_sqlite(n: int) -> dict[str, Any]:
