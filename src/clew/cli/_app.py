@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import runpy
@@ -20,6 +21,38 @@ from clew.audit import compare_branches, export_run, to_jsonable
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and operate durable agent runs.")
 out = Console()
 err = Console(stderr=True)
+
+# Modules whose classes stored states often hold; imported when installed, so that
+# their values decode (clew never imports a module because a blob names it).
+KNOWN_MODULES = ("langchain_core.messages",)
+
+
+@app.callback()
+def _setup(
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            envvar="CLEW_IMPORT",
+            help="Import this module first, so the classes stored states hold can be decoded. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    for name in KNOWN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    for name in imports or ():
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise errors.ConfigError(f"--import {name}: {exc}") from exc
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
 
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.NotFoundError, 3),
@@ -124,8 +157,8 @@ def history(
             str(c.seq),
             c.branch,
             c.kind,
-            str(c.metadata.get("step") or ""),
-            str(c.metadata.get("next") or ""),
+            _cell(c.metadata.get("step")),
+            _cell(c.metadata.get("next")),
             c.checkpoint_id,
         )
     out.print(table)
