@@ -231,7 +231,10 @@ def main(db: str | None = None) -> int:
             f"verify: [bold]{'OK' if report.ok else 'FAILED'}[/] ({report.checkpoints} checkpoints, "
             f"{report.blobs} blobs, {report.journal_entries} journal entries, hash-chained)"
         )
-        console.print(f"the trail is in [bold]{db}[/]; {len(journal)} journal entries. Look at it with:")
+        console.print(
+            f"the trail is in [bold]{db}[/]; {len(journal)} journal entries. Look at it with "
+            "(after [bold]. .venv/bin/activate[/] in a checkout):"
+        )
         console.print(f"  clew history ticket-c42 --db {db}\n  clew export ticket-c42 --db {db}")
         ok = c["billing"] == 1 and c["email"] == 2 and report.ok and done.status == "completed"
         return 0 if ok else 1
