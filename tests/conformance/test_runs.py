@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
 import clew
-from clew.errors import ConflictError, NotFoundError
+from clew.errors import ConflictError, NotFoundError, UnknownTypeError
 from tests.helpers.raw import Raw
 
 
@@ -49,6 +50,28 @@ def test_create_run_with_status_and_lease(store: clew.Store) -> None:
     assert got.lease_expires_at is not None and got.lease_expires_at > got.created_at + 29
 
 
+def test_create_run_with_its_first_checkpoint(store: clew.Store) -> None:
+    state = {"question": "where is my order?", "messages": [{"role": "user", "content": "hi"}]}
+    store.create_run("started", agent="a", state=state, checkpoint_metadata={"next": "plan"})
+    head = store.get_branch("started").head
+    assert head is not None
+    first = store.get_checkpoint("started", head)
+    assert (first.kind, first.metadata, first.parent_id, first.branch) == ("start", {"next": "plan"}, None, "main")
+    assert store.load_state("started", head) == state
+    assert store.verify("started").ok
+
+
+def test_create_run_with_state_it_cannot_store_leaves_nothing(store: clew.Store, raw: Raw) -> None:
+    before = raw.total_rows()
+    with pytest.raises(UnknownTypeError, match=r"state\.client"):
+        store.create_run("bad", agent="a", state={"client": object()})
+    assert raw.total_rows() == before
+    with pytest.raises(NotFoundError):
+        store.get_run("bad")
+    store.create_run("bad", agent="a", state={"client": None})
+    assert store.load_state("bad", store.get_branch("bad").head) == {"client": None}  # type: ignore[arg-type]
+
+
 def test_list_runs_newest_first_with_filters(store: clew.Store) -> None:
     a = store.create_run(agent="support", labels={"team": "billing", "env": "prod"})
     b = store.create_run(agent="support", labels={"team": "shipping", "env": "prod"}, status="paused")
@@ -78,12 +101,7 @@ def test_list_runs_label_keys_with_punctuation(store: clew.Store) -> None:
         assert [x.run_id for x in store.list_runs(labels={key: value})] == [r.run_id], key
 
 
-def test_list_runs_label_keys_with_quotes_and_backslashes(
-    store: clew.Store, backend: str, request: pytest.FixtureRequest
-) -> None:
-    if backend != "postgres":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="bug: the SQLite label filter builds a JSON path; keys with \" or \\ never match"))
+def test_list_runs_label_keys_with_quotes_and_backslashes(store: clew.Store) -> None:
     r = store.create_run(agent="a", labels={'say "hi"': "x", "back\\slash": "y"})
     for key, value in r.labels.items():
         assert [x.run_id for x in store.list_runs(labels={key: value})] == [r.run_id], key
@@ -132,8 +150,12 @@ def _populate(store: clew.Store, run_id: str) -> list[str]:
     shared = {"doc": "the same text in both runs " * 40}
     c1 = store.commit(run_id, state={**shared, "n": 1, "messages": ["a", "b"]}, parent=None)
     store.append_journal(run_id, [("tool", {"q": "x"})])
-    c2 = store.commit(run_id, state={**shared, "n": 2, "messages": ["a", "b", "c"]}, parent=c1.checkpoint_id,
-                      journal=[("note", "two")])
+    c2 = store.commit(
+        run_id,
+        state={**shared, "n": 2, "messages": ["a", "b", "c"]},
+        parent=c1.checkpoint_id,
+        journal=[("note", "two")],
+    )
     store.fork(run_id, checkpoint_id=c1.checkpoint_id, branch="alt")
     c3 = store.commit(run_id, state={**shared, "n": 3}, parent=c1.checkpoint_id, branch="alt")
     store.append_journal(run_id, [("pending", 1)], branch="alt")
@@ -153,7 +175,11 @@ def test_delete_run_removes_everything_it_owns_and_nothing_else(store: clew.Stor
 
     assert report.run_id == doomed
     assert (report.checkpoints, report.blobs, report.journal_entries, report.branches) == (
-        doomed_counts["checkpoints"], doomed_counts["blobs"], doomed_counts["journal"], doomed_counts["branches"])
+        doomed_counts["checkpoints"],
+        doomed_counts["blobs"],
+        doomed_counts["journal"],
+        doomed_counts["branches"],
+    )
     assert raw.scalar("SELECT count(*) FROM runs WHERE run_id = ?", doomed) == 0
     totals = raw.total_rows()
     kept_counts = raw.counts(kept)
@@ -186,3 +212,38 @@ def test_delete_run_then_reuse_its_id(store: clew.Store) -> None:
 def test_delete_unknown_run(store: clew.Store) -> None:
     with pytest.raises(NotFoundError):
         store.delete_run("ghost")
+
+
+@pytest.mark.parametrize("first", ["commit", "append_journal", "create_with_state"])
+def test_run_deleted_and_made_again_by_another_writer(
+    stores: Any, store: clew.Store, backend: str, first: str, request: pytest.FixtureRequest
+) -> None:
+    """A run id reused after delete_run (a LangGraph thread id, say) works for every writer."""
+    other = stores.open()  # in memory the same store, which forgets what it deleted
+    store.create_run("reused", agent="a")
+    store.create_run("filler", agent="a")  # so a new key is not the old one reused
+    c = store.commit("reused", state={"n": 1}, parent=None)
+    store.append_journal("reused", [("t", 1)])
+    other.delete_run("reused")
+    other.create_run("filler-2", agent="a")
+    if first == "create_with_state":  # this writer makes the run again, with its first checkpoint
+        store.create_run("reused", agent="b", state={"n": 2})
+        c2 = store.get_checkpoint("reused", store.get_branch("reused").head)  # type: ignore[arg-type]
+        store.append_journal("reused", [("t", 2)])
+    else:
+        other.create_run("reused", agent="b")
+    # No read in between: reads look the run up afresh, writes lean on what they remember.
+    if first == "create_with_state":
+        pass
+    elif first == "commit":
+        c2 = store.commit("reused", state={"n": 2}, parent=None)
+        store.append_journal("reused", [("t", 2)])
+    else:
+        store.append_journal("reused", [("t", 2)])
+        c2 = store.commit("reused", state={"n": 2}, parent=None)
+    assert other.load_state("reused", c2.checkpoint_id) == {"n": 2}
+    assert [e.data for e in other.list_journal("reused")] == [2]
+    assert other.get_run("reused").agent == "b"
+    assert other.verify("reused").ok
+    with pytest.raises(NotFoundError):
+        store.load_state("reused", c.checkpoint_id)

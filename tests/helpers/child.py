@@ -7,7 +7,8 @@ Run as a script with ``PYTHONPATH=src`` (it imports only clew)::
     python tests/helpers/child.py claim URL DIR NAME
 
 ``crash`` commits forever, printing each committed step, until it is killed.
-``race`` waits for ``DIR/go-<round>`` (which holds the parent checkpoint id), commits
+``race`` and ``claim`` open the store, touch ``DIR/ready-<NAME>``, then wait. ``race``
+waits for ``DIR/go-<round>`` (which holds the parent checkpoint id), commits
 on it at once and writes ``DIR/result-<round>-<NAME>``. ``claim`` waits for ``DIR/go``
 and claims expired runs until none are left, then prints the ids it got as JSON.
 Files are the barrier: both children see the go file within a millisecond.
@@ -43,6 +44,10 @@ def _wait_for(path: Path, timeout: float = 60.0) -> None:
         time.sleep(0.0005)
 
 
+def _ready(where: Path, name: str) -> None:
+    (where / f"ready-{name}").touch()
+
+
 def crash(url: str, run_id: str) -> None:
     store = clew.open(url)
     head = store.get_branch(run_id).head
@@ -51,7 +56,10 @@ def crash(url: str, run_id: str) -> None:
         step += 1
         store.append_journal(run_id, [("tool", {"step": step, "phase": "intent"})])
         head = store.commit(
-            run_id, state=crash_state(step), parent=head, metadata={"step": step},
+            run_id,
+            state=crash_state(step),
+            parent=head,
+            metadata={"step": step},
             journal=[("tool", {"step": step, "phase": "outcome"})],
         ).checkpoint_id
         print(step, flush=True)
@@ -60,13 +68,18 @@ def crash(url: str, run_id: str) -> None:
 def race(url: str, run_id: str, where: str, name: str, rounds: int) -> None:
     store = clew.open(url)
     base = Path(where)
+    _ready(base, name)
     for r in range(rounds):
         go = base / f"go-{r}"
         _wait_for(go)
         parent = go.read_text() or None
         try:
-            cid = store.commit(run_id, state={"round": r, "writer": name, "log": [name] * (r + 1)},
-                               parent=parent, metadata={"writer": name}).checkpoint_id
+            cid = store.commit(
+                run_id,
+                state={"round": r, "writer": name, "log": [name] * (r + 1)},
+                parent=parent,
+                metadata={"writer": name},
+            ).checkpoint_id
             result: dict[str, Any] = {"won": cid}
         except ConflictError as exc:
             result = {"lost": type(exc).__name__, "message": str(exc)}
@@ -78,6 +91,7 @@ def race(url: str, run_id: str, where: str, name: str, rounds: int) -> None:
 
 def claim(url: str, where: str, name: str) -> None:
     store = clew.open(url)
+    _ready(Path(where), name)
     _wait_for(Path(where) / "go")
     got: list[str] = []
     while True:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-WORDS = (
+WORDS = (  # noqa: SIM905 - a sentence is easier to read than a list of 60 strings
     "the a an to of and in for on with is was are be it this that customer order refund invoice billing "
     "account payment shipping delivery tracking status policy return window days product warranty support "
     "ticket priority escalation agent tool search knowledge base article result summary answer question "
@@ -38,5 +38,9 @@ def message(rnd: random.Random, role: str, size: int = 400) -> dict[str, object]
 
 
 def tool_result(rnd: random.Random, step: int, size: int = 1000) -> dict[str, object]:
-    return {"tool": rnd.choice(["kb_search", "billing_lookup", "order_status"]), "call_id": f"call_{step}",
-            "ok": rnd.random() > 0.1, "output": text(rnd, size)}
+    return {
+        "tool": rnd.choice(["kb_search", "billing_lookup", "order_status"]),
+        "call_id": f"call_{step}",
+        "ok": rnd.random() > 0.1,
+        "output": text(rnd, size),
+    }

@@ -164,7 +164,7 @@ def commit(
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
     encoded = ctx.encoder.encode(state, previous) if previous or parent is None else None
-    rk = ctx.run_keys.get(run_id)
+    remembered = rk = ctx.run_keys.get(run_id)
     if rk is None or encoded is None:
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
@@ -181,7 +181,7 @@ def commit(
     # runs never wait), move the head by compare-and-set, read what the hash needs.
     first = [
         ctx.q("bump_ckpt_seq", (status, now, rk, run_id)),
-        ctx.q("cas_head", (checkpoint_id, rk, branch, parent), "rowcount"),
+        ctx.q("cas_head", (checkpoint_id, rk, branch, parent, run_id), "rowcount"),
         ctx.q("pending_journal", (rk, branch), "all"),
     ]
     if parent is not None and not cached_hash:
@@ -192,6 +192,23 @@ def commit(
     row, moved, pending = results[0], results[1], results[2]
     if row is None:
         ctx.run_keys.pop(run_id, None)
+        if rk == remembered:
+            # A stale remembered key (the run was deleted, perhaps made again). Every write
+            # above checks the run id too, so none took effect: start over with a fresh key.
+            return (
+                yield from commit(
+                    ctx,
+                    run_id,
+                    branch=branch,
+                    parent=parent,
+                    state=state,
+                    metadata=metadata,
+                    kind=kind,
+                    status=status,
+                    journal=journal,
+                    checkpoint_id=checkpoint_id,
+                )
+            )
         raise NotFoundError(f"run {run_id!r} not found")
     seq = int(row[0])
     if moved != 1:
@@ -232,12 +249,20 @@ def append_journal(
 ) -> Op[list[JournalEntry]]:
     # A cached run key is re-checked by the first write; a branch is checked only once.
     rk = ctx.run_keys.get(run_id)
-    if rk is None or (run_id, branch) not in ctx.known_branches:
+    remembered = rk is not None and (run_id, branch) in ctx.known_branches
+    if rk is None or not remembered:
         rk = yield from run_key(ctx, run_id)
         yield from branch_row(ctx, rk, run_id, branch)
         ctx.known_branches.add((run_id, branch))
     now = time.time()
-    rows = yield from append_journal_rows(ctx, rk, run_id, branch, entries, None, now)
+    try:
+        rows = yield from append_journal_rows(ctx, rk, run_id, branch, entries, None, now)
+    except NotFoundError:
+        if not remembered:
+            raise
+        # A stale remembered key (the run was deleted, perhaps made again): nothing was written.
+        ctx.known_branches.discard((run_id, branch))
+        return (yield from append_journal(ctx, run_id, branch=branch, entries=entries))
     return [JournalEntry(run_id, seq, branch, kind, data, now, None, h.hex()) for seq, h, _, kind, data in rows]
 
 

@@ -184,7 +184,11 @@ COMMON: dict[str, str] = {
 }
 
 SQLITE: dict[str, str] = {
-    "cas_head": "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS ?",
+    # The run id check: a writer's remembered run key may be a deleted run's.
+    "cas_head": (
+        "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS ?"
+        " AND EXISTS (SELECT 1 FROM runs WHERE runs.rk = branches.rk AND runs.run_id = ?)"
+    ),
     "blobs_by_addr": "SELECT addr, data FROM blobs WHERE rk = ? AND addr IN ({marks})",
     "claim_expired": (
         "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("
@@ -197,7 +201,10 @@ SQLITE: dict[str, str] = {
 }
 
 POSTGRES: dict[str, str] = {
-    "cas_head": "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS NOT DISTINCT FROM ?",
+    "cas_head": (
+        "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS NOT DISTINCT FROM ?"
+        " AND EXISTS (SELECT 1 FROM runs WHERE runs.rk = branches.rk AND runs.run_id = ?)"
+    ),
     "blobs_by_addr": "SELECT addr, data FROM blobs WHERE rk = ? AND addr = ANY(?)",
     "claim_expired": (
         "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("

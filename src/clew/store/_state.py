@@ -21,8 +21,13 @@ correctness never rests on the cache: it only saves work.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import ormsgpack
@@ -40,6 +45,7 @@ class ValueCache:
     _snapshot: Any
     _plain: bytes | None = None  # when set, the snapshot is decoded from it on first use
     _codec: Codec | None = None
+    ref: Any = None  # the caller's own object at the last commit
 
     @property
     def snapshot(self) -> Any:
@@ -57,6 +63,7 @@ class ListCache:
     _snapshot: list[Any] | None  # decoded private copy of the items
     _plain: bytes | None = None  # or the bytes to decode it from, on first use
     _codec: Codec | None = None
+    refs: list[Any] | None = None  # the caller's own items at the last commit
 
     @property
     def snapshot(self) -> list[Any]:
@@ -135,19 +142,24 @@ class StateEncoder:
         return addr
 
     def _encode_value(self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str) -> None:
-        if prev is not None and _same(value, prev.snapshot):
+        if prev is not None and _same(value, prev.snapshot, prev.ref):
             out.manifest[name] = ["v", prev.addr]
+            prev.ref = value
             out.cache[name] = prev
             return
         plain, pickled = self.codec.dumps(value, path)
         addr = self._put(out, plain, pickled)
         out.manifest[name] = ["v", addr]
-        out.cache[name] = ValueCache(addr, None, plain, self.codec)
+        out.cache[name] = ValueCache(addr, None, plain, self.codec, value)
 
     def _encode_list(self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str) -> None:
         leaves: list[tuple[bytes, int]]
         roots: list[tuple[bytes, int, int]]
-        if prev is not None and len(items) >= len(prev.snapshot) and _same(items[: len(prev.snapshot)], prev.snapshot):
+        if (
+            prev is not None
+            and len(items) >= len(prev.snapshot)
+            and _same_items(items[: len(prev.snapshot)], prev.snapshot, prev.refs)
+        ):
             leaves, roots, snapshot = list(prev.leaves), list(prev.roots), list(prev.snapshot)
             start = len(prev.snapshot)
             rebuilt = False
@@ -163,7 +175,7 @@ class StateEncoder:
             for leaf in new_leaves:
                 self._push(out, roots, leaf)
         out.manifest[name] = ["l", len(items), [[a, c, h] for a, c, h in roots]]
-        out.cache[name] = ListCache(leaves, roots, snapshot)
+        out.cache[name] = ListCache(leaves, roots, snapshot, refs=list(items))
 
     def _write_leaves(
         self, out: EncodedState, items: list[Any], start: int, snapshot: list[Any], path: str
@@ -201,11 +213,74 @@ class StateEncoder:
             roots.append((addr, sum(c for _, c, _ in group), group[0][2] + 1))
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: Any, b: Any, ref: Any) -> bool:
+    """Whether ``a`` encodes like the snapshot ``b``: equal *and* alike.
+
+    ``==`` alone is too loose: ``1 == True == 1.0``, ``Decimal("1.0") == Decimal("1.00")``,
+    ``0.0 == -0.0`` and one instant in two time zones are equal but encode differently.
+    The type-by-type check is skipped for ``ref``, the very object written last time:
+    an object can only change type inside through in-place mutation, a rare case that
+    ``==`` still catches unless the new value is equal to the old.
+    """
     try:
-        return bool(a == b)
+        return bool(a == b) and (a is ref or _alike(a, b))
     except Exception:  # an __eq__ that raises: treat as changed and re-encode
         return False
+
+
+def _same_items(items: list[Any], snapshot: list[Any], refs: list[Any] | None) -> bool:
+    """:func:`_same` for a list prefix; the caller's own unchanged items cost no more than ``==``."""
+    try:
+        if items != snapshot:
+            return False
+    except Exception:
+        return False
+    if refs is not None and len(refs) == len(items) and all(map(operator.is_, items, refs)):
+        return True
+    known = refs if refs is not None and len(refs) == len(items) else [None] * len(items)
+    return all(x is r or _alike(x, s) for x, s, r in zip(items, snapshot, known, strict=True))
+
+
+# Types whose equal values always encode to the same bytes.
+_EXACT = frozenset((str, bytes, int, bool, type(None)))
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """For two equal values: the same types all the way down, and the same form where == hides it."""
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t in _EXACT:
+        return True
+    if t is dict:  # non-str keys may be equal but not alike (1, True): let the encoder decide
+        for k, v in a.items():
+            w = b[k]
+            if type(k) is not str or (type(v) is not type(w)) or (type(v) not in _EXACT and not _alike(v, w)):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v, w in zip(a, b, strict=True):
+            if type(v) is not type(w) or (type(v) not in _EXACT and not _alike(v, w)):
+                return False
+        return True
+    if t is set or t is frozenset:
+        return all(type(x) is str or type(x) is bytes for x in a)
+    if t is float:
+        return math.copysign(1.0, a) == math.copysign(1.0, b)
+    if t is Decimal:
+        return bool(a.as_tuple() == b.as_tuple())
+    if t is dt.datetime or t is dt.time:
+        return repr(a) == repr(b)
+    if dataclasses.is_dataclass(a):
+        return all(_alike(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    fields = getattr(t, "model_fields", None)  # a Pydantic model: its fields, extras and fields set
+    if isinstance(fields, dict) and hasattr(a, "model_fields_set"):
+        return (
+            a.model_fields_set == b.model_fields_set
+            and all(_alike(getattr(a, name), getattr(b, name)) for name in fields)
+            and _alike(a.__pydantic_extra__ or {}, b.__pydantic_extra__ or {})
+        )
+    return True
 
 
 def manifest_roots(entry: list[Any]) -> list[tuple[bytes, int, int]]:
