@@ -32,6 +32,7 @@ from clew.store._read import (
     run_record,
 )
 from clew.store._records import (
+    RUN_STATUSES,
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
@@ -47,6 +48,11 @@ __all__ = ["Context", "Op", "Q", "new_id", "verify"]
 # -- the operations ------------------------------------------------------------
 
 
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise ConfigError(f"run status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+
+
 def create_run(
     ctx: Context,
     run_id: str | None,
@@ -60,6 +66,7 @@ def create_run(
     state: Mapping[str, Any] | None = None,
     checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> Op[RunRecord]:
+    _check_status(status)
     if lease_owner is not None and not lease_ttl:
         raise ConfigError("create_run: a lease_owner needs a lease_ttl (seconds), or the lease could never expire")
     run_id = run_id or new_id()
@@ -107,6 +114,8 @@ def get_run(ctx: Context, run_id: str) -> Op[RunRecord]:
 
 
 def update_run(ctx: Context, run_id: str, *, status: str | None, metadata: Mapping[str, Any] | None) -> Op[RunRecord]:
+    if status is not None:
+        _check_status(status)
     rk = yield from run_key(ctx, run_id)
     meta = ctx.codec.encode(dict(metadata), "metadata") if metadata is not None else None
     row = yield ctx.q("update_run", (status, meta, time.time(), rk))
@@ -136,6 +145,8 @@ def list_runs(
         params.extend([ctx.d.label_path(key), value])
     if cursor is not None:
         where.append(f"rk < {ph}")
+        if not cursor.isdigit():
+            raise ConfigError(f"not a list_runs cursor: {cursor!r}; pass back a page's next_cursor")
         params.append(int(cursor))
     sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at, lease_owner, lease_expires FROM runs"
     if where:
@@ -160,6 +171,8 @@ def commit(
     journal: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
 ) -> Op[CheckpointRecord]:
+    if status is not None:
+        _check_status(status)
     checkpoint_id = checkpoint_id or new_id()
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
