@@ -88,3 +88,27 @@ def test_fork_errors(store: clew.Store, run_id: str) -> None:
     with pytest.raises(NotFoundError):
         store.commit(run_id, state={"n": 2}, parent=None, branch="never-made")
     assert [b.name for b in store.list_branches(run_id)] == ["main", "alt"]
+
+
+def test_a_fork_with_state_is_one_transaction(store: clew.Store) -> None:
+    run_id = store.create_run(agent="forks").run_id
+    base = store.commit(run_id, state={"n": 1, "log": ["a"]}, parent=None).checkpoint_id
+    store._ctx.fault = "insert_checkpoint"  # fail inside the fork's first commit
+    with pytest.raises(RuntimeError, match="injected fault"):
+        store.fork(run_id, checkpoint_id=base, branch="alt", state={"n": 2, "log": ["a", "b"]})
+    store._ctx.fault = None
+    assert [b.name for b in store.list_branches(run_id)] == ["main"]  # no branch without its checkpoint
+    made = store.fork(
+        run_id,
+        checkpoint_id=base,
+        branch="alt",
+        state={"n": 2, "log": ["a", "b"]},
+        metadata={"why": "try"},
+        journal=[("note", "forked")],
+    )
+    assert made.head != base and made.base == base
+    assert store.load_state(run_id, made.head) == {"n": 2, "log": ["a", "b"]}
+    head = store.get_checkpoint(run_id, made.head)
+    assert (head.kind, head.parent_id, head.branch, head.metadata) == ("fork", base, "alt", {"why": "try"})
+    assert [e.data for e in store.list_journal(run_id, checkpoint_id=made.head)] == ["forked"]
+    assert store.verify(run_id).ok

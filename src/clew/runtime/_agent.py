@@ -210,16 +210,15 @@ class AgentBase(Generic[S]):
         reason: str | None,
     ) -> Program:
         run_id = src.run_id
-        yield store("fork", run_id=run_id, checkpoint_id=checkpoint_id, branch=branch)
         keep = {k: src.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in src.metadata}
         kind = "fork"
         if src.kind in PAUSE_KINDS:
             kind = "edit"  # still paused at the same question, on the new branch
         yield store(
-            "commit",
+            "fork",
             run_id=run_id,
+            checkpoint_id=checkpoint_id,
             branch=branch,
-            parent=checkpoint_id,
             state=self._adapter.to_fields(state),
             kind=kind,
             metadata={**self._meta(), **keep, "forked_from": checkpoint_id, "actor": actor, "reason": reason},

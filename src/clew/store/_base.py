@@ -230,13 +230,41 @@ class Store(_Common, abc.ABC):
         """A run's branches, oldest first."""
         return self._execute(_ops.list_branches(self._ctx, run_id), write=False)
 
-    def fork(self, run_id: str, *, checkpoint_id: str, branch: str) -> BranchRecord:
-        """Start a branch whose head is an existing checkpoint.
+    def fork(
+        self,
+        run_id: str,
+        *,
+        checkpoint_id: str,
+        branch: str,
+        state: Mapping[str, Any] | None = None,
+        kind: str = "fork",
+        metadata: Mapping[str, Any] | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        status: str | None = None,
+    ) -> BranchRecord:
+        """Start a branch at an existing checkpoint.
+
+        With ``state``, the branch's first checkpoint (``kind``, ``metadata``,
+        ``journal``, the run's new ``status``) is committed in the same transaction:
+        the branch never exists without it.
 
         Raises:
             ConflictError: the branch name is taken.
         """
-        return self._execute(_ops.fork(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=branch), write=True)
+        return self._execute(
+            _ops.fork(
+                self._ctx,
+                run_id,
+                checkpoint_id=checkpoint_id,
+                branch=branch,
+                state=state,
+                kind=kind,
+                metadata=metadata,
+                journal=journal,
+                status=status,
+            ),
+            write=True,
+        )
 
     # -- journal -------------------------------------------------------------
     def append_journal(
@@ -437,10 +465,32 @@ class AsyncStore(_Common, abc.ABC):
         """See :meth:`Store.list_branches`."""
         return await self._aexecute(_ops.list_branches(self._ctx, run_id), write=False)
 
-    async def fork(self, run_id: str, *, checkpoint_id: str, branch: str) -> BranchRecord:
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        checkpoint_id: str,
+        branch: str,
+        state: Mapping[str, Any] | None = None,
+        kind: str = "fork",
+        metadata: Mapping[str, Any] | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        status: str | None = None,
+    ) -> BranchRecord:
         """See :meth:`Store.fork`."""
         return await self._aexecute(
-            _ops.fork(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=branch), write=True
+            _ops.fork(
+                self._ctx,
+                run_id,
+                checkpoint_id=checkpoint_id,
+                branch=branch,
+                state=state,
+                kind=kind,
+                metadata=metadata,
+                journal=journal,
+                status=status,
+            ),
+            write=True,
         )
 
     async def append_journal(

@@ -345,7 +345,18 @@ def list_branches(ctx: Context, run_id: str) -> Op[list[BranchRecord]]:
     return [branch_record(run_id, r) for r in rows]
 
 
-def fork(ctx: Context, run_id: str, *, checkpoint_id: str, branch: str) -> Op[BranchRecord]:
+def fork(
+    ctx: Context,
+    run_id: str,
+    *,
+    checkpoint_id: str,
+    branch: str,
+    state: Mapping[str, Any] | None = None,
+    kind: str = "fork",
+    metadata: Mapping[str, Any] | None = None,
+    journal: Sequence[tuple[str, Any]] = (),
+    status: str | None = None,
+) -> Op[BranchRecord]:
     rk = yield from run_key(ctx, run_id)
     row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
     if row is None:
@@ -355,7 +366,22 @@ def fork(ctx: Context, run_id: str, *, checkpoint_id: str, branch: str) -> Op[Br
         raise ConflictError(f"run {run_id!r} already has a branch {branch!r}; choose another name")
     now = time.time()
     yield ctx.q("insert_branch", (rk, branch, checkpoint_id, checkpoint_id, now), "rowcount")
-    return BranchRecord(run_id, branch, checkpoint_id, checkpoint_id, now)
+    head = checkpoint_id
+    if state is not None:  # the branch's first checkpoint, in the same transaction
+        first = yield from commit(
+            ctx,
+            run_id,
+            branch=branch,
+            parent=checkpoint_id,
+            state=state,
+            metadata=metadata,
+            kind=kind,
+            status=status,
+            journal=journal,
+            checkpoint_id=None,
+        )
+        head = first.checkpoint_id
+    return BranchRecord(run_id, branch, head, checkpoint_id, now)
 
 
 def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
