@@ -80,9 +80,25 @@ class Context:
                 del self._cache[key]
 
 
+_id_lock = threading.Lock()
+_id_last = [0, 0]  # the last millisecond and the counter within it
+
+
 def new_id() -> str:
-    """A time-ordered unique id (UUID version 7 layout)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(uuid.uuid4().bytes[6:], "big") & ((1 << 74) - 1)
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    """A time-ordered unique id (UUID version 7 layout, RFC 9562 method 1).
+
+    Within one process ids also sort in creation order inside a millisecond: the
+    12-bit ``rand_a`` field counts up from a random start.
+    """
+    rand = int.from_bytes(uuid.uuid4().bytes, "big")
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _id_last[0]:
+            ms, seq = _id_last[0], _id_last[1] + 1
+            if seq >= 1 << 12:  # 4096 ids in one millisecond: borrow the next one
+                ms, seq = ms + 1, rand & 0x3FF
+        else:
+            seq = rand & 0x3FF  # leave headroom for the counter
+        _id_last[0], _id_last[1] = ms, seq
+    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | (rand >> 66)
     return str(uuid.UUID(int=value))
