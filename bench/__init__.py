@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print tables and ratios against peers measured in the same run."""
+"""The benchmark suite, ``python -m bench``: clew against LangGraph's savers and the storage floor."""

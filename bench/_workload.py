@@ -1,5 +1,9 @@
 """The agent workload shared by the benchmarks: each step appends two ~400-byte
-messages and one ~1 KB tool result, text-like (words from a vocabulary), seeded."""
+messages and one ~1 KB tool result, text-like (words from a vocabulary), seeded.
+
+Every system in the suite stores these same texts; ``delta`` is the step's content
+in clew's canonical encoding, which the floor inserts and ``raw_bytes`` adds up.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 from clew.codec import Codec
 
 _WORDS = None
+
+Step = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
 def _vocabulary() -> list[str]:
@@ -34,7 +40,7 @@ def text(rng: random.Random, n: int) -> str:
     return " ".join(out)[:n]
 
 
-def steps(n: int, seed: int = 1) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+def steps(n: int, seed: int = 1) -> Iterator[Step]:
     """``n`` steps of (user message, assistant message, tool result)."""
     rng = random.Random(seed)
     for i in range(n):
@@ -49,6 +55,19 @@ def raw_bytes(items: list[Any]) -> int:
     """The appended content's size: its canonical encoding, item by item."""
     codec = Codec()
     return sum(len(codec.dumps(x)[0]) for x in items)
+
+
+_CODEC = Codec()
+
+
+def delta(step: Step) -> bytes:
+    """One step's appended content as bytes: what the floor inserts."""
+    return _CODEC.dumps(list(step))[0]
+
+
+def raw_appended(n: int) -> int:
+    """The bytes ``n`` steps append (their items' canonical encodings, added up)."""
+    return raw_bytes([item for s in steps(n) for item in s])
 
 
 def median_ms(samples: list[float]) -> float:

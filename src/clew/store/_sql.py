@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SQLITE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS clew_schema (version INTEGER NOT NULL, applied_at REAL NOT NULL)""",
@@ -88,9 +88,17 @@ _PG_SCHEMA = [
 ]
 
 # Migrations, in order; entry i brings the schema from version i to i + 1.
+# Version 2: the journal's indexes end in ``seq``, so reading a checkpoint's (or a
+# branch's pending) entries in order is an index range, not a scan of the run's journal.
+_JOURNAL_INDEXES_BY_SEQ = [
+    "DROP INDEX journal_pending",
+    "DROP INDEX journal_ckpt",
+    "CREATE INDEX journal_pending ON journal (rk, branch, seq) WHERE checkpoint_id IS NULL",
+    "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id, seq)",
+]
 MIGRATIONS: dict[str, list[list[str]]] = {
-    "sqlite": [_SQLITE_SCHEMA[1:]],
-    "postgres": [_PG_SCHEMA[1:]],
+    "sqlite": [_SQLITE_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ],
+    "postgres": [_PG_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ],
 }
 SCHEMA_TABLE: dict[str, str] = {"sqlite": _SQLITE_SCHEMA[0], "postgres": _PG_SCHEMA[0]}
 

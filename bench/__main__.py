@@ -1,0 +1,164 @@
+"""The benchmark suite: clew against LangGraph's savers and the storage floor, in one run.
+
+    python -m bench            # the full run (about 15 minutes on 2 cores); writes bench/results/
+    python -m bench --quick    # a smoke run (under 2 minutes): small sizes, results to a temp dir
+
+Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
+latency against history length, W4 history listing and W5 fork at N = 400, and the
+peak memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
+comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
+one, the PostgreSQL systems are skipped and said to be. The targets are checked and
+reported, never asserted: the run fails only if the benchmark itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import (
+    _db,
+    _graphs,
+    _machine,
+    _memory,
+    _plots,
+    _registry,
+    _report,
+    _targets,
+    w1_agent,
+    w2_workers,
+    w3_resume,
+    w4_history,
+)
+from bench._systems import Where
+
+WORKLOADS = ("w1", "w2", "w3", "w4", "memory")
+
+
+def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
+    if quick:
+        return {
+            "ns": [10, 20],
+            "reps": reps or 1,
+            "stock_max_n": 20,
+            "w2_workers": [2],
+            "w2_runs": 2,
+            "w2_steps": 5,
+            "w2_reps": 1,
+            "histories": [10, 30],
+            "w3_reps": 2,
+            "w4_n": 20,
+            "w4_reps": 2,
+            "forks": 2,
+            "memory_n": 20,
+            "memory_systems": 1,
+        }
+    return {
+        "ns": [50, 100, 200, 400, 1000],
+        "reps": reps or 3,
+        "stock_max_n": 400,
+        "w2_workers": [4, 8],
+        "w2_runs": 50,
+        "w2_steps": 20,
+        "w2_reps": 2,
+        "histories": [10, 100, 1000, 10000],
+        "w3_reps": 7,
+        "w4_n": 400,
+        "w4_reps": 5,
+        "forks": 20,
+        "memory_n": 400,
+        "memory_systems": None,
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run: small sizes, one repetition")
+    ap.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    ap.add_argument("--pg", default=_db.PG_DEFAULT, help="PostgreSQL URL, or 'none' to skip PostgreSQL")
+    ap.add_argument("--reps", type=int, help="W1 repetitions (default 3; --quick 1)")
+    ap.add_argument(
+        "--stock-max-n",
+        type=int,
+        help="largest N for the stock savers that store the whole list "
+        "each step (default 400: at N=1000 SqliteSaver writes over 1 GB)",
+    )
+    ap.add_argument("--out", help="where to write results (default bench/results/; --quick: a temp dir)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    cfg = _settings(args.quick, args.reps)
+    if args.stock_max_n:
+        cfg["stock_max_n"] = args.stock_max_n
+    only = {w.strip() for w in args.only.split(",") if w.strip()}
+    unknown = only - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {sorted(unknown)}: choose from {', '.join(WORKLOADS)}")
+    pg = None if args.pg == "none" else args.pg
+    skipped: list[str] = [] if pg else ["PostgreSQL systems and W2 (--pg none)"]
+    if pg and not _db.pg_available(pg):
+        skipped.append(f"PostgreSQL systems and W2 (no server answered at {pg})")
+        pg = None
+    if not _graphs.has_delta_channel():
+        skipped.append("DeltaChannel (this LangGraph has none)")
+    out = Path(args.out) if args.out else (None if args.quick else Path(__file__).parent / "results")
+    argv_text = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    res: dict[str, Any] = {
+        "machine": _machine.describe(pg),
+        "skipped": skipped,
+        "config": {**cfg, "command": f"python -m bench {argv_text}".strip(), "pg": bool(pg), "quick": args.quick},
+    }
+    print(_machine.one_line(res["machine"]), file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="clew-bench-") as tmp:
+        where = Where(tmp, pg)
+        systems = _registry.systems(where)
+        if "w1" in only:
+            res["w1"] = w1_agent.measure(systems, cfg["ns"], reps=cfg["reps"], stock_max_n=cfg["stock_max_n"])
+        if "memory" in only:
+            res["memory"] = _memory.measure(systems[: cfg["memory_systems"]], cfg["memory_n"], tmp, pg)
+        if "w4" in only:
+            res["w4"] = w4_history.measure(systems, cfg["w4_n"], reps=cfg["w4_reps"], forks=cfg["forks"])
+        if "w3" in only:
+            res["w3"] = w3_resume.measure(cfg["histories"], workdir=tmp, pg=pg, reps=cfg["w3_reps"])
+        if "w2" in only and pg:
+            res["w2"] = w2_workers.measure(
+                pg,
+                cfg["w2_workers"],
+                runs=cfg["w2_runs"],
+                n=cfg["w2_steps"],
+                reps=cfg["w2_reps"],
+                delta_channel=_graphs.has_delta_channel(),
+            )
+    res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
+    res["elapsed_s"] = time.perf_counter() - started
+    res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    res["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    table = _report.render(res, n=400 if not args.quick else cfg["ns"][-1])
+    print(table)
+    with tempfile.TemporaryDirectory(prefix="clew-bench-out-") as scratch:
+        dest = out or Path(scratch)
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "results.md").write_text(table + "\n")
+        (dest / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+        made = _plots.draw(res, dest)
+        print(
+            f"\nwrote results.md, results.json and {len(made)} plots to {dest}"
+            + (" (a temp dir, removed: pass --out to keep them)" if out is None else ""),
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
