@@ -129,3 +129,9 @@ def test_console_script_runs(db: str) -> None:
 def test_reference_is_current() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "cli_reference.py"), "--check"])
     assert proc.returncode == 0, "docs/cli.md is stale: run python scripts/cli_reference.py"
+
+
+def test_usage_errors_exit_2_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli("history", capsys=capsys)  # the run id is missing
+    assert code == 2
+    assert "Missing argument" in err

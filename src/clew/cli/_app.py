@@ -271,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:
+        # Usage errors (a ClickException, whichever click Typer ships) show themselves.
+        show, status = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(status, int):
+            show()
+            return status
         raise
     return rc if isinstance(rc, int) else 0
