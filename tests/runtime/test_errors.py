@@ -289,3 +289,28 @@ def test_a_run_without_a_first_checkpoint_does_not_poison_recover(stores: StoreF
     assert store.get_run("o1").status == "failed"
     assert "no checkpoint" in store.get_run("o1").metadata["error"]["message"]
     assert agent.recover() == []
+
+
+class Unstorable:
+    """A tool result clew cannot encode."""
+
+
+def test_a_tool_result_clew_cannot_store_fails_the_run_and_names_the_path(store: clew.Store) -> None:
+    agent = clew.Agent("tools", state=dict, store=store)
+    calls = []
+
+    @agent.step(start=True)
+    def fetch(state: dict[str, Any], ctx: clew.Context) -> None:
+        state["got"] = ctx.call("fetch", lambda: calls.append(1) or Unstorable())
+
+    with pytest.raises(UnknownTypeError) as info:
+        agent.start({}, run_id="r")
+    assert "journal[call.outcome]" in str(info.value)
+    record = store.get_run("r")
+    assert record.status == "failed" and record.lease_owner is None  # not left for recover() to loop on
+    assert agent.recover() == []
+    # The call ran but its outcome was not recorded: resuming never runs it silently again.
+    paused = agent.resume("r")
+    assert paused.status == "paused" and "unknown_outcome" in paused.interrupt
+    assert calls == [1]
+    assert store.load_state("r", store.get_branch("r").head) == {}

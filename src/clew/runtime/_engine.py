@@ -24,6 +24,7 @@ from clew.errors import (
     CodeVersionError,
     RunStatusError,
     StepNotFoundError,
+    StoreError,
 )
 from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
@@ -171,7 +172,17 @@ def execute(
                     agent._adapter.from_fields(fields, ephemeral),
                     interrupt=pause.payload,
                 )
-            except ClewError:
+            except StoreError:
+                raise  # the store refused (another worker won, the server is gone): not the step's fault
+            except ClewError as exc:
+                # Deterministic (a value clew cannot store, a bad step name): no retry, but the
+                # run must not stay "running" for recover() to pick up again and again.
+                yield store(
+                    "update_run",
+                    run_id=run_id,
+                    status="failed",
+                    metadata={"branch": branch, "error": {**error_record(exc), "step": nxt, "attempts": attempt}},
+                )
                 raise
             except Exception as exc:
                 err = error_record(exc)
