@@ -328,7 +328,24 @@ def list_checkpoints(
         start = b.head
     if start is None:
         return Page([], None)
-    rows = yield ctx.q("history", (start, rk, limit, rk), "all")
+    # A branch's own checkpoints form one line (its head only moves by compare-and-set
+    # from the head), so a history is that line read by seq, then the line of the branch
+    # it was forked from, from the fork point down: an index range per branch.
+    row = yield ctx.q("get_checkpoint", (rk, start))
+    if row is None:
+        raise NotFoundError(f"run {run_id!r} has no checkpoint {start!r}")
+    rows: list[Any] = []
+    line, seq = row[2], row[1]
+    while len(rows) <= limit:
+        want = limit + 1 - len(rows)
+        part = yield ctx.q("branch_line", (rk, line, seq, want), "all")
+        rows.extend(part)
+        if len(part) == want or not part or part[-1][3] is None:
+            break
+        base = yield ctx.q("get_checkpoint", (rk, part[-1][3]))
+        if base is None:
+            break  # a missing parent: verify() reports it
+        line, seq = base[2], base[1]
     items = [checkpoint_record(ctx, run_id, r) for r in rows[:limit]]
     nxt = items[-1].parent_id if len(rows) > limit and items else None
     return Page(items, nxt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SQLITE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS clew_schema (version INTEGER NOT NULL, applied_at REAL NOT NULL)""",
@@ -96,9 +96,12 @@ _JOURNAL_INDEXES_BY_SEQ = [
     "CREATE INDEX journal_pending ON journal (rk, branch, seq) WHERE checkpoint_id IS NULL",
     "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id, seq)",
 ]
+# Version 3: a branch's own checkpoints in order, for listing history without walking
+# parent links one row at a time.
+_CHECKPOINTS_BY_BRANCH = ["CREATE INDEX checkpoints_branch ON checkpoints (rk, branch, seq)"]
 MIGRATIONS: dict[str, list[list[str]]] = {
-    "sqlite": [_SQLITE_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ],
-    "postgres": [_PG_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ],
+    "sqlite": [_SQLITE_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH],
+    "postgres": [_PG_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH],
 }
 SCHEMA_TABLE: dict[str, str] = {"sqlite": _SQLITE_SCHEMA[0], "postgres": _PG_SCHEMA[0]}
 
@@ -142,15 +145,8 @@ COMMON: dict[str, str] = {
     "journal_hashes": "SELECT hash FROM journal WHERE rk = ? AND checkpoint_id = ? ORDER BY seq",
     "find_checkpoint": "SELECT r.run_id FROM checkpoints c JOIN runs r ON r.rk = c.rk WHERE c.checkpoint_id = ?",
     "checkpoint_hash": "SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
-    "history": (
-        "WITH RECURSIVE h(id, depth) AS ("
-        " SELECT CAST(? AS TEXT), 0"
-        " UNION ALL"
-        " SELECT c.parent_id, h.depth + 1 FROM h JOIN checkpoints c"
-        "  ON c.rk = ? AND c.checkpoint_id = h.id"
-        "  WHERE c.parent_id IS NOT NULL AND h.depth < ?)"
-        f" SELECT {', '.join('c.' + col.strip() for col in _CKPT_COLS.split(','))}"
-        " FROM h JOIN checkpoints c ON c.rk = ? AND c.checkpoint_id = h.id ORDER BY h.depth"
+    "branch_line": (
+        f"SELECT {_CKPT_COLS} FROM checkpoints WHERE rk = ? AND branch = ? AND seq <= ? ORDER BY seq DESC LIMIT ?"
     ),
     "all_checkpoints": (
         "SELECT checkpoint_id, seq, branch, parent_id, kind, manifest, meta, hash, created_at"
