@@ -192,8 +192,8 @@ def make_agent(
             )
         return "flaky"
 
-    # Fails its first try before any call: a completed call in a failed try would be
-    # run again by the in-process retry (tests/runtime/test_ledger.py, xfail).
+    # Fails its first try before any call (a completed call in a failed try is replayed
+    # by the retry, never run again: tests/runtime/test_ledger.py covers that case).
     @agent.step(retry=clew.Retry(attempts=3, backoff=0))
     def flaky(state: Job, ctx: clew.Context) -> str:
         if ctx.attempt == 1:
@@ -278,11 +278,8 @@ def drive(
         if record.status not in ("running", "paused"):
             raise AssertionError(f"run {run_id} is {record.status}: {dict(record.metadata)}")
         if store.get_branch(run_id).head is None:
-            # Known bug (tests/runtime/test_errors.py, xfail): the worker died between
-            # creating the run and its first checkpoint. Nothing ran yet: start afresh.
-            did["orphan"] += 1
-            store.delete_run(run_id)
-            continue
+            # A run and its first checkpoint are one transaction: a kill can't split them.
+            raise AssertionError(f"run {run_id} exists without its first checkpoint")
         try:
             if record.status == "paused":
                 answer, actor = answer_for(store, effects_dir, run_id)
