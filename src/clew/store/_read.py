@@ -102,12 +102,15 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
     """Plaintext of the given blobs, each checked against its address."""
     wanted = list(dict.fromkeys(addrs))
     found: dict[bytes, bytes] = {}
+    queries = []
     for i in range(0, len(wanted), _BATCH):
         part = wanted[i : i + _BATCH]
         if ctx.d.expands_in_lists:
-            rows = yield ctx.q("blobs_by_addr", (rk, *part), "all", marks=ctx.marks(len(part)))
+            queries.append(ctx.q("blobs_by_addr", (rk, *part), "all", marks=ctx.marks(len(part))))
         else:
-            rows = yield ctx.q("blobs_by_addr", (rk, part), "all")
+            queries.append(ctx.q("blobs_by_addr", (rk, part), "all"))
+    results = (yield queries) if queries else []  # one batch: one round trip on PostgreSQL
+    for rows in results:
         for addr, data in rows:
             addr = bytes(addr)
             try:
