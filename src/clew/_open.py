@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from clew.codec import Codec
 from clew.errors import ConfigError
 from clew.store import AsyncStore, Store
+from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
 _SCHEMES = "memory://, sqlite:///path/to/file.db or postgresql://user@host/dbname"
 
@@ -42,39 +43,34 @@ def open(url: str, *, codec: Codec | None = None, **options: Any) -> Store:  # n
         MissingExtraError: the backend's driver is not installed.
         StoreUnavailableError: the file or server cannot be reached.
     """
-    scheme, url, query = _parse(url)
-    opts: dict[str, Any] = {**query, **options}
-    if "busy_timeout" in opts:
-        opts["busy_timeout"] = float(opts["busy_timeout"])
-    if scheme == "memory":
-        return cast(Store, _sqlite().SQLiteStore(":memory:", codec=codec, **opts))
-    if scheme == "sqlite":
-        return cast(Store, _sqlite().SQLiteStore(_sqlite_path(url), codec=codec, **opts))
-    if scheme in ("postgresql", "postgres"):
-        from clew.store._postgres import PostgresStore
+    backend, target, opts = _plan(url, options)
+    if backend == "sqlite":
+        return SQLiteStore(target, codec=codec, **opts)
+    from clew.store._postgres import PostgresStore
 
-        return PostgresStore(url.split("?", 1)[0], codec=codec, **opts)
-    raise ConfigError(f"unknown store scheme {scheme!r} in {url!r}; use {_SCHEMES}")
+    return PostgresStore(target, codec=codec, **opts)
 
 
 async def open_async(url: str, *, codec: Codec | None = None, **options: Any) -> AsyncStore:
     """The async twin of :func:`open`, returning an :class:`~clew.store.AsyncStore`."""
+    backend, target, opts = _plan(url, options)
+    if backend == "sqlite":
+        return AsyncSQLiteStore(target, codec=codec, **opts)
+    from clew.store._postgres import AsyncPostgresStore
+
+    return await AsyncPostgresStore.open(target, codec=codec, **opts)
+
+
+def _plan(url: str, options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(backend, path or connection URL, options) for a store URL; options override the query."""
     scheme, url, query = _parse(url)
     opts: dict[str, Any] = {**query, **options}
     if "busy_timeout" in opts:
         opts["busy_timeout"] = float(opts["busy_timeout"])
     if scheme == "memory":
-        return cast(AsyncStore, _sqlite().AsyncSQLiteStore(":memory:", codec=codec, **opts))
+        return "sqlite", ":memory:", opts
     if scheme == "sqlite":
-        return cast(AsyncStore, _sqlite().AsyncSQLiteStore(_sqlite_path(url), codec=codec, **opts))
+        return "sqlite", _sqlite_path(url), opts
     if scheme in ("postgresql", "postgres"):
-        from clew.store._postgres import AsyncPostgresStore
-
-        return await AsyncPostgresStore.open(url.split("?", 1)[0], codec=codec, **opts)
+        return "postgres", url.split("?", 1)[0], opts
     raise ConfigError(f"unknown store scheme {scheme!r} in {url!r}; use {_SCHEMES}")
-
-
-def _sqlite() -> Any:
-    from clew.store import _sqlite
-
-    return _sqlite

@@ -27,6 +27,15 @@ StepFn = Callable[..., Any]
 F = TypeVar("F", bound=StepFn)
 
 
+def _resume_point(head: CheckpointRecord) -> dict[str, Any]:
+    """What a checkpoint written on top of ``head`` carries over so the run continues where
+    ``head`` left it: the next step and, for a pause, the paused step's question and ledger key."""
+    keep = {k: head.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in head.metadata}
+    if head.kind not in PAUSE_KINDS:
+        keep["exec"] = head.checkpoint_id
+    return keep
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """A registered step."""
@@ -152,9 +161,7 @@ class AgentBase(Generic[S]):
             head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
             fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
             new = self._adapter.apply_update(self._adapter.from_fields(fields), update)
-            keep = {k: head.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in head.metadata}
-            if head.kind not in PAUSE_KINDS:
-                keep["exec"] = head.checkpoint_id
+            keep = _resume_point(head)
             ckpt = yield store(
                 "commit",
                 run_id=run_id,
@@ -188,10 +195,6 @@ class AgentBase(Generic[S]):
         state = self._adapter.from_fields(fields)
         if update:
             state = self._adapter.apply_update(state, update)
-            new_fields = self._adapter.to_fields(state)
-            for name in update:  # UnknownTypeError now, before the branch exists
-                if name in new_fields:
-                    self.store.codec.dumps(new_fields[name], f"state.{name}")
         yield store("acquire_lease", run_id=run_id, owner=self.worker_id, ttl=self.lease_ttl)
         try:
             return (yield from self._fork_locked(src, checkpoint_id, branch, state, update, actor, reason))
@@ -210,7 +213,7 @@ class AgentBase(Generic[S]):
         reason: str | None,
     ) -> Program:
         run_id = src.run_id
-        keep = {k: src.metadata[k] for k in ("next", "exec", "interrupt", "index", "call") if k in src.metadata}
+        keep = {k: v for k, v in _resume_point(src).items() if k in src.metadata}
         kind = "fork"
         if src.kind in PAUSE_KINDS:
             kind = "edit"  # still paused at the same question, on the new branch
@@ -225,14 +228,10 @@ class AgentBase(Generic[S]):
             journal=[
                 ("fork", {"from": checkpoint_id, "actor": actor, "reason": reason, "fields": sorted(update or {})})
             ],
+            status="paused" if kind == "edit" else "running",  # with the fork, in its transaction
         )
         run = yield store("get_run", run_id=run_id)
-        yield store(
-            "update_run",
-            run_id=run_id,
-            status="paused" if kind == "edit" else "running",
-            metadata={**run.metadata, "branch": branch},
-        )
+        yield store("update_run", run_id=run_id, metadata={**run.metadata, "branch": branch})
         return run_id
 
     def _history(self, run_id: str, branch: str) -> Program:

@@ -25,6 +25,7 @@ from clew.errors import (
     RunStatusError,
     StepNotFoundError,
     StoreError,
+    UnknownTypeError,
 )
 from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
@@ -68,6 +69,13 @@ def store(method: str, **kwargs: Any) -> StoreCall:
     return StoreCall(method, kwargs)
 
 
+def fail(run_id: str, branch: str, error: Mapping[str, Any], **details: Any) -> StoreCall:
+    """Mark a run failed with its error: recover() then leaves it alone, resume() retries."""
+    return store(
+        "update_run", run_id=run_id, status="failed", metadata={"branch": branch, "error": {**error, **details}}
+    )
+
+
 def step_ledger(run_id: str, branch: str, head: CheckpointRecord) -> Program:
     """The journal of the step execution that continues from ``head``."""
     exec_id = head.metadata.get("exec") if head.kind in PAUSE_KINDS else head.checkpoint_id
@@ -102,7 +110,7 @@ def execute(
             "message": f"run {run_id!r} has no checkpoint: its worker died before writing the first one, "
             "so its initial state was never stored; start the run again",
         }
-        yield store("update_run", run_id=run_id, status="failed", metadata={"branch": branch, "error": err})
+        yield fail(run_id, branch, err)
         return Run(run_id, "failed", branch, "", None, error=err)
     head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
     check_version(agent, head)
@@ -121,12 +129,7 @@ def execute(
                 f"(it has {sorted(agent._steps)}); deploy the code that has it, or fork with another step"
             )
             # Failed, not running: recover() must not pick it up again and again.
-            yield store(
-                "update_run",
-                run_id=run_id,
-                status="failed",
-                metadata={"branch": branch, "error": {**error_record(missing), "step": nxt}},
-            )
+            yield fail(run_id, branch, error_record(missing), step=nxt)
             raise missing
         if fresh:  # we committed the head ourselves, under our lease: nothing is pending
             ledger = Ledger(head.checkpoint_id)
@@ -177,12 +180,7 @@ def execute(
             except ClewError as exc:
                 # Deterministic (a value clew cannot store, a bad step name): no retry, but the
                 # run must not stay "running" for recover() to pick up again and again.
-                yield store(
-                    "update_run",
-                    run_id=run_id,
-                    status="failed",
-                    metadata={"branch": branch, "error": {**error_record(exc), "step": nxt, "attempts": attempt}},
-                )
+                yield fail(run_id, branch, error_record(exc), step=nxt, attempts=attempt)
                 raise
             except Exception as exc:
                 err = error_record(exc)
@@ -211,12 +209,7 @@ def execute(
                     # the failed try's completed calls are in the journal now: replay them
                     ledger = yield from step_ledger(run_id, branch, head)
                     continue
-                yield store(
-                    "update_run",
-                    run_id=run_id,
-                    status="failed",
-                    metadata={"branch": branch, "error": {**err, "step": nxt, "attempts": attempt}},
-                )
+                yield fail(run_id, branch, err, step=nxt, attempts=attempt)
                 return Run(run_id, "failed", branch, head.checkpoint_id, state, error=err)
             break
         if result is not None and (not isinstance(result, str) or result not in agent._steps):
@@ -224,12 +217,7 @@ def execute(
                 f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
                 f"({sorted(agent._steps)}) or None to end the run"
             )
-            yield store(
-                "update_run",
-                run_id=run_id,
-                status="failed",
-                metadata={"branch": branch, "error": {**error_record(bad), "step": nxt}},
-            )
+            yield fail(run_id, branch, error_record(bad), step=nxt)
             raise bad
         meta = {
             **agent._meta(),
@@ -249,14 +237,8 @@ def execute(
                 metadata=meta,
                 status="completed" if result is None else None,
             )
-        except ClewError as exc:
-            if type(exc).__name__ == "UnknownTypeError":
-                yield store(
-                    "update_run",
-                    run_id=run_id,
-                    status="failed",
-                    metadata={"branch": branch, "error": {**error_record(exc), "step": nxt}},
-                )
+        except UnknownTypeError as exc:  # the state holds a value clew cannot store
+            yield fail(run_id, branch, error_record(exc), step=nxt)
             raise
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)

@@ -65,8 +65,8 @@ class Store(_Common, abc.ABC):
         """Bring the schema up to date (done on open too); returns its version."""
         return self._migrate()
 
-    def _migrate(self) -> int:  # overridden by backends
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _migrate(self) -> int: ...
 
     def __enter__(self) -> Self:
         return self
@@ -337,8 +337,8 @@ class AsyncStore(_Common, abc.ABC):
         """Bring the schema up to date (done on open too); returns its version."""
         return await self._amigrate()
 
-    async def _amigrate(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _amigrate(self) -> int: ...
 
     async def __aenter__(self) -> Self:
         return self

@@ -182,7 +182,7 @@ def commit(
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
         try:
-            _, previous = yield from load_fields(ctx, rk, run_id, parent)  # type: ignore[arg-type]  # parent set here
+            _, previous, _ = yield from load_fields(ctx, rk, run_id, parent)  # type: ignore[arg-type]  # parent set here
         except NotFoundError:
             previous = None  # the head check below reports the conflict
         encoded = ctx.encoder.encode(state, previous)
@@ -312,9 +312,8 @@ def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op[CheckpointRecord]:
 
 def load_state(ctx: Context, run_id: str, checkpoint_id: str) -> Op[dict[str, Any]]:
     rk = yield from run_key(ctx, run_id)
-    state, cache = yield from load_fields(ctx, rk, run_id, checkpoint_id)
-    row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
-    ctx.remember(run_id, row[2], cache)
+    state, cache, branch = yield from load_fields(ctx, rk, run_id, checkpoint_id)
+    ctx.remember(run_id, branch, cache)
     return state
 
 

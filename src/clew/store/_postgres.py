@@ -83,6 +83,19 @@ def _options(schema: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def _pool_args(
+    schema: str | None, pool_min: int | str, pool_max: int | str, connect_timeout: float | str
+) -> dict[str, Any]:
+    """The arguments both connection pools are made with (options may come from a URL as str)."""
+    return {
+        "min_size": int(pool_min),
+        "max_size": int(pool_max),
+        "kwargs": _options(schema),
+        "open": False,
+        "timeout": float(connect_timeout),
+    }
+
+
 def _migration_steps(schema: str | None) -> list[str]:
     return [f'CREATE SCHEMA IF NOT EXISTS "{schema}"'] if schema else []
 
@@ -191,18 +204,11 @@ class PostgresStore(Store):
         self.url = _clew_url(url, schema)
         self.schema = schema
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
-        kwargs = _options(schema)
+        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
         with _translate(url):
             # One direct connection first: its error says exactly what is wrong.
             psycopg.connect(url, connect_timeout=int(float(connect_timeout)), autocommit=True).close()
-            self._pool: Any = psycopg_pool.ConnectionPool(
-                url,
-                min_size=int(pool_min),
-                max_size=int(pool_max),
-                kwargs=kwargs,
-                open=False,
-                timeout=float(connect_timeout),
-            )
+            self._pool: Any = psycopg_pool.ConnectionPool(url, **pool_args)
             self._pool.open(wait=True, timeout=float(connect_timeout))
         try:
             self._migrate()
@@ -248,18 +254,11 @@ class AsyncPostgresStore(AsyncStore):
         connect_timeout: float | str = 10.0,
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
-        kwargs = _options(schema)
+        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
         with _translate(url):
             conn = await psycopg.AsyncConnection.connect(url, connect_timeout=int(float(connect_timeout)))
             await conn.close()
-            pool = psycopg_pool.AsyncConnectionPool(
-                url,
-                min_size=int(pool_min),
-                max_size=int(pool_max),
-                kwargs=kwargs,
-                open=False,
-                timeout=float(connect_timeout),
-            )
+            pool = psycopg_pool.AsyncConnectionPool(url, **pool_args)
             await pool.open(wait=True, timeout=float(connect_timeout))
         store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), schema)
         try:

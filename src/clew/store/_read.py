@@ -130,8 +130,8 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
 
 def sealed_manifest(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q | list[Q], Any, dict[str, Any]]:
-    """A checkpoint's manifest, checked against the checkpoint's seal (its hash)."""
+) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes]]:
+    """A checkpoint's manifest, checked against its seal; with its branch and hash."""
     row, journal = yield [
         ctx.q("get_sealed", (rk, checkpoint_id)),
         ctx.q("journal_hashes", (rk, checkpoint_id), "all"),
@@ -160,14 +160,14 @@ def sealed_manifest(
         manifest = ctx.codec.loads(bytes(manifest_bytes))
     except DecodeError as exc:
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
-    return dict(manifest)
+    return dict(manifest), branch, bytes(stored)
 
 
 def load_fields(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache]]:
-    """The state of a checkpoint, and the writer cache that matches it."""
-    manifest = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
+) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache, str]]:
+    """The state of a checkpoint, the writer cache that matches it, and its branch."""
+    manifest, branch, sealed = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
     # Expand list index nodes level by level down to the leaves.
     lists: dict[str, list[tuple[bytes, int, int]]] = {
         name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
@@ -212,7 +212,7 @@ def load_fields(
             fields[name] = _state.ListCache(
                 [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
             )
-    return state, _state.StateCache(checkpoint_id, fields)
+    return state, _state.StateCache(checkpoint_id, fields, sealed), branch
 
 
 def journal_rows(
