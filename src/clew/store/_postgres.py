@@ -107,6 +107,8 @@ def _translate(url: str, opts: PgOptions, pool: Any = None) -> Iterator[None]:
     except psycopg_pool.PoolTimeout as exc:
         raise StoreUnavailableError(_pool_message(url, pool, opts, exc)) from exc
     except psycopg.OperationalError as exc:
+        if "unsupported startup parameter" in str(exc):
+            raise ConfigError(_describe(url, exc)) from exc
         raise StoreUnavailableError(_describe(url, exc)) from exc
     except psycopg.Error as exc:
         raise StoreError(f"PostgreSQL at {where(url)}: {exc}") from exc
