@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from clew.errors import ConfigError
 
@@ -153,7 +153,7 @@ def parse(url: str, options: dict[str, Any]) -> PgOptions:
             f"unknown PostgreSQL store option(s) {', '.join(unknown_kwargs)}; clew's options are "
             f"{', '.join(CLEW_OPTIONS)} (libpq options go in the URL)"
         )
-    libpq_url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), parts.fragment))
+    libpq_url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs, quote_via=quote), parts.fragment))
     try:
         params = conninfo_to_dict(libpq_url)
     except ProgrammingError as exc:
@@ -184,7 +184,9 @@ def parse(url: str, options: dict[str, Any]) -> PgOptions:
     if replica is not None and not str(replica).startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"PostgreSQL option replica={replica!r} must be a postgresql:// URL (URL-encoded)")
     kept = [(k, str(v)) for k, v in merged.items() if k in CLEW_OPTIONS]
-    reopen = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs + kept), parts.fragment))
+    reopen = urlunsplit(
+        (parts.scheme, parts.netloc, parts.path, urlencode(theirs + kept, quote_via=quote), parts.fragment)
+    )
     return PgOptions(
         conninfo=make_conninfo("", **params),
         url=reopen,

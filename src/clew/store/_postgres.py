@@ -119,15 +119,24 @@ def _stamp(conn: Any) -> None:
     conn._clew_idle_since = time.monotonic()
 
 
-def _check(conn: Any) -> None:
-    """Pool callback: ping a connection that sat idle (it may have been dropped meanwhile)."""
-    if time.monotonic() - getattr(conn, "_clew_idle_since", 0.0) >= CHECK_AFTER:
-        conn.execute("")
+class _Health:
+    """When to ping a pooled connection before use: after an idle spell, or when it sat
+    idle while another connection was found dead (a restart or failover kills them all)."""
 
+    def __init__(self) -> None:
+        self.lost_at = 0.0
 
-async def _acheck(conn: Any) -> None:
-    if time.monotonic() - getattr(conn, "_clew_idle_since", 0.0) >= CHECK_AFTER:
-        await conn.execute("")
+    def suspect(self, conn: Any) -> bool:
+        since = getattr(conn, "_clew_idle_since", 0.0)
+        return since <= self.lost_at or time.monotonic() - since >= CHECK_AFTER
+
+    def check(self, conn: Any) -> None:
+        if self.suspect(conn):
+            conn.execute("")
+
+    async def acheck(self, conn: Any) -> None:
+        if self.suspect(conn):
+            await conn.execute("")
 
 
 async def _astamp(conn: Any) -> None:
@@ -271,8 +280,12 @@ def _unknown(url: str, exc: BaseException) -> CommitUnknownError:
     )
 
 
-def _after_failure(url: str, tries: int, attempt: _Attempt, exc: StoreUnavailableError, *, write: bool) -> bool:
+def _after_failure(
+    url: str, health: _Health, tries: int, attempt: _Attempt, exc: StoreUnavailableError, *, write: bool
+) -> bool:
     """What a lost connection means for the operation: True to try again, or raise, or return (phase done)."""
+    if attempt.lost_connection():
+        health.lost_at = time.monotonic()
     if attempt.phase == "done" or (attempt.phase == "commit" and not write):
         return False  # the answer is complete (a read's COMMIT changes nothing)
     if attempt.phase == "commit":
@@ -324,6 +337,7 @@ class _PgCommon:
     url: str
     opts: PgOptions
     _pool: Any
+    _health: _Health
 
     def _start(self, write: bool) -> Any:
         if self._pool is None:
@@ -355,6 +369,7 @@ class PostgresStore(_PgCommon, Store):
         self._pool: Any = None
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
         self._prelude = _prelude(opts)
+        self._health = health = _Health()
         target = opts.for_replica() if opts.read_only else opts
         with _translate(self.url, opts):
             # One direct connection first: its error says exactly what is wrong.
@@ -362,7 +377,7 @@ class PostgresStore(_PgCommon, Store):
             self._pool = psycopg_pool.ConnectionPool(
                 target.conninfo,
                 **_pool_args(target),
-                check=_check,
+                check=health.check,
                 reset=_stamp,
                 configure=self._configure,
             )
@@ -391,7 +406,7 @@ class PostgresStore(_PgCommon, Store):
                 with _translate(self.url, self.opts, pool):
                     self._attempt(pool, replay, attempt)
             except StoreUnavailableError as exc:
-                if _after_failure(self.url, tries, attempt, exc, write=write):
+                if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
                     continue
             return replay.result  # type: ignore[no-any-return]  # the op's return value
         raise AssertionError("unreachable")
@@ -422,8 +437,9 @@ class PostgresStore(_PgCommon, Store):
 class AsyncPostgresStore(_PgCommon, AsyncStore):
     """The async twin of :class:`PostgresStore`; make one with ``await AsyncPostgresStore.open(url)``."""
 
-    def __init__(self, opts: PgOptions, pool: Any, ctx: _ops.Context) -> None:
+    def __init__(self, opts: PgOptions, pool: Any, ctx: _ops.Context, health: _Health) -> None:
         self.opts = opts
+        self._health = health
         self.url = opts.url
         self.schema = opts.schema
         self._pool = pool
@@ -436,6 +452,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
         opts = parse(url, options)
         target = opts.for_replica() if opts.read_only else opts
         read_only = opts.read_only or None
+        health = _Health()
 
         async def configure(conn: Any) -> None:
             await conn.set_read_only(read_only)
@@ -445,10 +462,10 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
             await conn.close()
             pool = psycopg_pool.AsyncConnectionPool(
-                target.conninfo, **_pool_args(target), check=_acheck, reset=_astamp, configure=configure
+                target.conninfo, **_pool_args(target), check=health.acheck, reset=_astamp, configure=configure
             )
             await pool.open(wait=True, timeout=opts.connect_timeout)
-        store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()))
+        store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), health)
         try:
             await store._amigrate()
         except BaseException:
@@ -470,7 +487,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
                 with _translate(self.url, self.opts, pool):
                     await self._aattempt(pool, replay, attempt)
             except StoreUnavailableError as exc:
-                if _after_failure(self.url, tries, attempt, exc, write=write):
+                if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
                     continue
             return replay.result  # type: ignore[no-any-return]  # the op's return value
         raise AssertionError("unreachable")
