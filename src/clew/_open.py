@@ -24,6 +24,7 @@ SQLITE_OPTIONS = {
     "mode": "ro to open read-only (never creates the file, never migrates), rw by default",
 }
 ENV_URL = "CLEW_URL"
+_OBJECT_OPTIONS = {"seal_key"}  # keyword-only: objects, never in a URL
 
 
 def _parse(url: str | None) -> tuple[str, str, dict[str, str]]:
@@ -44,8 +45,9 @@ def _sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-def _sqlite_options(url: str, opts: dict[str, Any], *, memory: bool) -> dict[str, Any]:
-    unknown = sorted(set(opts) - set(SQLITE_OPTIONS))
+def _sqlite_options(url: str, query: dict[str, str], kwargs: dict[str, Any], *, memory: bool) -> dict[str, Any]:
+    opts = {**query, **kwargs}
+    unknown = sorted((set(query) - set(SQLITE_OPTIONS)) | (set(kwargs) - set(SQLITE_OPTIONS) - _OBJECT_OPTIONS))
     if unknown:
         known = "; ".join(f"{k}: {v}" for k, v in SQLITE_OPTIONS.items())
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} for {url!r}; SQLite stores take {known}")
@@ -110,9 +112,9 @@ def _plan(url: str | None, options: dict[str, Any]) -> tuple[str, str, dict[str,
     """(backend, path or connection URL, options) for a store URL; options override the query."""
     scheme, url, query = _parse(url)
     if scheme == "memory":
-        return "sqlite", ":memory:", _sqlite_options(url, {**query, **options}, memory=True)
+        return "sqlite", ":memory:", _sqlite_options(url, query, options, memory=True)
     if scheme == "sqlite":
-        return "sqlite", _sqlite_path(url), _sqlite_options(url, {**query, **options}, memory=False)
+        return "sqlite", _sqlite_path(url), _sqlite_options(url, query, options, memory=False)
     if scheme in ("postgresql", "postgres"):
         return "postgres", url, options  # the PostgreSQL store takes its URL apart itself
     raise ConfigError(f"unknown store scheme {scheme!r} in {url!r}; use {_SCHEMES}")

@@ -34,11 +34,18 @@ def _url(server: str, schema: str, via: str, extra: str = "") -> str:
 class RowLock:
     """Another transaction holding a run's row lock (as a long commit would)."""
 
-    def __init__(self, server: str, schema: str, run_id: str) -> None:
+    def __init__(self, server: str, schema: str, run_id: str, *, branch: str | None = None) -> None:
         self.conn = admin(server)
         self.conn.autocommit = False
         runs = table(server, schema, "runs")
         self.conn.execute(f"SELECT 1 FROM {runs} WHERE run_id = %s FOR UPDATE", (run_id,))
+        if branch is not None:  # the lease lives on the branch's row
+            branches = table(server, schema, "branches")
+            self.conn.execute(
+                f"SELECT 1 FROM {branches} WHERE name = %s AND rk = (SELECT rk FROM {runs} WHERE run_id = %s) "
+                "FOR UPDATE",
+                (branch, run_id),
+            )
 
     def release(self) -> None:
         self.conn.rollback()
@@ -118,7 +125,7 @@ def test_claim_expired_never_waits_behind_a_long_transaction(server_schema: tupl
     with clew.open(f"{server}?schema={schema}&lock_timeout=200ms") as store:
         runs = [store.create_run(agent="c", lease_owner="gone", lease_ttl=0.01) for _ in range(3)]
         time.sleep(0.05)  # every lease has expired
-        lock = RowLock(server, schema, runs[0].run_id)
+        lock = RowLock(server, schema, runs[0].run_id, branch="main")
         try:
             claimed = store.claim_expired(owner="me", ttl=30)  # would hit lock_timeout if it waited
         finally:

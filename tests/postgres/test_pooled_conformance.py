@@ -9,3 +9,4 @@ from tests.conformance.test_integrity import *  # noqa: F403
 from tests.conformance.test_journal import *  # noqa: F403
 from tests.conformance.test_runs import *  # noqa: F403
 from tests.conformance.test_storage import *  # noqa: F403
+from tests.conformance.test_verify_rows import *  # noqa: F403

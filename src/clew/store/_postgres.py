@@ -39,7 +39,9 @@ from clew.errors import (
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store
 from clew.store._pgconfig import PgOptions, parse, where
-from clew.store._sql import MIGRATIONS, POSTGRES_DIALECT, SCHEMA_TABLE, SCHEMA_VERSION
+from clew.store._schema import SCHEMA_VERSION, migrate
+from clew.store._seal import SealKey
+from clew.store._sql import POSTGRES_DIALECT
 
 psycopg = require("psycopg", "postgres", "the PostgreSQL store")
 psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
@@ -296,23 +298,11 @@ def _after_failure(
     raise exc
 
 
-def _migrate_op(schema: str | None) -> _ops.Op[int]:
-    """Migrations as an operation, so sync and async share them."""
-    if schema:
-        yield _ops.Q(f'CREATE SCHEMA IF NOT EXISTS "{schema}"', (), "rowcount")
-    yield _ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one")
-    yield _ops.Q(SCHEMA_TABLE["postgres"], (), "rowcount")
-    row = yield _ops.Q("SELECT max(version) FROM clew_schema", (), "one")
-    version = row[0] or 0
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"database has clew schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-        )
-    for v in range(version, SCHEMA_VERSION):
-        for stmt in MIGRATIONS["postgres"][v]:
-            yield _ops.Q(stmt, (), "rowcount")
-        yield _ops.Q("INSERT INTO clew_schema (version, applied_at) VALUES (%s, %s)", (v + 1, time.time()), "rowcount")
-    return SCHEMA_VERSION
+def _migrate_op(ctx: _ops.Context, schema: str | None) -> _ops.Op[int]:
+    """Migrations as an operation, so sync and async share them; under an advisory lock."""
+    prelude = [_ops.Q(f'CREATE SCHEMA IF NOT EXISTS "{schema}"', (), "rowcount")] if schema else []
+    prelude.append(_ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one"))
+    return (yield from migrate(ctx, prelude))
 
 
 def _version_op(url: str, schema: str | None) -> _ops.Op[int]:
@@ -355,6 +345,7 @@ class PostgresStore(_PgCommon, Store):
             (``sslmode``, ``application_name``, ``connect_timeout``...) and clew's own
             (see :data:`clew.store._pgconfig.CLEW_OPTIONS` and docs/postgres.md).
         codec: how values are encoded; the default refuses pickle.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
         **options: clew's options (``schema``, ``pool_max``, ``pooler``...), overriding the URL's.
 
     Raises:
@@ -362,12 +353,14 @@ class PostgresStore(_PgCommon, Store):
         StoreUnavailableError: the server cannot be reached.
     """
 
-    def __init__(self, url: str, *, codec: Codec | None = None, **options: Any) -> None:
+    def __init__(
+        self, url: str, *, codec: Codec | None = None, seal_key: SealKey | None = None, **options: Any
+    ) -> None:
         self.opts = opts = parse(url, options)
         self.url = opts.url
         self.schema = opts.schema
         self._pool: Any = None
-        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
+        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
         self._prelude = _prelude(opts)
         self._health = health = _Health()
         target = opts.for_replica() if opts.read_only else opts
@@ -395,7 +388,7 @@ class PostgresStore(_PgCommon, Store):
     def _migrate(self) -> int:
         if self.opts.read_only:
             return int(self._execute(_version_op(self.url, self.schema), write=False))
-        return int(self._execute(_migrate_op(self.schema), write=True))
+        return int(self._execute(_migrate_op(self._ctx, self.schema), write=True))
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         pool = self._start(write)
@@ -447,7 +440,9 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
         self._prelude = _prelude(opts)
 
     @classmethod
-    async def open(cls, url: str, *, codec: Codec | None = None, **options: Any) -> AsyncPostgresStore:
+    async def open(
+        cls, url: str, *, codec: Codec | None = None, seal_key: SealKey | None = None, **options: Any
+    ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
         opts = parse(url, options)
         target = opts.for_replica() if opts.read_only else opts
@@ -465,7 +460,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
                 target.conninfo, **_pool_args(target), check=health.acheck, reset=_astamp, configure=configure
             )
             await pool.open(wait=True, timeout=opts.connect_timeout)
-        store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), health)
+        store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), health)
         try:
             await store._amigrate()
         except BaseException:
@@ -476,7 +471,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
     async def _amigrate(self) -> int:
         if self.opts.read_only:
             return int(await self._aexecute(_version_op(self.url, self.schema), write=False))
-        return int(await self._aexecute(_migrate_op(self.schema), write=True))
+        return int(await self._aexecute(_migrate_op(self._ctx, self.schema), write=True))
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         pool = self._start(write)

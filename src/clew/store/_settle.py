@@ -9,8 +9,9 @@ flight on the old connection is waited for rather than missed.
 
 from __future__ import annotations
 
+from clew.errors import NotFoundError
 from clew.store._query import Context, Op, Q
-from clew.store._read import checkpoint_record
+from clew.store._read import sealed_checkpoint
 from clew.store._records import CheckpointRecord
 
 
@@ -21,5 +22,7 @@ def settle_commit(ctx: Context, run_id: str, checkpoint_id: str) -> Op[Checkpoin
     row = yield Q(key.sql + lock, key.params, "one")
     if row is None:
         return None
-    found = yield ctx.q("get_checkpoint", (int(row[0]), checkpoint_id))
-    return None if found is None else checkpoint_record(ctx, run_id, found)
+    try:
+        return (yield from sealed_checkpoint(ctx, int(row[0]), run_id, checkpoint_id))
+    except NotFoundError:
+        return None

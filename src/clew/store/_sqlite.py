@@ -17,7 +17,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,9 @@ from clew.errors import (
 )
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store, drive
-from clew.store._sql import MIGRATIONS, SCHEMA_TABLE, SCHEMA_VERSION, SQLITE_DIALECT
+from clew.store._schema import SCHEMA_TABLE, SCHEMA_VERSION, migrate
+from clew.store._seal import SealKey
+from clew.store._sql import SQLITE_DIALECT
 
 T = TypeVar("T")
 _SYNC_MODES = {"off", "normal", "full", "extra"}
@@ -74,6 +75,7 @@ class SQLiteStore(Store):
         busy_timeout: seconds a writer waits for another process's write lock.
         mode: ``"rw"``, or ``"ro"`` to read an existing file only: it is never created
             nor migrated, and writes raise :class:`~clew.errors.ConfigError`.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class SQLiteStore(Store):
         synchronous: str = "normal",
         busy_timeout: float = 30.0,
         mode: str = "rw",
+        seal_key: SealKey | None = None,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
@@ -92,7 +95,7 @@ class SQLiteStore(Store):
         self.path = path
         self.read_only = mode == "ro"
         self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}" + ("?mode=ro" if self.read_only else "")
-        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec())
+        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec(), seal_key=seal_key)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         if self.read_only:
@@ -167,22 +170,14 @@ class SQLiteStore(Store):
             version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
             if version == SCHEMA_VERSION:
                 return version
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # the lock: a second process waits, then finds it done
             try:
-                version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
-                if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.url} has schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-                    )
-                for v in range(version, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS["sqlite"][v]:
-                        conn.execute(stmt)
-                    conn.execute("INSERT INTO clew_schema (version, applied_at) VALUES (?, ?)", (v + 1, time.time()))
+                result = drive(migrate(self._ctx, []), lambda q: self._run_query(conn, q))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return SCHEMA_VERSION
+            return result
 
     def _run_query(self, conn: sqlite3.Connection, q: _ops.Q | list[_ops.Q]) -> Any:
         if isinstance(q, list):
