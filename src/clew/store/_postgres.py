@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -109,7 +110,7 @@ def _translate(url: str, opts: PgOptions, pool: Any = None) -> Iterator[None]:
     except psycopg_pool.PoolTimeout as exc:
         raise StoreUnavailableError(_pool_message(url, pool, opts, exc)) from exc
     except psycopg.OperationalError as exc:
-        if "unsupported startup parameter" in str(exc):
+        if "unsupported startup parameter" in str(exc) or re.search(r"invalid \w+ value", str(exc)):
             raise ConfigError(_describe(url, exc)) from exc
         raise StoreUnavailableError(_describe(url, exc)) from exc
     except psycopg.Error as exc:

@@ -134,7 +134,8 @@ class SQLiteStore(Store):
             raise ConfigError("memory:// cannot be opened read-only: it starts empty")
         if not os.path.isfile(path):
             raise StoreUnavailableError(
-                f"no SQLite store at {path!r} (opened read-only, so it is not created): check the path"
+                f"no SQLite store at {path!r}: the file does not exist (opened read-only, so it is not created); "
+                "check the path"
             )
         uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
         with _translate(f"opening {self.url}"):
