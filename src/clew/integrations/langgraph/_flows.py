@@ -99,9 +99,9 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
         yield from verified(ctx, run)
     except NotFoundError:
         return None
-    head = head_branch(branches, cid, record.branch)
-    ctx.mem.saw(run, cid, head)
-    return m.to_tuple(ctx.serde, thread, ns, record, state, writes, head)
+    ctx.mem.saw(run, cid, head_branch(branches, cid, record.branch))
+    named = config if config.get("configurable", {}).get("checkpoint_id") else None
+    return m.to_tuple(ctx.serde, thread, ns, record, state, writes, named)
 
 
 def _runs_to_list(ctx: Ctx, config: RunnableConfig | None) -> Flow[list[tuple[str, str, str]]]:
@@ -156,9 +156,8 @@ def list_checkpoints(
                 writes = yield from writes_of(ctx, run, rec, branches, kids)
         except NotFoundError:  # deleted while we listed
             continue
-        head = head_branch(branches, rec.checkpoint_id, rec.branch)
-        ctx.mem.saw(run, rec.checkpoint_id, head)
-        yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes, head))
+        ctx.mem.saw(run, rec.checkpoint_id, head_branch(branches, rec.checkpoint_id, rec.branch), explicit=False)
+        yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes))
 
 
 # -- writing -------------------------------------------------------------------
@@ -180,7 +179,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
     lg_meta = _lg_metadata(config, metadata)
     state = dict(checkpoint["channel_values"])
     kind = m.kind_of(lg_meta)
-    expect = (ctx.mem.head(run, parent) if parent else None) or m.expected_branch(config, parent)
+    expect = ctx.mem.expected(run, parent) if parent else None
     journal = ctx.mem.release(run, cid)  # writes that came before their checkpoint
 
     def go(branch: str, clew_parent: str | None, lg_parent: Any = ...) -> Flow[str]:
@@ -233,26 +232,26 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
     created = yield from ensure_run(ctx, run, thread, ns)
     try:
         try:
-            branch = yield from place(created)
+            yield from place(created)
         except NotFoundError:
             if (yield from run_exists(run)):
                 raise
             ctx.mem.forget(run)  # deleted by someone else since we saw it: start it again
-            branch = yield from place((yield from ensure_run(ctx, run, thread, ns)))
+            yield from place((yield from ensure_run(ctx, run, thread, ns)))
     except ConflictError as exc:
         try:
             yield call("get_checkpoint", run, cid)
         except NotFoundError:
             pass
         else:  # stored already: a checkpoint id is written once, a repeated put changes nothing
-            return m.make_config(thread, ns, cid, ctx.mem.head(run, cid))
+            return m.make_config(thread, ns, cid)
         if parent is None:  # another writer made the thread's first checkpoint just now
-            branch = yield from as_root((yield call("list_branches", run)), ...)
+            yield from as_root((yield call("list_branches", run)), ...)
         elif ctx.on_conflict == "fork":
-            branch = yield from fork_and_go(f"conflict-{cid}", parent)
+            yield from fork_and_go(f"conflict-{cid}", parent)
         else:
             raise _conflict(thread, ns, parent, cid) from exc
-    return m.make_config(thread, ns, cid, branch)
+    return m.make_config(thread, ns, cid)
 
 
 def probe_writes(ctx: Ctx, config: RunnableConfig) -> Flow[bool | None]:

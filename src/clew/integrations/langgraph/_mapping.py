@@ -47,8 +47,6 @@ LATE = "late-writes"
 LG = "__langgraph__"
 """Checkpoint metadata key holding the LangGraph checkpoint's own fields (versions, ``ts``...)."""
 PARENT = "parent"
-HEAD_KEY = "__clew_head__"
-"""Configurable key marking a config read at a branch head: ``"<checkpoint_id>|<branch>"``."""
 
 _KINDS = {"input": "input", "loop": "step", "update": "edit", "fork": "fork"}
 _WRITE_KINDS = {INTERRUPT: "interrupt", RESUME: "resume", ERROR: "error"}
@@ -96,20 +94,9 @@ def labels_for(thread_id: str, checkpoint_ns: str) -> dict[str, str]:
     return {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
 
 
-def make_config(thread_id: str, ns: str, checkpoint_id: str, head_of: str | None = None) -> RunnableConfig:
-    """A checkpoint's config; ``head_of`` names the branch it heads when read."""
-    # Always present, so that merged into an older config it overwrites a stale mark.
-    mark = f"{checkpoint_id}|{head_of}" if head_of else ""
-    return {
-        "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id, HEAD_KEY: mark}
-    }
-
-
-def expected_branch(config: RunnableConfig, parent: str | None) -> str | None:
-    """The branch the caller saw ``parent`` heading, if its config says so."""
-    mark = (config.get("configurable") or {}).get(HEAD_KEY) or ""
-    cid, _, branch = str(mark).partition("|")
-    return branch if parent is not None and cid == parent and branch else None
+def make_config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    """A checkpoint's config, with exactly the keys LangGraph's own savers return."""
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
 
 # -- checkpoints ---------------------------------------------------------------
@@ -159,9 +146,13 @@ def to_tuple(
     record: CheckpointRecord,
     state: Mapping[str, Any],
     writes: list[PendingWrite],
-    head_of: str | None,
+    config: RunnableConfig | None = None,
 ) -> CheckpointTuple:
-    """A stored checkpoint as LangGraph's :class:`CheckpointTuple`."""
+    """A stored checkpoint as LangGraph's :class:`CheckpointTuple`.
+
+    ``config`` is the caller's, when it named this checkpoint: returned as given, as
+    LangGraph's in-memory and SQLite savers do.
+    """
     rest = {k: v for k, v in (record.metadata.get(LG) or {}).items() if k != PARENT}
     checkpoint: Any = {
         **rest,
@@ -172,11 +163,9 @@ def to_tuple(
     checkpoint.setdefault("channel_versions", {})
     checkpoint.setdefault("versions_seen", {})
     parent = lg_parent_of(record)
-    parent_config: RunnableConfig | None = (
-        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}} if parent else None
-    )
+    parent_config = make_config(thread_id, ns, parent) if parent else None
     return CheckpointTuple(
-        make_config(thread_id, ns, record.checkpoint_id, head_of),
+        config if config is not None else make_config(thread_id, ns, record.checkpoint_id),
         checkpoint,
         lg_metadata(record),  # type: ignore[arg-type]  # a plain dict with the TypedDict's keys
         parent_config,
