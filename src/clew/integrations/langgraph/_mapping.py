@@ -21,6 +21,7 @@ rest of the checkpoint     metadata ``__langgraph__`` (``v``, ``ts``, versions, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -213,6 +214,20 @@ def writes_entry(
     kinds = {_WRITE_KINDS.get(channel, "writes") for channel, _ in writes}
     kind = kinds.pop() if len(kinds) == 1 else "writes"
     return kind, {"checkpoint": checkpoint_id, "task": task_id, "path": task_path, "writes": rows}
+
+
+def copy_writes(writes: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The writes as they are now, before LangGraph goes on.
+
+    ``put_writes`` is called from a background thread while LangGraph applies the
+    same writes, and its reducers may change the written objects in place
+    (``add_messages`` gives messages their ids). The stock savers serialize on entry;
+    this copies on entry, so what is stored is what was written.
+    """
+    try:
+        return copy.deepcopy(list(writes))
+    except Exception:  # an uncopyable value: keep the objects themselves
+        return list(writes)
 
 
 def entry_values(data: Mapping[str, Any]) -> list[Any]:
