@@ -42,6 +42,9 @@ from clew.integrations.langgraph._core import (
 )
 from clew.store import BranchRecord, CheckpointRecord, JournalEntry
 
+_LOAD_PAGE = 400
+"""Checkpoints a listing loads at once, sharing the blobs they have in common."""
+
 # -- reading -------------------------------------------------------------------
 
 
@@ -143,21 +146,39 @@ def list_checkpoints(
     found.sort(key=lambda f: f[0].checkpoint_id, reverse=True)
     if limit is not None:
         found = found[:limit]
-    journals: dict[str, list[JournalEntry]] = {}
-    for rec, (run, thread, ns), branches, records in found:
-        try:
-            state = yield call("load_state", run, rec.checkpoint_id)
-            if len(found) > 4:  # one read of the journal beats a few reads per checkpoint
-                if run not in journals:
-                    journals[run] = yield call("list_journal", run)
-                writes = m.pending_writes(ctx.serde, rec.checkpoint_id, journals[run])
-            else:
-                kids = [r.checkpoint_id for r in records.values() if r.parent_id == rec.checkpoint_id]
-                writes = yield from writes_of(ctx, run, rec, branches, kids)
-        except NotFoundError:  # deleted while we listed
-            continue
-        ctx.mem.saw(run, rec.checkpoint_id, head_branch(branches, rec.checkpoint_id, rec.branch), explicit=False)
-        yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes))
+    journals: dict[str, dict[str, list[JournalEntry]]] = {}
+    for start in range(0, len(found), _LOAD_PAGE):
+        page = found[start : start + _LOAD_PAGE]
+        states: dict[tuple[str, str], dict[str, Any]] = {}
+        for run in dict.fromkeys(where[0] for _, where, _, _ in page):
+            cids = [rec.checkpoint_id for rec, where, _, _ in page if where[0] == run]
+            try:  # each blob the page's checkpoints share is decoded once
+                loaded = yield call("load_states", run, cids)
+            except NotFoundError:  # deleted while we listed: load what is left one by one
+                loaded = {}
+                for cid in cids:
+                    try:
+                        loaded[cid] = yield call("load_state", run, cid)
+                    except NotFoundError:
+                        continue
+            states.update(((run, cid), state) for cid, state in loaded.items())
+        for rec, (run, thread, ns), branches, records in page:
+            state = states.get((run, rec.checkpoint_id))
+            if state is None:
+                continue
+            try:
+                if len(found) > 4:  # one read of the journal beats a few reads per checkpoint
+                    if run not in journals:
+                        journals[run] = m.by_checkpoint((yield call("list_journal", run)))
+                    entries = journals[run].get(rec.checkpoint_id, [])
+                    writes = m.pending_writes(ctx.serde, rec.checkpoint_id, entries)
+                else:
+                    kids = [r.checkpoint_id for r in records.values() if r.parent_id == rec.checkpoint_id]
+                    writes = yield from writes_of(ctx, run, rec, branches, kids)
+            except NotFoundError:  # deleted while we listed
+                continue
+            ctx.mem.saw(run, rec.checkpoint_id, head_branch(branches, rec.checkpoint_id, rec.branch), explicit=False)
+            yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes))
 
 
 # -- writing -------------------------------------------------------------------

@@ -248,6 +248,15 @@ def status_after(entries: Sequence[tuple[str, Any]]) -> str:
     return "paused" if any(row[1] == INTERRUPT for _, data in entries for row in data["writes"]) else "running"
 
 
+def by_checkpoint(entries: Iterable[JournalEntry]) -> dict[str, list[JournalEntry]]:
+    """A run's write entries grouped by the checkpoint they belong to."""
+    out: dict[str, list[JournalEntry]] = {}
+    for entry in entries:
+        if entry.kind in WRITE_KINDS and isinstance(entry.data, dict) and "checkpoint" in entry.data:
+            out.setdefault(str(entry.data["checkpoint"]), []).append(entry)
+    return out
+
+
 def pending_writes(
     serde: SerializerProtocol, checkpoint_id: str, entries: Iterable[JournalEntry]
 ) -> list[PendingWrite]:
