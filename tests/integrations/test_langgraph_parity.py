@@ -271,3 +271,52 @@ async def test_a_sync_store_serves_async_calls(stores: StoreFactory) -> None:
     expected = normalize(await areview_scenario(InMemorySaver()))
     got = normalize(await areview_scenario(ClewSaver(stores.open())))
     assert got == expected, difference(got, expected)
+
+
+def _expected_status(snapshot: Any) -> str:
+    """What LangGraph's own view of a thread says its status is."""
+    if snapshot.interrupts or any(t.interrupts for t in snapshot.tasks):
+        return "paused"
+    if any(t.error for t in snapshot.tasks):
+        return "failed"
+    return "running" if snapshot.next else "completed"
+
+
+def test_a_thread_status_follows_the_graph(stores: StoreFactory) -> None:
+    saver = ClewSaver(stores.open())
+    assert saver.store is not None
+    fail = {"now": True}
+
+    def flaky(state: Chat) -> dict[str, Any]:
+        if fail["now"]:
+            raise RuntimeError("tool down")
+        return {"messages": [AIMessage("done")]}
+
+    g = StateGraph(Chat)
+    g.add_node("flaky", flaky)
+    g.add_edge(START, "flaky")
+    g.add_edge("flaky", END)
+    graphs = {"review": review_graph().compile(checkpointer=saver), "flaky": g.compile(checkpointer=saver)}
+    seen = []
+
+    def check(name: str) -> None:
+        snapshot = graphs[name].get_state(cfg(name))
+        seen.append(saver.store.get_run(name).status)  # type: ignore[union-attr]  # checked above
+        assert seen[-1] == _expected_status(snapshot), (name, snapshot)
+
+    graphs["review"].invoke({"messages": [HumanMessage("hi")]}, cfg("review"))
+    check("review")
+    graphs["review"].invoke(Command(resume="ok"), cfg("review"))
+    check("review")
+    with pytest.raises(RuntimeError, match="tool down"):
+        graphs["flaky"].invoke({"messages": [HumanMessage("hi")]}, cfg("flaky"))
+    check("flaky")
+    fail["now"] = False
+    graphs["flaky"].invoke(None, cfg("flaky"))
+    check("flaky")
+    assert seen == ["paused", "completed", "failed", "completed"]
+    nested = nested_graph().compile(checkpointer=saver)
+    nested.invoke({"messages": [HumanMessage("hi")]}, cfg("n"))
+    nested.invoke(Command(resume="yes"), cfg("n"))
+    runs = saver.store.list_runs(agent="langgraph", labels={"thread_id": "n"}).items
+    assert len(runs) == 2 and {r.status for r in runs} == {"completed"}

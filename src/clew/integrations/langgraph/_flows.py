@@ -215,7 +215,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
             metadata=meta,
             journal=journal,
             checkpoint_id=cid,
-            status=m.status_after(journal),
+            status=m.status_after(checkpoint, journal),
         )
         ctx.mem.advanced(run, clew_parent, cid, branch)
         return branch
@@ -328,6 +328,8 @@ def put_writes(
     yield from append(ctx, run, entry, branch)
     if m.has_interrupt(writes):
         yield call("update_run", run, status="paused")
+    elif m.has_error(writes):  # a node raised: the thread stays there until it is run again
+        yield call("update_run", run, status="failed")
 
 
 def delete_thread(ctx: Ctx, thread_id: str) -> Flow[None]:

@@ -26,7 +26,6 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from langchain_core import messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -37,9 +36,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME
-from langgraph.types import Command, Interrupt, Overwrite, Send
 
-from clew.codec import register_class, register_type
+from clew.codec import register_class
+from clew.integrations import langchain_types  # noqa: F401 - registers the classes threads hold
 from clew.store import CheckpointRecord, JournalEntry
 
 AGENT = "langgraph"
@@ -49,6 +48,9 @@ LG = "__langgraph__"
 """Checkpoint metadata key holding the LangGraph checkpoint's own fields (versions, ``ts``...)."""
 PARENT = "parent"
 
+_TRIGGER = "branch:to:"
+START = "__start__"
+TASKS = "__pregel_tasks"
 _KINDS = {"input": "input", "loop": "step", "update": "edit", "fork": "fork"}
 _WRITE_KINDS = {INTERRUPT: "interrupt", RESUME: "resume", ERROR: "error"}
 WRITE_KINDS = frozenset({"writes", *_WRITE_KINDS.values()})
@@ -63,16 +65,6 @@ class Serialized:
 
 
 register_class(Serialized)
-register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]), key="langgraph.types:Send")
-# Readable in any process that imports this module, even before the graph's code runs.
-for _cls in (
-    *(getattr(messages, name) for name in messages.__all__ if name.endswith(("Message", "MessageChunk"))),
-    Interrupt,
-    Command,
-    Overwrite,
-):
-    if isinstance(_cls, type) and _cls.__module__.startswith(("langchain_core.", "langgraph.")):
-        register_class(_cls)
 
 
 # -- configs -------------------------------------------------------------------
@@ -243,9 +235,52 @@ def has_interrupt(writes: Sequence[tuple[str, Any]]) -> bool:
     return any(channel == INTERRUPT for channel, _ in writes)
 
 
-def status_after(entries: Sequence[tuple[str, Any]]) -> str:
-    """A run's status once these journal entries are recorded: paused on an interrupt."""
-    return "paused" if any(row[1] == INTERRUPT for _, data in entries for row in data["writes"]) else "running"
+def has_error(writes: Sequence[tuple[str, Any]]) -> bool:
+    return any(channel == ERROR for channel, _ in writes)
+
+
+def next_nodes(checkpoint: Checkpoint) -> set[str]:
+    """The nodes LangGraph will run from this checkpoint (its ``StateSnapshot.next``).
+
+    A node runs when one of its trigger channels (``branch:to:<node>``, or ``__start__``
+    for the input) holds a value at a newer version than the node has seen; a ``Send``
+    waits in ``__pregel_tasks``.
+    """
+    values = checkpoint.get("channel_values") or {}
+    seen = checkpoint.get("versions_seen") or {}
+    out: set[str] = set()
+    for channel, version in (checkpoint.get("channel_versions") or {}).items():
+        if channel.startswith(_TRIGGER):
+            node = channel[len(_TRIGGER) :]
+        elif channel == START:
+            node = START
+        else:
+            continue
+        before = (seen.get(node) or {}).get(channel)
+        if channel in values and (before is None or _newer(version, before)):
+            out.add(node)
+    if values.get(TASKS):
+        out.add(TASKS)
+    return out
+
+
+def _newer(version: Any, before: Any) -> bool:
+    return bool(version > before) if type(version) is type(before) else True
+
+
+def status_after(checkpoint: Checkpoint, entries: Sequence[tuple[str, Any]]) -> str:
+    """A thread's status once this checkpoint (with writes that came before it) is stored.
+
+    ``paused`` on an interrupt, ``failed`` when a node raised, ``running`` while
+    LangGraph has nodes left to run from it, ``completed`` when it has none: the
+    graph reached its end.
+    """
+    channels = {row[1] for _, data in entries for row in data["writes"]}
+    if INTERRUPT in channels:
+        return "paused"
+    if ERROR in channels:
+        return "failed"
+    return "running" if next_nodes(checkpoint) else "completed"
 
 
 def by_checkpoint(entries: Iterable[JournalEntry]) -> dict[str, list[JournalEntry]]:
