@@ -327,9 +327,9 @@ def put_writes(
                     pass
     yield from append(ctx, run, entry, branch)
     if m.has_interrupt(writes):
-        yield call("update_run", run, status="paused")
+        yield call("set_branch_status", run, branch=branch, status="paused")
     elif m.has_error(writes):  # a node raised: the thread stays there until it is run again
-        yield call("update_run", run, status="failed")
+        yield call("set_branch_status", run, branch=branch, status="failed")
 
 
 def delete_thread(ctx: Ctx, thread_id: str) -> Flow[None]:
