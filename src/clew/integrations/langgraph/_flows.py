@@ -322,10 +322,12 @@ def put_writes(
             branch = m.LATE
             if all(b.name != m.LATE for b in branches):
                 try:
-                    yield call("fork", run, checkpoint_id=cid, branch=m.LATE)
+                    yield call("fork", run, checkpoint_id=cid, branch=m.LATE, status="completed")
                 except ConflictError:  # made by another writer just now
                     pass
     yield from append(ctx, run, entry, branch)
+    if branch == m.LATE:  # writes of a checkpoint with a child already: the thread moved on
+        return
     if m.has_interrupt(writes):
         yield call("set_branch_status", run, branch=branch, status="paused")
     elif m.has_error(writes):  # a node raised: the thread stays there until it is run again
