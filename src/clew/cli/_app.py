@@ -71,10 +71,10 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="A SQLite file (shortcut
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _open(store: str | None, db: str | None) -> clew.Store:
-    if db:
-        return clew.open(f"sqlite:///{db}")
-    return clew.open(store or "sqlite:///clew.db")
+def _open(store: str | None, db: str | None, *, read_only: bool = False) -> clew.Store:
+    """The store of a command; a read-only command never creates nor migrates one."""
+    url = f"sqlite:///{db}" if db else (store or "sqlite:///clew.db")
+    return clew.open(url, mode="ro") if read_only else clew.open(url)
 
 
 def _emit(data: Any) -> None:
@@ -105,7 +105,7 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         page = s.list_runs(status=status, agent=agent, limit=limit)
     if as_json:
         _emit(
@@ -133,7 +133,7 @@ def history(
     run_id: str, store: StoreOpt = None, db: DbOpt = None, branch: str = "main", as_json: JsonOpt = False
 ) -> None:
     """A branch's checkpoints, newest first."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         page = s.list_checkpoints(run_id, branch=branch, limit=1000)
     if as_json:
         _emit(
@@ -174,7 +174,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """The state at a checkpoint (the branch head by default) and its journal."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         cid = checkpoint_id or s.get_branch(run_id, branch).head
         if cid is None:
             raise errors.NotFoundError(f"branch {branch!r} of run {run_id!r} has no checkpoint")
@@ -200,7 +200,7 @@ def show(
 @app.command()
 def compare(run_id: str, a: str, b: str, store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Compare the heads of two branches of a run."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         cmp = compare_branches(s, run_id, a, b)
     if as_json:
         _emit({"fork_point": cmp.fork_point, "diffs": [{"field": d.field, a: d.before, b: d.after} for d in cmp.diffs]})
@@ -214,7 +214,7 @@ def compare(run_id: str, a: str, b: str, store: StoreOpt = None, db: DbOpt = Non
 @app.command()
 def verify(run_id: str, store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Re-hash every blob, checkpoint and journal entry of a run. Exit 5 on a problem."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         report = s.verify(run_id)
     if as_json:
         _emit(
@@ -245,7 +245,7 @@ def export(
     no_states: Annotated[bool, typer.Option("--no-states", help="Leave states out.")] = False,
 ) -> None:
     """The run's audit trail as JSON Lines on stdout."""
-    with _open(store, db) as s:
+    with _open(store, db, read_only=True) as s:
         for line in export_run(s, run_id, states=not no_states):
             sys.stdout.write(line + "\n")
 
