@@ -7,7 +7,7 @@ work, pause for a person, branch from any checkpoint, replay, and audit every st
 from clew import errors
 from clew._open import open, open_async
 from clew.codec import Codec, register_class, register_type
-from clew.runtime import Agent, CallInfo, CallTimeoutError, CodeVersionWarning, Context, Retry, Run
+from clew.runtime import Agent, CallInfo, CallNotStartedError, CallTimeoutError, CodeVersionWarning, Context, Retry, Run
 from clew.store import (
     AsyncStore,
     BranchRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "AsyncStore",
     "BranchRecord",
     "CallInfo",
+    "CallNotStartedError",
     "CallTimeoutError",
     "CheckpointRecord",
     "CodeVersionWarning",

@@ -365,6 +365,48 @@ class Agent(AgentBase[S]):
         """Change a paused run's state; records an ``edit`` checkpoint with actor and reason."""
         return self._sync(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
 
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[True] = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S]: ...
+
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[False],
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> str: ...
+
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: bool = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S] | str: ...
+
     def fork(
         self,
         checkpoint_id: str,
@@ -390,9 +432,7 @@ class Agent(AgentBase[S]):
 
     def replay(self, checkpoint_id: str, *, branch: str, run_id: str | None = None) -> Run[S]:
         """Run again from a checkpoint on a new branch (a fork without an update)."""
-        result = self.fork(checkpoint_id, branch=branch, run_id=run_id)
-        assert isinstance(result, Run)
-        return result
+        return self.fork(checkpoint_id, branch=branch, run_id=run_id)
 
     def history(self, run_id: str, *, branch: str = "main") -> list[CheckpointRecord]:
         """A branch's checkpoints, newest first (metadata only)."""
@@ -500,6 +540,48 @@ class Agent(AgentBase[S]):
     ) -> CheckpointRecord:
         """The async twin of :meth:`edit`."""
         return await self._async(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[True] = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S]: ...
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[False],
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> str: ...
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: bool = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S] | str: ...
 
     async def afork(
         self,

@@ -130,10 +130,26 @@ def list_runs(
     labels: Mapping[str, str] | None,
     limit: int,
     cursor: str | None,
+    prefix: str | None = None,
+    created_after: float | None = None,
+    created_before: float | None = None,
 ) -> Op[Page[RunRecord]]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"list_runs: limit must be a positive int, not {limit!r}")
+    if status is not None:
+        _check_status(status)
     ph = "?" if ctx.d.name == "sqlite" else "%s"
     where: list[str] = []
     params: list[Any] = []
+    if prefix:
+        where.append(f"substr(run_id, 1, {len(prefix)}) = {ph}")
+        params.append(prefix)
+    if created_after is not None:
+        where.append(f"created_at >= {ph}")
+        params.append(float(created_after))
+    if created_before is not None:
+        where.append(f"created_at < {ph}")
+        params.append(float(created_before))
     if status is not None:
         where.append(f"status = {ph}")
         params.append(status)
