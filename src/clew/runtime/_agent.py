@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from clew.runtime._engine import PAUSE_KINDS, Run, store
 from clew.runtime._policy import NO_RETRY, Retry
 from clew.store import AsyncStore, CheckpointRecord, Store
 
+log = logging.getLogger("clew.runtime")
 S = TypeVar("S")
 StepFn = Callable[..., Any]
 F = TypeVar("F", bound=StepFn)
@@ -48,6 +50,10 @@ class Step:
 
 class AgentBase(Generic[S]):
     _NO_ANSWER: Any = object()
+    _stop: threading.Event | None = None  # set by a draining worker: stop after the current step
+
+    def _should_stop(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     def __init__(
         self,
@@ -130,7 +136,7 @@ class AgentBase(Generic[S]):
         }
 
     # -- programs shared by the sync and async APIs ----------------------------
-    def _begin(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
+    def _begin(self, state: S, run_id: str | None, labels: Mapping[str, str] | None, leased: bool = True) -> Program:
         if self._start is None:
             raise ConfigError(f"agent {self.name!r} has no start step: mark one with @agent.step(start=True)")
         self._adapter.check(state)
@@ -141,7 +147,7 @@ class AgentBase(Generic[S]):
             agent=self.name,
             labels=labels,
             metadata={"branch": "main"},
-            lease_owner=self.worker_id,
+            lease_owner=self.worker_id if leased else None,  # no lease: queued for any worker
             lease_ttl=self.lease_ttl,
             state=fields,
             checkpoint_metadata={**self._meta(), "next": self._start},
@@ -257,6 +263,21 @@ class AgentBase(Generic[S]):
         yield store("release_lease", run_id=run_id, owner=self.worker_id)
 
 
+def _log_result(agent: str, result: Run[Any]) -> None:
+    if result.status == "failed":
+        err = result.error or {}
+        log.warning(
+            "run %s failed (agent %s, branch %s): %s: %s",
+            result.run_id,
+            agent,
+            result.branch,
+            err.get("type"),
+            err.get("message"),
+        )
+    else:
+        log.info("run %s %s (agent %s, branch %s)", result.run_id, result.status, agent, result.branch)
+
+
 class Agent(AgentBase[S]):
     """A durable agent: named steps over a typed state, on a store.
 
@@ -321,7 +342,13 @@ class Agent(AgentBase[S]):
                         is_async=False,
                     )
                 )
+                _log_result(self.name, result)
                 return result
+        except Exception as exc:
+            log.error(
+                "run %s (agent %s, branch %s) stopped by %s: %s", run_id, self.name, branch, type(exc).__name__, exc
+            )
+            raise
         finally:
             self._sync(self._finish(run_id))
 
@@ -333,7 +360,29 @@ class Agent(AgentBase[S]):
             UnknownTypeError: the state holds a value clew cannot store.
         """
         rid = self._sync(self._begin(state, run_id, labels))
+        log.info("run %s started (agent %s)", rid, self.name)
         return self._run_sync(rid, "main", self._ephemeral_of(state))
+
+    def enqueue(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+        """Create a run with its first checkpoint and leave it for a worker; returns its id.
+
+        The run is ``running`` with no lease, so the next worker that claims work
+        (:meth:`serve`, ``clew worker``, :meth:`recover`) executes it. Ephemeral fields
+        are not stored: give them to the worker (``serve(ephemeral=...)``).
+        """
+        rid: str = self._sync(self._begin(state, run_id, labels, leased=False))
+        log.info("run %s queued (agent %s)", rid, self.name)
+        return rid
+
+    def serve(self, *, concurrency: int = 1, poll: float = 1.0, ephemeral: Mapping[str, Any] | None = None) -> None:
+        """Work as a long-running worker until SIGTERM/SIGINT: execute queued runs and
+        recover runs whose worker died, ``concurrency`` at a time. On the signal, each
+        run in progress finishes its current step, checkpoints and releases its lease.
+        See ``docs/operating.md``.
+        """
+        from clew.runtime._worker import Worker
+
+        Worker(self, concurrency=concurrency, poll=poll, ephemeral=ephemeral).run()
 
     def resume(
         self,
@@ -351,6 +400,7 @@ class Agent(AgentBase[S]):
             RunLockedError: another worker is executing the run.
         """
         b = self._sync(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
+        log.info("run %s resumed (agent %s, branch %s, actor %s)", run_id, self.name, b, actor)
         return self._run_sync(run_id, b, ephemeral)
 
     def edit(
@@ -455,6 +505,7 @@ class Agent(AgentBase[S]):
             if not claimed:
                 break
             r = claimed[0]
+            log.info("run %s recovered by %s (agent %s)", r.run_id, self.worker_id, self.name)
             results.append(self._run_sync(r.run_id, r.metadata.get("branch", "main"), ephemeral))
         return results
 
@@ -507,6 +558,7 @@ class Agent(AgentBase[S]):
                 result: Run[S] = await self._async(
                     _engine.execute(self, run_id, branch, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
                 )
+                _log_result(self.name, result)
                 return result
         finally:
             await self._async(self._finish(run_id))
