@@ -173,9 +173,9 @@ def test_runs_filters_and_pages(tmp_path: Path, capsys: pytest.CaptureFixture[st
             ).run_id
             for i in range(7)
         ]
-    code, out, _ = run_cli(capsys, "runs", "--db", path, "--status", "failed", "--json")
+    _, out, _ = run_cli(capsys, "runs", "--db", path, "--status", "failed", "--json")
     assert {r["run_id"] for r in json.loads(out)["runs"]} == set(ids[:3])
-    code, out, _ = run_cli(capsys, "runs", "--db", path, "--agent", "a", "--label", "n=1", "--json")
+    _, out, _ = run_cli(capsys, "runs", "--db", path, "--agent", "a", "--label", "n=1", "--json")
     assert [r["run_id"] for r in json.loads(out)["runs"]] == [ids[1]]
     seen, cursor = [], None
     while True:
@@ -186,10 +186,10 @@ def test_runs_filters_and_pages(tmp_path: Path, capsys: pytest.CaptureFixture[st
         if cursor is None:
             break
     assert seen == ids[::-1]
-    code, out, _ = run_cli(capsys, "runs", "--db", path, "--since", "1h", "--json")
+    _, out, _ = run_cli(capsys, "runs", "--db", path, "--since", "1h", "--json")
     assert len(json.loads(out)["runs"]) == 7
-    code, out, _ = run_cli(capsys, "runs", "--db", path, "--until", "1h", "--json")
+    _, out, _ = run_cli(capsys, "runs", "--db", path, "--until", "1h", "--json")
     assert json.loads(out)["runs"] == []
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
-    code, out, _ = run_cli(capsys, "runs", "--db", path, "--until", future, "--json")
+    _, out, _ = run_cli(capsys, "runs", "--db", path, "--until", future, "--json")
     assert len(json.loads(out)["runs"]) == 7
