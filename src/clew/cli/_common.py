@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
+import inspect
 import json
 import math
 import re
@@ -71,7 +72,7 @@ def load_agent(ref: str) -> clew.Agent[Any]:
         if not hasattr(obj, part):
             raise errors.ConfigError(f"{ref!r}: module {module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if callable(obj) and not isinstance(obj, clew.Agent):
+    if inspect.isfunction(obj):  # a factory
         obj = obj()
     if not isinstance(obj, clew.Agent):
         raise errors.ConfigError(f"{ref!r} is a {type(obj).__name__}, not a clew.Agent")
