@@ -67,6 +67,8 @@ def create_run(
     checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> Op[RunRecord]:
     _check_status(status)
+    if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+        raise ConfigError(f"run_id={run_id!r}: give a non-empty str, or None for a generated id")
     if lease_owner is not None and not lease_ttl:
         raise ConfigError("create_run: a lease_owner needs a lease_ttl (seconds), or the lease could never expire")
     run_id = run_id or new_id()
