@@ -58,7 +58,7 @@ def test_recovery_and_queue_are_logged(store: clew.Store, caplog: pytest.LogCapt
     [done] = agent.recover()
     assert done.run_id == rid and done.status == "completed"
     got = "\n".join(messages(caplog))
-    assert f"run {rid} queued" in got and f"run {rid} recovered by {agent.worker_id}" in got
+    assert f"run {rid} queued" in got and f"run {rid} (branch main) recovered by {agent.worker_id}" in got
     assert f"run {rid} completed" in got
 
 

@@ -68,7 +68,7 @@ def test_workers_take_queued_runs_and_stop_on_sigterm(work: StoreFactory) -> Non
     store = work.open()
     agent = workagent.make(store)
     ids = [agent.enqueue(workagent.Job(n=i), labels={"batch": "1"}) for i in range(8)]
-    queued = store.get_run(ids[0])
+    queued = store.get_branch(ids[0])
     assert queued.status == "running" and queued.lease_owner is None
     assert [c.kind for c in store.list_checkpoints(ids[0]).items] == ["start"]  # the state is stored at once
     workers = [start_worker("--concurrency", "2"), start_worker("--concurrency", "2")]
@@ -79,7 +79,7 @@ def test_workers_take_queued_runs_and_stop_on_sigterm(work: StoreFactory) -> Non
     done = Counter(name for name, _ in workagent.effects())
     for i in range(8):
         assert done[f"first:{i}"] == done[f"slow-end:{i}"] == done[f"last:{i}"] == 1
-    assert all(store.get_run(i).lease_owner is None for i in ids)
+    assert all(store.get_branch(i).lease_owner is None for i in ids)
     both = "\n".join(logs)
     assert "claimed by" in both and "completed" in both and "stopped after" in both
 
@@ -92,8 +92,8 @@ def test_sigterm_finishes_the_current_step_and_releases_the_lease(work: StoreFac
     wait_until(lambda: (tmp_path / "in-slow-1").exists())
     err = stop(worker)  # in the middle of the slow step
     assert worker.returncode == 0, err
-    run = store.get_run(rid)
-    assert run.status == "running" and run.lease_owner is None, err  # free for the next worker at once
+    main = store.get_branch(rid)
+    assert main.status == "running" and main.lease_owner is None, err  # free for the next worker at once
     head = store.list_checkpoints(rid).items[0]
     assert head.metadata["step"] == "slow" and head.metadata["next"] == "last"  # the step finished and was kept
     assert "SIGTERM" in err and "released for another worker" in err
@@ -113,12 +113,13 @@ def test_after_sigkill_another_worker_recovers_the_run(work: StoreFactory, tmp_p
     worker = start_worker(slow=30.0, ttl=1.0)
     wait_until(lambda: (tmp_path / "in-slow-2").exists())
     stop(worker, signal.SIGKILL)
-    killed = store.get_run(rid)
+    killed = store.get_branch(rid)
     assert killed.status == "running" and killed.lease_owner is not None  # the dead worker's lease, until it expires
+    epoch = killed.epoch
     second = start_worker(ttl=1.0)
     wait_until(lambda: store.get_run(rid).status == "completed")
     err = stop(second)
-    assert "claimed by" in err
+    assert "claimed by" in err and f"(epoch {epoch + 1})" in err  # a takeover: the epoch grew, fencing the dead one
     names = [name for name, _ in workagent.effects()]
     assert names.count("first:2") == 1  # checkpointed before the kill: not run again
     assert names.count("slow-start:2") == 2 and names.count("slow-end:2") == 1 and names[-1] == "last:2"

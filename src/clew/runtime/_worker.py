@@ -133,19 +133,25 @@ class Worker:
             if not claimed:
                 self.stopping.wait(self.poll)
                 continue
-            run = claimed[0]
-            branch = run.metadata.get("branch", "main")
-            log.info("run %s (branch %s) claimed by %s", run.run_id, branch, agent.worker_id)
+            lease = claimed[0]
+            log.info(
+                "run %s (branch %s) claimed by %s (epoch %d)", lease.run_id, lease.branch, agent.worker_id, lease.epoch
+            )
             try:
-                result = agent._run_sync(run.run_id, branch, self.ephemeral)
-            except LeaseError as exc:
-                log.warning("run %s: lease lost to another worker (%s)", run.run_id, exc)
+                result = agent._run_sync(agent._keeper(lease), self.ephemeral)
+            except LeaseError as exc:  # LeaseLostError: another worker took it over; it goes on there
+                log.warning("run %s (branch %s): %s", lease.run_id, lease.branch, exc)
                 continue
             except Exception:
-                log.exception("run %s: the worker could not execute it", run.run_id)
+                log.exception("run %s (branch %s): the worker could not execute it", lease.run_id, lease.branch)
                 continue
             finally:
                 with self._lock:
                     self.executed += 1
             if result.status == "running":
-                log.info("run %s checkpointed at %s and released for another worker", run.run_id, result.checkpoint_id)
+                log.info(
+                    "run %s (branch %s) checkpointed at %s and released for another worker",
+                    lease.run_id,
+                    lease.branch,
+                    result.checkpoint_id,
+                )
