@@ -129,3 +129,27 @@ def test_recover_runs_queued_work(url: str, capsys: pytest.CaptureFixture[str]) 
 def test_bad_agent_references(url: str, ref: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "recover", ref)
     assert code == 2 and message in err
+
+
+def test_cancel_fences_and_journals(url: str, paused: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = url.removeprefix("sqlite:///")
+    code, out, err = run_cli(capsys, "cancel", "draft", "--db", db, "--actor", "bob", "--reason", "withdrawn", "--json")
+    assert code == 0, err
+    [main] = json.loads(out)
+    assert main["name"] == "main" and main["status"] == "cancelled"
+    with clew.open(url) as store:
+        assert store.get_run(paused).status == "cancelled"
+        [entry] = [e for e in store.list_journal(paused) if e.kind == "cancel"]
+        assert entry.data["actor"] == "bob" and entry.data["reason"] == "withdrawn"
+    code, _, err = run_cli(capsys, "resume", REF, paused, "--answer", '{"approved": true}')
+    assert code == 1 and "cancelled" in err
+    code, out, _ = run_cli(capsys, "branches", paused, "--db", db)
+    assert "cancelled" in out and "withdrawn" in out
+
+
+def test_runs_by_branch_status(url: str, paused: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = url.removeprefix("sqlite:///")
+    code, out, _ = run_cli(capsys, "runs", "--db", db, "--branch-status", "paused", "--json")
+    assert code == 0 and [r["run_id"] for r in json.loads(out)["runs"]] == [paused]
+    code, out, _ = run_cli(capsys, "runs", "--db", db, "--branch-status", "failed", "--json")
+    assert json.loads(out)["runs"] == []

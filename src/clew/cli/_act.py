@@ -130,6 +130,29 @@ def edit(
         say(f"run {rid}: edit checkpoint {c.checkpoint_id} on branch {c.branch}")
 
 
+def cancel(
+    run_id: str,
+    branch: Annotated[str | None, typer.Option(help="The branch to cancel (every unfinished one by default).")] = None,
+    actor: ActorOpt = None,
+    reason: ReasonOpt = None,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run's unfinished branches, or one branch.
+
+    Journaled with --actor and --reason. A worker running the branch is fenced out at its
+    next write; a cancelled branch never advances again (fork from it to go on)."""
+    with open_store(store, db) as s:
+        rid = resolve_run(s, run_id)
+        # Cancelling runs no step: an agent of the run's name on this store is all it takes.
+        done = clew.Agent(s.get_run(rid).agent, state=dict, store=s).cancel(rid, branch, actor=actor, reason=reason)
+    if as_json:
+        emit([record(b) for b in done])
+    else:
+        say(f"run {rid}: cancelled {', '.join(b.name for b in done) or 'nothing (every branch had finished)'}")
+
+
 def delete(
     run_id: str,
     store: StoreOpt = None,

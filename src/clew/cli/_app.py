@@ -38,6 +38,7 @@ COMMANDS: list[Callable[..., None]] = [
     _act.resume,
     _act.fork,
     _act.edit,
+    _act.cancel,
     _act.delete,
     _act.recover,
     _act.worker,

@@ -38,6 +38,9 @@ def runs(
     status: Annotated[
         str | None, typer.Option(help="Only runs in this status: running, paused, completed, failed, cancelled.")
     ] = None,
+    branch_status: Annotated[
+        str | None, typer.Option(help="Only runs with a branch in this status (paused: all waiting for a person).")
+    ] = None,
     agent: Annotated[str | None, typer.Option(help="Only runs of the agent with this name.")] = None,
     label: Annotated[
         list[str] | None, typer.Option(help="Only runs with this label, as KEY=VALUE. Repeatable (all must match).")
@@ -62,6 +65,7 @@ def runs(
     with open_store(store, db) as s:
         page = s.list_runs(
             status=status,
+            branch_status=branch_status,
             agent=agent,
             labels=labels or None,
             limit=limit,
@@ -146,15 +150,26 @@ def show(
 def branches(
     run_id: str, store: StoreOpt = None, db: DbOpt = None, wide: WideOpt = False, as_json: JsonOpt = False
 ) -> None:
-    """A run's branches, oldest first."""
+    """A run's branches, oldest first: status, head, lease and error."""
     with open_store(store, db) as s:
         run_id = resolve_run(s, run_id)
         found = s.list_branches(run_id)
     if as_json:
         emit([record(b) for b in found])
         return
-    rows = [(b.name, getattr(b, "status", ""), b.head, b.base, local(b.created_at)) for b in found]
-    show_table(table(("branch", "status", "head", "from", "created"), rows, ids=("head", "from"), title=run_id), wide)
+    rows = [
+        (
+            b.name,
+            b.status,
+            b.head,
+            b.base,
+            f"{b.lease_owner} until {local(b.lease_expires_at)}" if b.lease_owner else "",
+            f"{b.error.get('type')}: {b.error.get('message')}" if b.error else "",
+        )
+        for b in found
+    ]
+    columns = ("branch", "status", "head", "from", "lease", "error")
+    show_table(table(columns, rows, ids=("head", "from"), title=run_id), wide)
 
 
 def list_changes(before: list[Any], after: list[Any]) -> tuple[list[Any], list[Any]]:
