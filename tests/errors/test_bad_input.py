@@ -283,9 +283,8 @@ def _labels_damaged(env: Env) -> object:
     try:
         return env.store.get_run(env.run_id)
     finally:
-        env.raw.execute(
-            "UPDATE runs SET labels = ? WHERE run_id = ?", good if isinstance(good, str) else "{}", env.run_id
-        )
+        restored = good if isinstance(good, str) else "{}"
+        env.raw.execute("UPDATE runs SET labels = ? WHERE run_id = ?", restored, env.run_id)
 
 
 def _metadata_replaced(env: Env, reseal: bool) -> object:
@@ -305,9 +304,8 @@ def _metadata_replaced(env: Env, reseal: bool) -> object:
         )[0]
         good_hash = env.raw.scalar("SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, env.good)
         h = checkpoint_hash(bytes(good_hash), newer.checkpoint_id, "main", "step", bytes(manifest), plain, created, [])
-        env.raw.execute(
-            "UPDATE checkpoints SET hash = ? WHERE rk = ? AND checkpoint_id = ?", h, rk, newer.checkpoint_id
-        )
+        where = "rk = ? AND checkpoint_id = ?"
+        env.raw.execute(f"UPDATE checkpoints SET hash = ? WHERE {where}", h, rk, newer.checkpoint_id)
     return env.store.get_checkpoint(env.run_id, newer.checkpoint_id)
 
 

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 # Modules whose classes stored states often hold; imported when installed, so that
 # their values decode (clew never imports a module because a blob names it).
-KNOWN_MODULES = ("langchain_core.messages",)
+KNOWN_MODULES = ("clew.integrations.langchain_types",)
 
 # In the order of `clew --help`: looking first, then acting. (`ui` joins when the inspector lands.)
 COMMANDS: list[Callable[..., None]] = [
