@@ -174,11 +174,22 @@ class Store(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """Runs, newest first, filtered by status, agent and labels (all must match).
 
         ``status`` is the run's derived status; ``branch_status`` matches runs with any
         branch in that status (``branch_status="paused"``: every run waiting for a person).
+
+        Args:
+            prefix: only runs whose id starts with it.
+            created_after: only runs created at or after this time (epoch seconds).
+            created_before: only runs created before this time (epoch seconds).
+
+        Raises:
+            ConfigError: a limit below 1, an unknown status or a bad cursor.
         """
         return self._execute(
             _ops.list_runs(
@@ -189,6 +200,9 @@ class Store(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -538,6 +552,9 @@ class AsyncStore(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._aexecute(
@@ -549,6 +566,9 @@ class AsyncStore(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
