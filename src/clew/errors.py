@@ -7,6 +7,8 @@
     │   └── MissingExtraError (ImportError)  an optional extra is not installed
     ├── CodecError
     │   ├── UnknownTypeError (TypeError)     a value clew cannot encode; names the field path
+    │   ├── EncodeError (ValueError)         a value clew refuses to write: nested too deep, containing
+    │   │                                    itself, text that is not UTF-8, a class defined in a function
     │   ├── DecodeError (ValueError)         bytes that are not a valid clew blob
     │   └── PickleRefusedError               a pickled blob read without the pickle opt-in
     ├── IntegrityError                       stored bytes do not match their hash
@@ -41,6 +43,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DecodeError",
+    "EncodeError",
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
@@ -93,6 +96,19 @@ class UnknownTypeError(CodecError, TypeError):
             "register it with clew.codec.register_type(...), make it a dataclass or "
             "Pydantic model, or mark the field ephemeral"
         )
+
+
+class EncodeError(CodecError, ValueError):
+    """A value clew refuses to write, because it could not be read back whole.
+
+    Attributes:
+        path: where the value sits, e.g. ``state.messages[3]['content']``.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        shown = path if len(path) <= 120 else path[:100] + "..." + path[-17:]
+        super().__init__(f"cannot encode {shown}: {problem}")
 
 
 class DecodeError(CodecError, ValueError):

@@ -85,7 +85,8 @@ EDITS: dict[str, tuple[Callable[[Chain], None], tuple[str, str] | None]] = {
     ),
     "sealed-entry-unsealed": (
         lambda c: c.raw.execute(
-            "UPDATE journal SET checkpoint_id = NULL WHERE rk = ? AND seq = (SELECT min(seq) FROM journal WHERE rk = ?)",
+            "UPDATE journal SET checkpoint_id = NULL"
+            " WHERE rk = ? AND seq = (SELECT min(seq) FROM journal WHERE rk = ?)",
             c.rk,
             c.rk,
         ),
@@ -157,7 +158,7 @@ def test_a_forged_chain_needs_the_seal_key(shared_stores: StoreFactory) -> None:
     assert all("keyed seal" in p.message for p in report.problems)
     # A lost key makes the chain unverifiable, never unreadable.
     assert unkeyed.load_state(run_id, c1.checkpoint_id) == {"amount": 10}
-    with pytest.raises(clew.errors.IntegrityError, match="without the key|keyed seal"):
+    with pytest.raises(clew.errors.IntegrityError, match=r"without the key|keyed seal"):
         store.verify(run_id).raise_for_problems()
 
 

@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
 from clew.errors import CommitUnknownError, StoreUnavailableError
-from clew.store import _ops
+from clew.store import _history, _ops
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -174,11 +174,22 @@ class Store(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """Runs, newest first, filtered by status, agent and labels (all must match).
 
         ``status`` is the run's derived status; ``branch_status`` matches runs with any
         branch in that status (``branch_status="paused"``: every run waiting for a person).
+
+        Args:
+            prefix: only runs whose id starts with it.
+            created_after: only runs created at or after this time (epoch seconds).
+            created_before: only runs created before this time (epoch seconds).
+
+        Raises:
+            ConfigError: a limit below 1, an unknown status or a bad cursor.
         """
         return self._execute(
             _ops.list_runs(
@@ -189,6 +200,9 @@ class Store(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -282,6 +296,19 @@ class Store(_Common, abc.ABC):
             IntegrityError: a blob's bytes were changed or are missing.
         """
         return self._execute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The states of several checkpoints of one run, by id; each shared blob decoded once.
+
+        For histories: neighbouring checkpoints share almost every blob, so this costs
+        about one load of the largest state. The states share the objects of the values
+        they share: treat them as read-only. Checked as :meth:`load_state` checks.
+
+        Raises:
+            NotFoundError: no such run or checkpoint.
+            IntegrityError: a blob's bytes were changed or are missing.
+        """
+        return self._execute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
@@ -525,6 +552,9 @@ class AsyncStore(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._aexecute(
@@ -536,6 +566,9 @@ class AsyncStore(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -594,6 +627,10 @@ class AsyncStore(_Common, abc.ABC):
     async def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
         """See :meth:`Store.load_state`."""
         return await self._aexecute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See :meth:`Store.load_states`."""
+        return await self._aexecute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     async def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
