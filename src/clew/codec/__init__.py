@@ -13,6 +13,7 @@ from typing import Any
 from clew.codec._envelope import Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._types import register_class, register_type
+from clew.errors import EncodeError
 
 __all__ = ["ADDRESS_SIZE", "Codec", "register_class", "register_type"]
 
@@ -30,7 +31,9 @@ class Codec:
         compress_threshold: encoded values of at least this many bytes are
             zstd-compressed (kept raw if compression does not shrink them).
         zstd_level: the zstd compression level.
-        max_blob_size: the largest decompressed blob accepted on read.
+        max_blob_size: the largest value written (encoded) or read (decompressed), in
+            bytes; a bigger one is refused with an error naming its field, rather than
+            held in memory over and over or written and never read back.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class Codec:
         max_blob_size: int = 1 << 30,
     ) -> None:
         self.allow_pickle = allow_pickle
+        self.max_blob_size = max_blob_size
         self._decoder = Decoder(allow_pickle=allow_pickle)
         self._envelope = Envelope(compress_threshold=compress_threshold, level=zstd_level, max_size=max_blob_size)
 
@@ -50,9 +54,17 @@ class Codec:
 
         Raises:
             UnknownTypeError: a value inside has an unknown type; names its path.
+            EncodeError: the value cannot be written whole (too big, too deep...); names its path.
         """
         enc = Encoder(allow_pickle=self.allow_pickle)
-        return enc.encode(value, path), enc.uses_pickle
+        plain = enc.encode(value, path)
+        if len(plain) > self.max_blob_size:
+            raise EncodeError(
+                path,
+                f"it encodes to {len(plain):,} bytes, over the codec's cap of {self.max_blob_size:,} "
+                "(Codec(max_blob_size=...)); keep large files outside the state and store a reference to them",
+            )
+        return plain, enc.uses_pickle
 
     def loads(self, plain: bytes) -> Any:
         """Decode canonical plaintext bytes. Raises DecodeError on bad input."""
