@@ -4,7 +4,8 @@
     python -m bench --quick    # a smoke run (under 2 minutes): small sizes, results to a temp dir
 
 Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
-latency against history length, W4 history listing and W5 fork at N = 400, and the
+latency against history length, W4 history listing and W5 fork at N = 400, W6 clew
+through pgbouncer (transaction and session mode) against a direct connection, and the
 peak memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
@@ -37,10 +38,11 @@ from bench import (
     w2_workers,
     w3_resume,
     w4_history,
+    w6_pooler,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -60,6 +62,10 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "forks": 2,
             "memory_n": 20,
             "memory_systems": 1,
+            "w6_workers": 2,
+            "w6_runs": 2,
+            "w6_steps": 5,
+            "w6_reps": 1,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -76,6 +82,10 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "forks": 20,
         "memory_n": 400,
         "memory_systems": None,
+        "w6_workers": 8,
+        "w6_runs": 5,
+        "w6_steps": 20,
+        "w6_reps": 3,
     }
 
 
@@ -140,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                 reps=cfg["w2_reps"],
                 delta_channel=_graphs.has_delta_channel(),
             )
+        if "w6" in only and pg:
+            try:
+                fronts = w6_pooler.start_pgbouncers(pg)
+            except (RuntimeError, OSError, ImportError) as exc:
+                skipped.append(f"W6 pgbouncer against direct ({exc})")
+            else:
+                res["w6"] = w6_pooler.measure(
+                    pg, fronts, cfg["w6_workers"], runs=cfg["w6_runs"], n=cfg["w6_steps"], reps=cfg["w6_reps"]
+                )
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -136,6 +136,26 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
             )
         out += _table(["system", "workers", "steps", "seconds", "steps/s", "x PostgresSaver", "x floor"], rows)
         out += [""]
+    if res.get("w6"):
+        w6 = res["w6"]
+        direct = next((r for r in w6 if r["front"] == "direct"), None)
+        out += [
+            f"## W6 through pgbouncer against direct ({w6[0]['workers']} workers, "
+            f"{w6[0]['runs']} runs x {w6[0]['steps_per_run']} steps each)",
+            "",
+        ]
+        rows = [
+            [
+                r["system"],
+                f"{r['steps']:,}",
+                f"{r['seconds']:.2f}",
+                f"{r['steps_per_s']:,.0f}",
+                _x(r["steps_per_s"] / direct["steps_per_s"], 2) if direct else "",
+            ]
+            for r in w6
+        ]
+        out += _table(["system", "steps", "seconds", "steps/s", "x direct"], rows)
+        out += [""]
     if res.get("w3"):
         out += ["## W3 resume latency against history length (state bounded to the last 20 messages)", ""]
         rows = [

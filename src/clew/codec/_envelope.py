@@ -24,6 +24,10 @@ FLAG_PICKLE = 0x02
 _KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE
 
 
+SAMPLE_ABOVE = 4 << 20  # values this big are sampled before being compressed whole
+SAMPLE_BYTES = 256 << 10
+
+
 class Envelope:
     """Wraps and unwraps encoded bytes. Thread-safe: zstd contexts are per thread."""
 
@@ -49,11 +53,19 @@ class Envelope:
 
     def wrap(self, plain: bytes, *, pickled: bool = False) -> bytes:
         flags = FLAG_PICKLE if pickled else 0
-        if len(plain) >= self._threshold:
+        if len(plain) >= self._threshold and self._worth_trying(plain):
             packed = self._compressor().compress(plain)
             if len(packed) < len(plain):
                 return bytes((MAGIC, flags | FLAG_ZSTD)) + packed
         return bytes((MAGIC, flags)) + plain
+
+    def _worth_trying(self, plain: bytes) -> bool:
+        """For a big value, compress a sample first: an incompressible one (media, archives,
+        encrypted bytes) then costs no second full-size buffer to find that out."""
+        if len(plain) < SAMPLE_ABOVE:
+            return True
+        sample = plain[:SAMPLE_BYTES]
+        return len(self._compressor().compress(sample)) < len(sample) * 0.9
 
     def unwrap(self, blob: bytes, *, allow_pickle: bool) -> bytes:
         if len(blob) < 2 or blob[0] != MAGIC:
