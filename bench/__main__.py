@@ -85,7 +85,7 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "w6_workers": 8,
         "w6_runs": 5,
         "w6_steps": 20,
-        "w6_reps": 3,
+        "w6_reps": reps or 3,
     }
 
 
