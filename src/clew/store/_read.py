@@ -14,7 +14,7 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _state
+from clew.store import _state, _tree
 from clew.store._query import Context, Q
 from clew.store._records import (
     BranchRecord,
@@ -168,33 +168,46 @@ def load_fields(
 ) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache, str]]:
     """The state of a checkpoint, the writer cache that matches it, and its branch."""
     manifest, branch, sealed = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
-    # Expand list index nodes level by level down to the leaves.
-    lists: dict[str, list[tuple[bytes, int, int]]] = {
-        name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
-    }
+    try:
+        lists: dict[str, list[tuple[bytes, int, int]]] = {
+            name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
+        }
+        trees: dict[str, _tree.Ref] = {
+            name: _tree.parse_ref(*entry[1:5]) for name, entry in manifest.items() if entry[0] == "t"
+        }
+    except (TypeError, ValueError, IndexError):
+        raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} has a malformed manifest") from None
+    # Fetch level by level: values, list nodes and tree nodes together, one batch a level.
+    plains: dict[bytes, bytes] = {}
+    values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
     while True:
-        nodes = [a for roots in lists.values() for a, _, h in roots if h > 0]
-        if not nodes:
+        need = [a for a in values if a not in plains]
+        need += [a for roots in lists.values() for a, _, _ in roots if a not in plains]
+        if trees:
+            need += _tree.reachable(trees.values(), plains)[1]
+        if not need:
             break
-        plains = yield from fetch_blobs(ctx, rk, nodes)
+        plains.update((yield from fetch_blobs(ctx, rk, need)))
         for name, roots in lists.items():
-            expanded: list[tuple[bytes, int, int]] = []
-            for a, c, h in roots:
-                if h == 0:
-                    expanded.append((a, c, h))
-                else:
-                    expanded.extend((ca, cc, h - 1) for ca, cc in _state.node_children(plains[a]))
-            lists[name] = expanded
-    value_addrs = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
-    leaf_addrs = [a for leaves in lists.values() for a, _, _ in leaves]
-    plains = yield from fetch_blobs(ctx, rk, [*value_addrs, *leaf_addrs])
+            if any(h > 0 for _, _, h in roots):
+                expanded: list[tuple[bytes, int, int]] = []
+                for a, c, h in roots:
+                    if h == 0:
+                        expanded.append((a, c, h))
+                    else:
+                        expanded.extend((ca, cc, h - 1) for ca, cc in _state.node_children(plains[a]))
+                lists[name] = expanded
     state: dict[str, Any] = {}
     fields: dict[str, _state.FieldCache] = {}
+    present: set[bytes] = set()
     for name, entry in manifest.items():
         if entry[0] == "v":
             addr = bytes(entry[1])
             state[name] = ctx.codec.loads(plains[addr])
             fields[name] = _state.ValueCache(addr, None, plains[addr], ctx.codec)
+        elif entry[0] == "t":
+            state[name] = _tree.build(trees[name], plains, ctx.codec)
+            present.update(_tree.reachable([trees[name]], plains)[0])
         else:
             leaves = lists[name]
             try:
@@ -212,7 +225,7 @@ def load_fields(
             fields[name] = _state.ListCache(
                 [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
             )
-    return state, _state.StateCache(checkpoint_id, fields, sealed), branch
+    return state, _state.StateCache(checkpoint_id, fields, sealed, frozenset(present)), branch
 
 
 def journal_rows(

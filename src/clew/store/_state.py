@@ -4,6 +4,9 @@ A state is a mapping of top-level fields. Each field becomes a manifest entry:
 
 ``["v", addr]``
     the whole value in one blob.
+``["t", shape, addr, height, count]``
+    a large container (dict, dataclass, Pydantic model, or a list nested in one) as a
+    content-defined tree of blobs, see :mod:`clew.store._tree`.
 ``["l", n, [[addr, count, height], ...]]``
     a *chunked list* of ``n`` items. Items live in leaf blobs (height 0), written as
     they are appended, so appending writes only the new items. Leaves are gathered
@@ -33,6 +36,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import Codec
+from clew.store import _tree
 
 FANOUT = 8
 LEAF_MAX_ITEMS = 64
@@ -74,7 +78,12 @@ class ListCache:
         return self._snapshot
 
 
-FieldCache = ValueCache | ListCache
+@dataclass(slots=True)
+class TreeCache:
+    enc: _tree.Enc  # the field's tree, with the caller's objects and snapshots in it
+
+
+FieldCache = ValueCache | ListCache | TreeCache
 
 
 @dataclass(slots=True)
@@ -84,6 +93,7 @@ class StateCache:
     checkpoint_id: str
     fields: dict[str, FieldCache]
     hash: bytes = b""  # the checkpoint's hash, when this process wrote it
+    present: frozenset[bytes] = frozenset()  # tree blobs known to be stored (read by a load)
 
 
 @dataclass(slots=True)
@@ -121,6 +131,7 @@ class StateEncoder:
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
+        self.trees = _tree.TreeEncoder(codec, _same)
 
     def encode(self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state") -> EncodedState:
         out = EncodedState(manifest={})
@@ -132,7 +143,9 @@ class StateEncoder:
             if type(value) is list:
                 self._encode_list(out, name, value, prev if isinstance(prev, ListCache) else None, fpath)
             else:
-                self._encode_value(out, name, value, prev if isinstance(prev, ValueCache) else None, fpath)
+                self._encode_value(out, name, value, prev if not isinstance(prev, ListCache) else None, fpath)
+        if previous is not None and previous.present:
+            out.blobs = {a: d for a, d in out.blobs.items() if a not in previous.present}
         return out
 
     def _put(self, out: EncodedState, plain: bytes, pickled: bool) -> bytes:
@@ -141,16 +154,30 @@ class StateEncoder:
             out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
         return addr
 
-    def _encode_value(self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str) -> None:
-        if prev is not None and _same(value, prev.snapshot, prev.ref):
+    def _encode_value(
+        self, out: EncodedState, name: str, value: Any, prev: ValueCache | TreeCache | None, path: str
+    ) -> None:
+        if isinstance(prev, ValueCache) and _same(value, prev.snapshot, prev.ref):
             out.manifest[name] = ["v", prev.addr]
             prev.ref = value
             out.cache[name] = prev
             return
-        plain, pickled = self.codec.dumps(value, path)
-        addr = self._put(out, plain, pickled)
-        out.manifest[name] = ["v", addr]
-        out.cache[name] = ValueCache(addr, None, plain, self.codec, value)
+        made = _tree.Out()
+        enc = self.trees.encode(value, path, prev.enc if isinstance(prev, TreeCache) else None, made)
+        for addr, (plain, pickled) in made.blobs.items():
+            if addr not in out.blobs:
+                out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
+        if enc.tree is None:
+            assert enc.plain is not None
+            addr = enc.digest  # the address of its plaintext
+            if addr not in out.blobs:
+                out.blobs[addr] = self.codec.wrap(enc.plain, pickled=enc.pickled)
+            out.manifest[name] = ["v", addr]
+            out.cache[name] = ValueCache(addr, None, enc.plain, self.codec, value)
+        else:
+            t = enc.tree
+            out.manifest[name] = ["t", t.shape, t.addr, t.height, t.count]
+            out.cache[name] = TreeCache(enc)
 
     def _encode_list(self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str) -> None:
         leaves: list[tuple[bytes, int]]

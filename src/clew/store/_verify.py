@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clew.store import _state
+from clew.store import _state, _tree
 from clew.store._query import Context, Op
 from clew.store._read import run_key
 from clew.store._records import (
@@ -76,6 +76,10 @@ def _manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) 
     for entry in manifest.values():
         if entry[0] == "v":
             out.append(bytes(entry[1]))
+        elif entry[0] == "t":
+            found, missing = _tree.reachable([_tree.parse_ref(*entry[1:5])], plains)
+            out.extend(found)
+            out.extend(missing)
         else:
             todo.extend((a, h) for a, _, h in _state.manifest_roots(entry))
     while todo:
