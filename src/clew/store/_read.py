@@ -101,15 +101,17 @@ def branch_row(ctx: Context, rk: int, run_id: str, name: str) -> Generator[Q | l
 def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, bytes]]:
     """Plaintext of the given blobs, each checked against its address."""
     wanted = list(dict.fromkeys(addrs))
-    found: dict[bytes, bytes] = {}
+    found = ctx.blobs.get_many(rk, wanted)
+    fetch = [a for a in wanted if a not in found] if found else wanted
     queries = []
-    for i in range(0, len(wanted), _BATCH):
-        part = wanted[i : i + _BATCH]
+    for i in range(0, len(fetch), _BATCH):
+        part = fetch[i : i + _BATCH]
         if ctx.d.expands_in_lists:
             queries.append(ctx.q("blobs_by_addr", (rk, *part), "all", marks=ctx.marks(len(part))))
         else:
             queries.append(ctx.q("blobs_by_addr", (rk, part), "all"))
     results = (yield queries) if queries else []  # one batch: one round trip on PostgreSQL
+    read: dict[bytes, bytes] = {}
     for rows in results:
         for addr, data in rows:
             addr = bytes(addr)
@@ -121,7 +123,9 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
                 raise IntegrityError(f"blob {addr.hex()} cannot be read, its stored bytes were changed: {exc}") from exc
             if ctx.codec.address(plain) != addr:
                 raise IntegrityError(f"blob {addr.hex()} does not match its address: stored bytes were changed")
-            found[addr] = plain
+            read[addr] = plain
+    ctx.blobs.put_many(rk, read)
+    found.update(read)
     missing = [a for a in wanted if a not in found]
     if missing:
         raise IntegrityError(f"blob {missing[0].hex()} is referenced but missing ({len(missing)} missing)")
