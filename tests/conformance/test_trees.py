@@ -64,7 +64,7 @@ def _tree_blobs(raw: Raw, run_id: str, checkpoint_id: str, field: str) -> tuple[
             leaves.append(addr)
         else:
             nodes.append(addr)
-            level.extend((bytes(a), height - 1) for a, _ in clew.codec.Codec().loads(codec.unwrap(bytes(data))))
+            level.extend((bytes(a), height - 1) for a, _, _ in clew.codec.Codec().loads(codec.unwrap(bytes(data))))
     return leaves, nodes
 
 

@@ -259,18 +259,22 @@ def load_fields(
             name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
         }
         trees: dict[str, _tree.Ref] = {
-            name: _tree.parse_ref(*entry[1:5]) for name, entry in manifest.items() if entry[0] == "t"
+            name: _tree.parse_ref(*entry[1:6]) for name, entry in manifest.items() if entry[0] == "t"
         }
     except (TypeError, ValueError, IndexError):
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} has a malformed manifest") from None
     # Fetch level by level: values, list nodes and tree nodes together, one batch a level.
     plains: dict[bytes, bytes] = {}
     values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
+    frontier = _tree.pending(trees.values())
+    present: list[bytes] = []
     while True:
         need = [a for a in values if a not in plains]
         need += [a for roots in lists.values() for a, _, _ in roots if a not in plains]
-        if trees:
-            need += _tree.reachable(trees.values(), plains)[1]
+        if frontier:
+            found, frontier = _tree.walk(frontier, plains)
+            present += found
+            need += [a for a, _, _ in frontier]
         if not need:
             break
         plains.update((yield from fetch_blobs(ctx, rk, need)))
@@ -285,7 +289,6 @@ def load_fields(
                 lists[name] = expanded
     state: dict[str, Any] = {}
     fields: dict[str, _state.FieldCache] = {}
-    present: set[bytes] = set()
     for name, entry in manifest.items():
         if entry[0] == "v":
             addr = bytes(entry[1])
@@ -293,7 +296,6 @@ def load_fields(
             fields[name] = _state.ValueCache(addr, None, plains[addr], ctx.codec)
         elif entry[0] == "t":
             state[name] = _tree.build(trees[name], plains, ctx.codec)
-            present.update(_tree.reachable([trees[name]], plains)[0])
         else:
             leaves = lists[name]
             try:

@@ -4,7 +4,7 @@ A state is a mapping of top-level fields. Each field becomes a manifest entry:
 
 ``["v", addr]``
     the whole value in one blob.
-``["t", shape, addr, height, count]``
+``["t", shape, addr, height, count, deep]``
     a large container (dict, dataclass, Pydantic model, or a list nested in one) as a
     content-defined tree of blobs, see :mod:`clew.store._tree`.
 ``["l", n, [[addr, count, height], ...]]``
@@ -176,7 +176,7 @@ class StateEncoder:
             out.cache[name] = ValueCache(addr, None, enc.plain, self.codec, value)
         else:
             t = enc.tree
-            out.manifest[name] = ["t", t.shape, t.addr, t.height, t.count]
+            out.manifest[name] = ["t", *t.ref]
             out.cache[name] = TreeCache(enc)
 
     def _encode_list(self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str) -> None:

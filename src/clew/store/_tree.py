@@ -26,12 +26,14 @@ Blob formats (canonical msgpack):
 
 leaf
     ``[keys | nil, values, refs]``: ``values`` holds inline values (``nil`` where a
-    subtree goes) and ``refs`` lists ``[index, shape, addr, height, count]`` of each
-    subtree entry.
+    subtree goes) and ``refs`` lists ``[index, shape, addr, height, count, deep]`` of
+    each subtree entry.
 index node
-    ``[[addr, count], ...]``: children (one level down) and their entry counts.
+    ``[[addr, count, deep], ...]``: children (one level down), their entry counts, and
+    whether any leaf below holds a subtree (so a reader parses only those leaves to
+    find the blobs it must fetch next).
 
-A reference to a tree (in a manifest or a leaf) is ``shape, addr, height, count``.
+A reference to a tree (in a manifest or a leaf) is ``shape, addr, height, count, deep``.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ INDEX_MAX = 128
 _SPACE = 1 << 64
 _NIL = b"\xc0"
 
-Ref = tuple[list[Any], bytes, int, int]
-"""A tree reference: shape, root address, height, entry count."""
+Ref = tuple[list[Any], bytes, int, int, bool]
+"""A tree reference: shape, root address, height, entry count, whether it nests subtrees."""
 
 
 def _h8(data: bytes) -> int:
@@ -82,6 +84,7 @@ class Tree:
     digests: list[bytes]  # per entry: a digest of its key and content
     bounds: list[int]  # per entry: its boundary hash
     chunks: dict[bytes, bytes]  # the joined digests of each leaf and node -> its address
+    deep: bool  # some entry is a tree of its own
     _by_key: dict[str, int] | None = None
 
     def by_key(self) -> dict[str, int]:
@@ -91,7 +94,7 @@ class Tree:
 
     @property
     def ref(self) -> Ref:
-        return self.shape, self.addr, self.height, self.count
+        return self.shape, self.addr, self.height, self.count, self.deep
 
 
 @dataclass(slots=True)
@@ -216,7 +219,7 @@ class TreeEncoder:
                 digests.append(hashlib.blake2b(k + b"\x00" + c.digest, digest_size=16).digest())
                 bounds.append(_h8(k))
         # Leaves.
-        level: list[tuple[bytes, int]] = []
+        level: list[tuple[bytes, int, bool]] = []
         start = size = 0
         n = len(children)
         for i in range(n):
@@ -228,12 +231,12 @@ class TreeEncoder:
                 if addr is None:
                     addr = self._leaf(keys, children, start, i + 1, out)
                 chunks[key] = addr
-                level.append((addr, i + 1 - start))
+                level.append((addr, i + 1 - start, any(c.tree is not None for c in children[start : i + 1])))
                 start, size = i + 1, 0
         # Index nodes, level by level, until one root.
         height = 0
         while len(level) > 1:
-            upper: list[tuple[bytes, int]] = []
+            upper: list[tuple[bytes, int, bool]] = []
             start = 0
             for i in range(len(level)):
                 if (
@@ -242,23 +245,24 @@ class TreeEncoder:
                     or int.from_bytes(level[i][0][:8], "big") < _SPACE // INDEX_TARGET
                 ):
                     group = level[start : i + 1]
-                    key = b"".join(a for a, _ in group) + height.to_bytes(1, "big")
+                    key = b"".join(a for a, _, _ in group) + height.to_bytes(1, "big")
                     addr = reuse.get(key)
                     if addr is None:
-                        addr = self._put(ormsgpack.packb([[a, c] for a, c in group]), False, out)
+                        addr = self._put(ormsgpack.packb([[a, c, int(d)] for a, c, d in group]), False, out)
                     chunks[key] = addr
-                    upper.append((addr, sum(c for _, c in group)))
+                    upper.append((addr, sum(c for _, c, _ in group), any(d for _, _, d in group)))
                     start = i + 1
             level = upper
             height += 1
         root = level[0][0] if level else self._leaf(keys, children, 0, 0, out)
-        tree = Tree(shape, keys, children, root, height, n, digests, bounds, chunks)
+        deep = any(c.tree is not None for c in children)
+        tree = Tree(shape, keys, children, root, height, n, digests, bounds, chunks, deep)
         digest = hashlib.blake2b(ormsgpack.packb([shape, root, height, n]), digest_size=16).digest()
         return Enc(value, weight, None, False, tree, digest)
 
     def _leaf(self, keys: list[str] | None, children: list[Enc], start: int, end: int, out: Out) -> bytes:
         part = children[start:end]
-        refs = [[i, c.tree.shape, c.tree.addr, c.tree.height, c.tree.count] for i, c in enumerate(part) if c.tree]
+        refs = [[i, *c.tree.ref] for i, c in enumerate(part) if c.tree]
         plain = b"".join(
             (
                 b"\x93",
@@ -286,16 +290,19 @@ def _array_header(n: int) -> bytes:
 
 # -- reading -------------------------------------------------------------------
 
+Pending = tuple[bytes, int, bool]
+"""A blob still to read: address, height, whether leaves below hold subtrees."""
 
-def parse_ref(shape: Any, addr: Any, height: Any, count: Any) -> Ref:
+
+def parse_ref(shape: Any, addr: Any, height: Any, count: Any, deep: Any) -> Ref:
     if not isinstance(shape, list) or not shape:
         raise IntegrityError("a tree reference has a malformed shape")
-    return shape, bytes(addr), int(height), int(count)
+    return shape, bytes(addr), int(height), int(count), bool(deep)
 
 
-def _children_of(plain: bytes) -> list[tuple[bytes, int]]:
+def _children_of(plain: bytes) -> list[tuple[bytes, int, bool]]:
     try:
-        return [(bytes(a), int(c)) for a, c in ormsgpack.unpackb(plain)]
+        return [(bytes(a), int(c), bool(d)) for a, c, d in ormsgpack.unpackb(plain)]
     except (ValueError, TypeError) as exc:
         raise IntegrityError(f"a tree index node is malformed: {exc}") from None
 
@@ -304,33 +311,43 @@ def _leaf_refs(plain: bytes) -> list[Ref]:
     """The subtree references of a leaf, without decoding its values."""
     try:
         raw = ormsgpack.unpackb(plain, ext_hook=lambda code, data: None)
-        return [parse_ref(s, a, h, c) for _, s, a, h, c in raw[2]]
+        return [parse_ref(*r[1:6]) for r in raw[2]]
     except (ValueError, TypeError, IndexError) as exc:
         raise IntegrityError(f"a tree leaf is malformed: {exc}") from None
 
 
-def reachable(refs: Iterable[Ref], plains: Mapping[bytes, bytes]) -> tuple[list[bytes], list[bytes]]:
-    """Every blob the trees reach: ``(found, missing)``, missing ones not expanded."""
+def pending(refs: Iterable[Ref]) -> list[Pending]:
+    return [(addr, height, deep) for _, addr, height, _, deep in refs]
+
+
+def walk(todo: list[Pending], plains: Mapping[bytes, bytes]) -> tuple[list[bytes], list[Pending]]:
+    """Walk down from ``todo`` through the blobs at hand: ``(found, still to read)``."""
     found: list[bytes] = []
-    missing: list[bytes] = []
-    todo: list[tuple[bytes, int]] = [(addr, height) for _, addr, height, _ in refs]
+    missing: list[Pending] = []
+    todo = list(todo)
     while todo:
-        addr, height = todo.pop()
+        addr, height, deep = item = todo.pop()
         plain = plains.get(addr)
         if plain is None:
-            missing.append(addr)
+            missing.append(item)
             continue
         found.append(addr)
         if height > 0:
-            todo.extend((a, height - 1) for a, _ in _children_of(plain))
-        else:
-            todo.extend((a, h) for _, a, h, _ in _leaf_refs(plain))
+            todo.extend((a, height - 1, d) for a, _, d in _children_of(plain))
+        elif deep:
+            todo.extend(pending(_leaf_refs(plain)))
     return found, missing
+
+
+def reachable(refs: Iterable[Ref], plains: Mapping[bytes, bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Every blob the trees reach: ``(found, missing)``, missing ones not expanded."""
+    found, missing = walk(pending(refs), plains)
+    return found, [a for a, _, _ in missing]
 
 
 def build(ref: Ref, plains: Mapping[bytes, bytes], codec: Codec) -> Any:
     """The value a tree holds, every blob of it present in ``plains``."""
-    shape, addr, height, count = ref
+    shape, addr, height, count, _ = ref
     keys: list[str] = []
     values: list[Any] = []
     keyed = shape[0] != "l"
@@ -343,8 +360,8 @@ def build(ref: Ref, plains: Mapping[bytes, bytes], codec: Codec) -> Any:
             if not isinstance(lkeys, list) or len(lkeys) != len(lvalues):
                 raise IntegrityError(f"tree {addr.hex()} has a leaf whose keys do not match its values")
             keys.extend(lkeys)
-        for i, s, a, h, c in refs:
-            lvalues[i] = build(parse_ref(s, a, h, c), plains, codec)
+        for r in refs:
+            lvalues[r[0]] = build(parse_ref(*r[1:6]), plains, codec)
         values.extend(lvalues)
     if len(values) != count:
         raise IntegrityError(f"tree {addr.hex()} holds {len(values)} entries, its reference says {count}")
@@ -354,5 +371,5 @@ def build(ref: Ref, plains: Mapping[bytes, bytes], codec: Codec) -> Any:
 def _leaves(addr: bytes, height: int, plains: Mapping[bytes, bytes]) -> list[bytes]:
     level = [addr]
     for _ in range(height):
-        level = [a for node in level for a, _ in _children_of(plains[node])]
+        level = [a for node in level for a, _, _ in _children_of(plains[node])]
     return [plains[a] for a in level]

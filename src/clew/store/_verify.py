@@ -238,7 +238,7 @@ def _manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) 
         if entry[0] == "v":
             out.append(bytes(entry[1]))
         elif entry[0] == "t":
-            found, missing = _tree.reachable([_tree.parse_ref(*entry[1:5])], plains)
+            found, missing = _tree.reachable([_tree.parse_ref(*entry[1:6])], plains)
             out.extend(found)
             out.extend(missing)
         else:
