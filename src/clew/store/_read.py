@@ -15,7 +15,7 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _state, _tree
+from clew.store import _splice, _state, _tree
 from clew.store._query import Context, Q
 from clew.store._records import (
     BranchRecord,
@@ -81,17 +81,27 @@ def checkpoint_record(ctx: Context, run_id: str, row: Sequence[Any]) -> Checkpoi
     )
 
 
-def journal_entry(ctx: Context, run_id: str, row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(
-        run_id=run_id,
-        seq=row[0],
-        branch=row[1],
-        checkpoint_id=row[2],
-        kind=row[3],
-        data=ctx.codec.decode(bytes(row[4])),
-        hash=bytes(row[5]).hex(),
-        created_at=row[6],
-    )
+def journal_entries(
+    ctx: Context, rk: int, run_id: str, rows: Sequence[Sequence[Any]]
+) -> Generator[Q | list[Q], Any, list[JournalEntry]]:
+    """Journal rows as entries, values kept in blobs put back (one fetch for all)."""
+    bodies = [ctx.codec.unwrap(bytes(row[4])) for row in rows]
+    spliced = [ctx.codec.spliced(bytes(row[4])) for row in rows]
+    wanted = [a for body, s in zip(bodies, spliced, strict=True) if s for a in _splice.refs(body)]
+    plains = (yield from fetch_blobs(ctx, rk, wanted)) if wanted else {}
+    return [
+        JournalEntry(
+            run_id=run_id,
+            seq=row[0],
+            branch=row[1],
+            checkpoint_id=row[2],
+            kind=row[3],
+            data=ctx.codec.loads(_splice.join(body, plains) if s else body),
+            hash=bytes(row[5]).hex(),
+            created_at=row[6],
+        )
+        for row, body, s in zip(rows, bodies, spliced, strict=True)
+    ]
 
 
 def branch_record(ctx: Context, run_id: str, row: Sequence[Any]) -> BranchRecord:
@@ -325,17 +335,37 @@ def journal_rows(
     checkpoint_id: str | None,
     now: float,
     first: int,
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes, bytes, str, Any]]]:
-    """Journal rows numbered from ``first``, and (seq, hash, plain, kind, data) of each."""
-    rows = []
+) -> tuple[JournalRows, list[tuple[int, bytes, bytes, str, Any]]]:
+    """Journal rows numbered from ``first``, and (seq, hash, plain, kind, data) of each.
+
+    The rows' large values go to blobs (:mod:`clew.store._splice`): insert
+    ``rows.blobs`` with the rows, in the same transaction.
+    """
+    rows = JournalRows()
     out = []
     for i, (kind, data) in enumerate(entries):
         plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
         seq = first + i
         h = journal_hash(seq, branch, kind, plain, now, run_id)
-        rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
+        stored, blobs = _splice.split(ctx.codec, data, plain, pickled)
+        rows.blobs.extend((rk, a, d) for a, d in blobs.items())
+        rows.append((rk, seq, branch, checkpoint_id, kind, stored, h, now))
         out.append((seq, h, plain, kind, data))
     return rows, out
+
+
+class JournalRows(list[tuple[Any, ...]]):
+    """Journal rows to insert, and the value blobs ``(rk, addr, data)`` they refer to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blobs: list[tuple[int, bytes, bytes]] = []
+
+
+def insert_journal(ctx: Context, rows: JournalRows) -> list[Q]:
+    """The writes of :func:`journal_rows`' rows: their value blobs first, then the rows."""
+    blobs = [ctx.q("insert_blob", rows.blobs, "many")] if rows.blobs else []
+    return [*blobs, ctx.q("insert_journal", rows, "many")]
 
 
 def append_journal_rows(
@@ -358,5 +388,5 @@ def append_journal_rows(
         raise NotFoundError(f"run {run_id!r} not found")
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
-    yield ctx.q("insert_journal", rows, "many")
+    yield insert_journal(ctx, rows)
     return out
