@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
-from clew.store import _ops
+from clew.store import _history, _ops
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -266,6 +266,19 @@ class Store(_Common, abc.ABC):
             IntegrityError: a blob's bytes were changed or are missing.
         """
         return self._execute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The states of several checkpoints of one run, by id; each shared blob decoded once.
+
+        For histories: neighbouring checkpoints share almost every blob, so this costs
+        about one load of the largest state. The states share the objects of the values
+        they share: treat them as read-only. Checked as :meth:`load_state` checks.
+
+        Raises:
+            NotFoundError: no such run or checkpoint.
+            IntegrityError: a blob's bytes were changed or are missing.
+        """
+        return self._execute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
@@ -571,6 +584,10 @@ class AsyncStore(_Common, abc.ABC):
     async def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
         """See :meth:`Store.load_state`."""
         return await self._aexecute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See :meth:`Store.load_states`."""
+        return await self._aexecute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     async def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None

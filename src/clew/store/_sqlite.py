@@ -189,6 +189,11 @@ class AsyncSQLiteStore(AsyncStore):
         self._ctx = self._sync._ctx
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="clew-sqlite")
 
+    @property
+    def sync_store(self) -> SQLiteStore:
+        """The sync store on the same connection (for sync callers of this database, memory:// too)."""
+        return self._sync
+
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
