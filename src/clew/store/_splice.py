@@ -1,10 +1,13 @@
 """Journal entries whose large values live in content-addressed blobs, shared with state.
 
 A tool call's result usually ends up in the state too (appended to a list of results,
-say). So that it is stored once, a journal entry whose data is a str-keyed map keeps
-each top-level value of at least :data:`MIN_SIZE` encoded bytes out of line, in a blob
-holding that value as a one-item list: exactly the leaf a chunked list writes for a
-step that appends that one value, so the state's copy and the journal's are one row.
+say), and so does a person's answer. So that each is stored once, a journal entry whose
+data is a str-keyed map keeps its ``result`` and ``answer`` (:data:`KEYS`, the values
+the runtime's ledger records) out of line when they encode to at least
+:data:`MIN_SIZE` bytes, in a blob holding the value as a one-item list: exactly the
+leaf a chunked list writes for a step that appends that one value, so the state's copy
+and the journal's are one row. Other values stay in the row: a blob that no state
+shares would only cost a fetch.
 
 The row keeps the entry's canonical bytes with those values cut out, and where each
 went (``[holes, [[position, address], ...]]``, under the envelope's *spliced* flag).
@@ -24,7 +27,9 @@ from clew.codec import Codec
 from clew.errors import IntegrityError
 
 MIN_SIZE = 512
-"""Top-level values of a journal entry that encode to at least this many bytes go to blobs."""
+"""Values of :data:`KEYS` that encode to at least this many bytes go to blobs."""
+KEYS = frozenset({"result", "answer"})
+"""The top-level keys of a journal entry whose values may go to blobs."""
 
 _ONE = b"\x91"  # a msgpack array of one item
 
@@ -39,7 +44,12 @@ def _map_header(n: int) -> bytes:
 
 def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, dict[bytes, bytes]]:
     """The stored row data of an entry and the blobs (address -> envelope) it refers to."""
-    if len(plain) < MIN_SIZE or type(data) is not dict or not all(type(k) is str for k in data):
+    if (
+        len(plain) < MIN_SIZE
+        or type(data) is not dict
+        or KEYS.isdisjoint(data)
+        or not all(type(k) is str for k in data)
+    ):
         return codec.wrap(plain, pickled=pickled), {}
     holes = [_map_header(len(data))]
     at = len(holes[0])
@@ -50,7 +60,7 @@ def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, 
         k = ormsgpack.packb(key)
         v, v_pickled = codec.dumps(data[key], f"journal[{key!r}]")
         at += len(k)
-        if len(v) >= MIN_SIZE:
+        if key in KEYS and len(v) >= MIN_SIZE:
             holes.append(k)
             item = _ONE + v
             addr = codec.address(item)
