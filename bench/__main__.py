@@ -93,6 +93,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
     ap.add_argument("--pg", default=_db.PG_DEFAULT, help="PostgreSQL URL, or 'none' to skip PostgreSQL")
     ap.add_argument("--reps", type=int, help="W1 repetitions (default 3; --quick 1)")
+    ap.add_argument("--ns", help="comma-separated W1 sizes (default 50,100,200,400,1000)")
     ap.add_argument(
         "--stock-max-n",
         type=int,
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _settings(args.quick, args.reps)
     if args.stock_max_n:
         cfg["stock_max_n"] = args.stock_max_n
+    if args.ns:
+        cfg["ns"] = [int(x) for x in args.ns.split(",")]
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     unknown = only - set(WORKLOADS)
     if unknown:
