@@ -205,3 +205,62 @@ def test_a_failed_commit_of_a_tree_leaves_nothing(store: clew.Store, raw: Raw, r
     store._ctx.forget(run_id)
     assert store.load_state(run_id, c2.checkpoint_id)["results"] == results
     assert store.verify(run_id).ok
+
+
+def test_a_flipped_byte_in_a_spliced_journal_row_is_caught(store: clew.Store, raw: Raw, run_id: str) -> None:
+    result = {"text": content.text(random.Random(13), 2000)}
+    store.append_journal(run_id, [("call.outcome", {"key": "k", "result": result})])
+    c = store.commit(run_id, state={"results": [result]}, parent=None)
+    seq = store.list_journal(run_id, checkpoint_id=c.checkpoint_id)[0].seq
+    raw.flip("journal", "data", "rk = ? AND seq = ?", (raw.rk(run_id), seq), -3)
+    problems = store.verify(run_id).problems
+    assert ("journal", str(seq)) in [(p.kind, p.ident) for p in problems]
+    store._ctx.forget(run_id)
+    assert store.load_state(run_id, c.checkpoint_id) == {"results": [result]}  # the state does not depend on it
+
+
+# -- the writer's cache never changes what is written ---------------------------------
+
+_KEYS = [f"k{i:03d}" for i in range(60)]
+
+
+def _edit(state: dict[str, Any], rnd: random.Random) -> None:
+    """One random edit, in place, the way a step changes its state."""
+    memory: Memory = state["memory"]
+    roll = rnd.random()
+    if roll < 0.3:
+        state["results"][rnd.choice(_KEYS)] = {"v": content.text(rnd, rnd.randint(10, 900)), "n": rnd.random()}
+    elif roll < 0.4 and state["results"]:
+        del state["results"][rnd.choice(sorted(state["results"]))]
+    elif roll < 0.6:
+        memory.notes.append(content.text(rnd, rnd.randint(10, 600)))
+    elif roll < 0.7 and memory.notes:
+        memory.notes[rnd.randrange(len(memory.notes))] = content.text(rnd, 200)
+    elif roll < 0.8 and memory.notes:
+        memory.notes.insert(rnd.randrange(len(memory.notes)), "inserted")
+    elif roll < 0.9:
+        memory.facts.setdefault(rnd.choice("abc"), []).append({"x": content.text(rnd, 300)})
+    else:
+        state["results"] = dict(state["results"])  # the same content in a new object
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_encoding_equals_a_fresh_one(seed: int) -> None:
+    """After any edits, the cached writer's manifest and blobs are those of a writer that knows nothing."""
+    from clew.store._state import StateCache, StateEncoder
+
+    codec = clew.codec.Codec()
+    warm = StateEncoder(codec)
+    rnd = random.Random(seed)
+    state: dict[str, Any] = {"results": {}, "memory": Memory([], {}), "n": 0}
+    previous = None
+    stored: set[bytes] = set()
+    for step in range(120):
+        _edit(state, rnd)
+        state["n"] = step
+        enc = warm.encode(state, previous)
+        stored.update(enc.blobs)
+        previous = StateCache(str(step), enc.cache)
+        fresh = StateEncoder(codec).encode(state, None)
+        assert enc.manifest == fresh.manifest, f"step {step}"
+        assert set(fresh.blobs) <= stored  # every blob the state needs was written at some step
