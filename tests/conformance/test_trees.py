@@ -9,6 +9,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from typing import Any
@@ -264,3 +265,26 @@ def test_incremental_encoding_equals_a_fresh_one(seed: int) -> None:
         fresh = StateEncoder(codec).encode(state, None)
         assert enc.manifest == fresh.manifest, f"step {step}"
         assert set(fresh.blobs) <= stored  # every blob the state needs was written at some step
+
+
+def test_in_place_edits_of_written_objects_are_seen(store: clew.Store, run_id: str) -> None:
+    """The writer compares with private copies, never with the caller's own objects."""
+    rnd = random.Random(14)
+    messages = [{"role": "user", "content": content.text(rnd, 300), "meta": {"n": i}} for i in range(30)]
+    results = _results(40)
+    state = {"messages": messages, "results": results, "small": {"a": [1, 2]}}
+    parent = store.commit(run_id, state=state, parent=None).checkpoint_id
+    edits = [
+        lambda: messages[3].__setitem__("content", "edited in place"),
+        lambda: messages[4]["meta"].__setitem__("n", -1),
+        lambda: results[sorted(results)[7]].__setitem__("output", "edited in place"),
+        lambda: state["small"]["a"].append(3),
+    ]
+    expected = []
+    for edit in edits:  # warm: the writer remembers each commit
+        edit()
+        parent = store.commit(run_id, state=state, parent=parent).checkpoint_id
+        expected.append((parent, copy.deepcopy(state)))
+    store._ctx.forget(run_id)
+    for cid, want in expected:
+        assert store.load_state(run_id, cid) == want

@@ -173,7 +173,7 @@ class StateEncoder:
             if addr not in out.blobs:
                 out.blobs[addr] = self.codec.wrap(enc.plain, pickled=enc.pickled)
             out.manifest[name] = ["v", addr]
-            out.cache[name] = ValueCache(addr, None, enc.plain, self.codec, value)
+            out.cache[name] = ValueCache(addr, enc.snapshot(self.codec), None, self.codec, value)
         else:
             t = enc.tree
             out.manifest[name] = ["t", *t.ref]
@@ -216,11 +216,11 @@ class StateEncoder:
             nonlocal chunk, size, pickled_any
             plain = array_header(len(chunk)) + b"".join(chunk)
             leaves.append((self._put(out, plain, pickled_any), len(chunk)))
-            snapshot.extend(self.codec.loads(plain))
             chunk, size, pickled_any = [], 0, False
 
         for i in range(start, len(items)):
             plain, pickled = self.codec.dumps(items[i], f"{path}[{i}]")
+            snapshot.append(_tree.private_copy(items[i], plain, self.codec))
             if chunk and (len(chunk) >= LEAF_MAX_ITEMS or size + len(plain) > LEAF_MAX_BYTES):
                 flush()
             chunk.append(plain)

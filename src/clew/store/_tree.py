@@ -71,6 +71,37 @@ def _h8(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+_ATOMS = frozenset((str, bytes, int, float, bool, type(None)))
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _copy(value: Any) -> Any:
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    if t is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if t is list:
+        return [_copy(v) for v in value]
+    raise _NotPlain
+
+
+def private_copy(value: Any, plain: bytes, codec: Codec) -> Any:
+    """A copy of an encoded value that the caller's later edits cannot reach.
+
+    Dicts and lists are copied and their immutable atoms (strings, numbers) shared with
+    the caller's objects, so that comparing the caller's value with the copy next time
+    finds most of it identical at once; anything else is decoded from ``plain``.
+    """
+    try:
+        return _copy(value)
+    except (_NotPlain, RecursionError):
+        return codec.loads(plain)
+
+
 @dataclass(slots=True)
 class Tree:
     """The encoded form of one tree, and what the next encode of it can reuse."""
@@ -167,7 +198,10 @@ class TreeEncoder:
 
     def _inline(self, value: Any, path: str) -> Enc:
         plain, pickled = self.codec.dumps(value, path)
-        return Enc(value, len(plain), plain, pickled, digest=self.codec.address(plain))
+        snapshot = private_copy(value, plain, self.codec)  # now: the caller may edit value later
+        return Enc(
+            value, len(plain), plain, pickled, digest=self.codec.address(plain), _snapshot=snapshot, _decoded=True
+        )
 
     def _children(
         self, keys: list[str] | None, values: list[Any], path: str, tree: Tree | None, out: Out
