@@ -321,7 +321,7 @@ def load_fields(
                 )
             state[name] = items
             fields[name] = _state.ListCache(
-                [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
+                [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec, decoded=True
             )
     return state, _state.StateCache(checkpoint_id, fields, sealed, frozenset(present)), branch
 

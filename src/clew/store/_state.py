@@ -68,6 +68,7 @@ class ListCache:
     _plain: bytes | None = None  # or the bytes to decode it from, on first use
     _codec: Codec | None = None
     refs: list[Any] | None = None  # the caller's own items at the last commit
+    decoded: bool = False  # the snapshot was decoded by a load (shares nothing with the caller)
 
     @property
     def snapshot(self) -> list[Any]:
@@ -190,6 +191,8 @@ class StateEncoder:
             leaves, roots, snapshot = list(prev.leaves), list(prev.roots), list(prev.snapshot)
             start = len(prev.snapshot)
             rebuilt = False
+            if prev.decoded:  # once after a load: share atoms with the caller's items from now on
+                snapshot = [_tree.copy_or(x, s) for x, s in zip(items[:start], snapshot, strict=True)]
         else:
             leaves, roots, snapshot, start, rebuilt = [], [], [], 0, True
         new_leaves = self._write_leaves(out, items, start, snapshot, path)

@@ -89,6 +89,14 @@ def _copy(value: Any) -> Any:
     raise _NotPlain
 
 
+def copy_or(value: Any, fallback: Any) -> Any:
+    """:func:`private_copy` of ``value``, or ``fallback`` (an equal private copy) if it has other types."""
+    try:
+        return _copy(value)
+    except (_NotPlain, RecursionError):
+        return fallback
+
+
 def private_copy(value: Any, plain: bytes, codec: Codec) -> Any:
     """A copy of an encoded value that the caller's later edits cannot reach.
 
