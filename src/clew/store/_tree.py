@@ -51,11 +51,12 @@ from clew.errors import IntegrityError
 
 TREE_MIN = 4096
 """Containers of at least this weight (bytes) are stored as trees."""
-LEAF_TARGET = 4096
-"""The average bytes of a leaf (content-defined, so leaves vary)."""
+LEAF_TARGET = 1536
+"""The average bytes of a leaf (content-defined, so leaves vary). Smaller leaves make a
+change write less and a load fetch more blobs; docs/storage.md has the measurements."""
 LEAF_MAX = 4 * LEAF_TARGET
 """A leaf ends once it holds this many bytes, whatever the boundary hashes say."""
-INDEX_TARGET = 32
+INDEX_TARGET = 16
 """The average number of children of an index node."""
 INDEX_MAX = 128
 """An index node ends at this many children."""
