@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from clew.codec._envelope import Envelope
+from clew.codec._envelope import FLAG_SPLICED, Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._types import register_class, register_type
 from clew.errors import EncodeError
@@ -74,9 +74,18 @@ class Codec:
         """The content address of plaintext bytes."""
         return hashlib.blake2b(plain, digest_size=ADDRESS_SIZE).digest()
 
-    def wrap(self, plain: bytes, *, pickled: bool = False) -> bytes:
-        """Plaintext bytes to the stored envelope (compressed when worth it)."""
-        return self._envelope.wrap(plain, pickled=pickled)
+    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False) -> bytes:
+        """Plaintext bytes to the stored envelope (compressed when worth it).
+
+        ``spliced`` marks a row whose large values the store keeps in blobs; such a
+        body is the store's to read (:meth:`spliced`), not a value to decode.
+        """
+        return self._envelope.wrap(plain, pickled=pickled, spliced=spliced)
+
+    @staticmethod
+    def spliced(blob: bytes) -> bool:
+        """Whether a stored envelope was wrapped with ``spliced=True``."""
+        return len(blob) >= 2 and bool(blob[1] & FLAG_SPLICED)
 
     def unwrap(self, blob: bytes) -> bytes:
         """Stored envelope to plaintext bytes. Raises DecodeError on bad input."""
