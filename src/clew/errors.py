@@ -14,6 +14,7 @@
     ├── IntegrityError                       stored bytes do not match their hash
     ├── StoreError
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
+    │   │   └── CommitUnknownError           the connection died during COMMIT: outcome unknown
     │   ├── NotFoundError (LookupError)      unknown run, branch or checkpoint
     │   ├── ConflictError                    a branch head moved under a writer
     │   │   └── LeaseLostError (+LeaseError) a worker's lease was taken over: it must stop
@@ -38,6 +39,7 @@ __all__ = [
     "ClewError",
     "CodeVersionError",
     "CodecError",
+    "CommitUnknownError",
     "ConfigError",
     "ConflictError",
     "DecodeError",
@@ -127,6 +129,16 @@ class StoreError(ClewError):
 
 class StoreUnavailableError(StoreError, ConnectionError):
     """The database cannot be reached or opened."""
+
+
+class CommitUnknownError(StoreUnavailableError):
+    """The connection died while a transaction was committing: it may or may not have committed.
+
+    :meth:`clew.Store.commit` settles this itself when it can (it reconnects and
+    re-reads the branch head); the error reaches the caller only when the server
+    stays out of reach. Find out by re-reading the head (``store.get_branch(run_id,
+    branch).head``) once the server is back.
+    """
 
 
 class NotFoundError(StoreError, LookupError):

@@ -46,13 +46,18 @@ AgentArg = Annotated[
 ]
 
 
-def open_store(store: str | None, db: str | None, *, must_exist: bool = True) -> clew.Store:
-    """The store named by ``--db`` or ``--store``; a read must not create a SQLite file."""
+def open_store(store: str | None, db: str | None, *, must_exist: bool = True, read_only: bool = False) -> clew.Store:
+    """The store named by ``--db`` or ``--store``; a read must not create a SQLite file.
+
+    ``read_only`` opens it read-only (``mode=ro``): it is never created nor migrated.
+    """
     url = f"sqlite:///{db}" if db else store or "sqlite:///clew.db"
     if must_exist and url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :].split("?", 1)[0]
         if path and not Path(path).exists():
             raise errors.NotFoundError(f"no database at {path}: check the path (or --store / $CLEW_URL)")
+    if read_only and not url.startswith("memory:"):
+        return clew.open(url, mode="ro")
     return clew.open(url)
 
 

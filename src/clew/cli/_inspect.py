@@ -62,7 +62,7 @@ def runs(
         if not sep or not key:
             raise errors.ConfigError(f"--label {item!r}: give KEY=VALUE")
         labels[key] = value
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         page = s.list_runs(
             status=status,
             branch_status=branch_status,
@@ -96,7 +96,7 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """A branch's checkpoints, newest first."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         page = s.list_checkpoints(run_id, branch=branch, limit=limit)
     if as_json:
@@ -121,7 +121,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """The state at a checkpoint and its journal."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         if checkpoint_id is None:
             cid = s.get_branch(run_id, branch).head
@@ -151,7 +151,7 @@ def branches(
     run_id: str, store: StoreOpt = None, db: DbOpt = None, wide: WideOpt = False, as_json: JsonOpt = False
 ) -> None:
     """A run's branches, oldest first: status, head, lease and error."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         found = s.list_branches(run_id)
     if as_json:
@@ -196,7 +196,7 @@ def compare(
     """Compare the heads of two branches of a run.
 
     Lists show the items one branch removed and the other added."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         cmp = compare_branches(s, run_id, a, b)
     diffs = []
@@ -230,7 +230,7 @@ def compare(
 
 def verify(run_id: str, store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Re-hash every blob, checkpoint and journal entry of a run. Exit 5 on a problem."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         report = s.verify(run_id)
     if as_json:
@@ -262,7 +262,7 @@ def export(
     no_states: Annotated[bool, typer.Option("--no-states", help="Leave states out.")] = False,
 ) -> None:
     """The run's audit trail as JSON Lines on stdout."""
-    with open_store(store, db) as s:
+    with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         for line in export_run(s, run_id, states=not no_states):
             sys.stdout.write(line + "\n")
