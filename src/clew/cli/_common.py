@@ -14,7 +14,7 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -240,8 +240,3 @@ def text(*parts: str | tuple[str, str]) -> Text:
 def say(message: str) -> None:
     """A line of text on stdout."""
     out.print(Text(message), soft_wrap=True)
-
-
-def fields(data: Mapping[str, Any]) -> str:
-    """``k=v`` pairs for a summary line."""
-    return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
