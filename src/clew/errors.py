@@ -23,7 +23,8 @@
         ├── RunStatusError                   an action not allowed in the run's status
         ├── StepFailedError                  a step ran out of retries
         ├── UnknownOutcomeError              a tool call whose outcome was lost in a crash
-        └── CodeVersionError                 resuming under a different code version
+        ├── CodeVersionError                 resuming under a different code version
+        └── NoUpcasterError (LookupError)    a stored schema version with no way to the current one
 
 Messages name the object at fault (run, checkpoint, field path) and, where there is
 one, the fix.
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidStateError",
     "LeaseError",
     "MissingExtraError",
+    "NoUpcasterError",
     "NotFoundError",
     "PickleRefusedError",
     "RunError",
@@ -157,3 +159,22 @@ class UnknownOutcomeError(RunError):
 
 class CodeVersionError(RunError):
     """A run checkpointed by one code version is resumed by another."""
+
+
+class NoUpcasterError(RunError, LookupError):
+    """A checkpoint's state schema version cannot be brought to the agent's current one.
+
+    Attributes:
+        state_type: the state type (``module:qualname``).
+        stored: the schema version the checkpoint was written with.
+        current: the agent's schema version.
+        missing: the first version with no upcaster registered from it (None when the
+            stored version is newer than the current one: there is no way down).
+    """
+
+    def __init__(self, message: str, *, state_type: str, stored: int, current: int, missing: int | None) -> None:
+        self.state_type = state_type
+        self.stored = stored
+        self.current = current
+        self.missing = missing
+        super().__init__(message)

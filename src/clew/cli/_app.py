@@ -250,6 +250,67 @@ def export(
             sys.stdout.write(line + "\n")
 
 
+def _load_agent(spec: str) -> clew.Agent[Any]:
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise errors.ConfigError(f"not an agent reference: {spec!r}; use module.path:agent_variable")
+    sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise errors.ConfigError(f"cannot import {module!r} for {spec!r}: {exc}") from exc
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise errors.ConfigError(f"{module!r} has no {attr!r}; name the variable holding the clew.Agent")
+    if not isinstance(obj, clew.Agent):
+        raise errors.ConfigError(f"{spec} is a {type(obj).__name__}, not a clew.Agent")
+    return obj
+
+
+@app.command("check-compat")
+def check_compat(
+    agent: Annotated[str, typer.Argument(help="The agent, as module.path:variable.")],
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    runs: Annotated[int | None, typer.Option(help="Check at most this many runs, newest first.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load every stored checkpoint of an agent with the current code. Exit 1 if any would fail."""
+    a = _load_agent(agent)
+    if store or db:
+        a.store = _open(store, db)
+    report = a.check_compat(runs=runs)
+    if as_json:
+        _emit(
+            {
+                "ok": report.ok,
+                "agent": report.agent,
+                "runs": report.runs,
+                "checkpoints": report.checkpoints,
+                "problems": [
+                    {
+                        "run_id": p.run_id,
+                        "checkpoint_id": p.checkpoint_id,
+                        "schema_version": p.schema_version,
+                        "error": p.error,
+                        "message": p.message,
+                    }
+                    for p in report.problems
+                ],
+            }
+        )
+    else:
+        out.print(
+            f"{report.agent}: {'OK' if report.ok else f'{len(report.problems)} FAIL'} "
+            f"({report.checkpoints} checkpoints in {report.runs} runs)"
+        )
+        for p in report.problems:
+            out.print(f"  {p.run_id} {p.checkpoint_id} (schema v{p.schema_version}): {p.error}: {p.message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _when(ts: float) -> str:
     import datetime as dt
 

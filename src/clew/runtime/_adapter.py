@@ -85,6 +85,33 @@ class StateAdapter(Generic[S]):
                 object.__setattr__(obj, f.name, None)
         return obj
 
+    def validate_stored(self, fields: Mapping[str, Any], where: str) -> None:
+        """Check loaded (and upcast) fields against the state type; ephemeral fields may be absent.
+
+        Raises:
+            InvalidStateError: a field the type no longer has, a missing required field,
+                or a value of the wrong type.
+        """
+        if self._validator is None:
+            return
+        known = self.field_names() or frozenset()
+        unknown = set(fields) - known
+        if unknown:
+            raise InvalidStateError(
+                f"{where} holds fields {sorted(unknown)} that {self.type.__name__} no longer has; "
+                "drop or rename them in an upcaster (and raise schema_version)"
+            )
+        try:
+            self._validator.validate_python(dict(fields))
+        except pydantic.ValidationError as exc:
+            bad = [e for e in exc.errors() if not (e["loc"] and e["loc"][0] in self.ephemeral)]
+            if bad:
+                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in bad[:5])
+                raise InvalidStateError(
+                    f"{where} does not fit {self.type.__name__} ({detail}); convert it in an upcaster "
+                    "(and raise schema_version)"
+                ) from None
+
     def apply_update(self, state: S, update: Mapping[str, Any]) -> S:
         """A new state with ``update`` applied, validated against the state type.
 

@@ -16,10 +16,12 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from clew.errors import ConfigError, LeaseError, RunStatusError
 from clew.runtime import _engine
 from clew.runtime._adapter import StateAdapter
+from clew.runtime._compat import CompatReport, check_compat
 from clew.runtime._context import async_runner, sync_runner, thread_runner
 from clew.runtime._effects import Program, run_async, run_sync
 from clew.runtime._engine import PAUSE_KINDS, Run, store
 from clew.runtime._policy import NO_RETRY, Retry
+from clew.runtime._upcast import Upcaster, Upcasters
 from clew.store import AsyncStore, CheckpointRecord, Store
 
 S = TypeVar("S")
@@ -72,6 +74,7 @@ class AgentBase(Generic[S]):
         self.lease_ttl = lease_ttl
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._adapter: StateAdapter[S] = StateAdapter(state, ephemeral)
+        self._upcasters = Upcasters(self._adapter.type_name, schema_version)
         self._steps: dict[str, Step] = {}
         self._start: str | None = None
 
@@ -122,6 +125,35 @@ class AgentBase(Generic[S]):
 
         return register(fn) if fn is not None else register
 
+    def upcaster(self, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that brings stored fields from ``from_version`` to the next.
+
+        ``fn(fields: dict) -> dict`` gets the state's stored top-level fields as written
+        under schema version ``from_version`` and returns them as version
+        ``from_version + 1`` expects them. Upcasters run in a chain when a checkpoint is
+        loaded (``v1 -> v2 -> v3``); the stored checkpoint itself is not rewritten.
+
+        Raises:
+            ConfigError: ``from_version`` is not below the agent's ``schema_version``,
+                or already has an upcaster.
+        """
+
+        def register(fn: Upcaster) -> Upcaster:
+            self._upcasters.register(from_version, fn)
+            return fn
+
+        return register
+
+    def _load_fields(self, checkpoint: CheckpointRecord) -> Program:
+        """A checkpoint's stored fields, upcast to this agent's schema version."""
+        stored = self._upcasters.stored_version(checkpoint.metadata)
+        where = f"checkpoint {checkpoint.checkpoint_id} of run {checkpoint.run_id!r}"
+        self._upcasters.check(stored, where)  # before any read: a missing upcaster costs no I/O
+        fields = yield store("load_state", run_id=checkpoint.run_id, checkpoint_id=checkpoint.checkpoint_id)
+        if stored == self._upcasters.current:
+            return fields
+        return self._upcasters.apply(fields, stored, where)
+
     def _meta(self) -> dict[str, Any]:
         return {
             "code_version": self.version,
@@ -159,7 +191,7 @@ class AgentBase(Generic[S]):
         try:
             b = yield store("get_branch", run_id=run_id, name=branch)
             head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
-            fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+            fields = yield from self._load_fields(head)
             new = self._adapter.apply_update(self._adapter.from_fields(fields), update)
             keep = _resume_point(head)
             ckpt = yield store(
@@ -191,7 +223,7 @@ class AgentBase(Generic[S]):
             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
         )
         run_id = src.run_id
-        fields = yield store("load_state", run_id=run_id, checkpoint_id=checkpoint_id)
+        fields = yield from self._load_fields(src)
         state = self._adapter.from_fields(fields)
         if update:
             state = self._adapter.apply_update(state, update)
@@ -250,7 +282,7 @@ class AgentBase(Generic[S]):
             if run_id
             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
         )
-        fields = yield store("load_state", run_id=c.run_id, checkpoint_id=checkpoint_id)
+        fields = yield from self._load_fields(c)
         return self._adapter.from_fields(fields, ephemeral)
 
     def _finish(self, run_id: str) -> Program:
@@ -269,7 +301,8 @@ class Agent(AgentBase[S]):
         state: the state type: a Pydantic model, a dataclass or ``dict``.
         store: where runs are kept (:func:`clew.open` or :func:`clew.open_async`).
         version: this code's version, recorded in every checkpoint.
-        schema_version: the state type's schema version, recorded likewise.
+        schema_version: the state type's schema version (an int from 1), recorded likewise;
+            checkpoints of older versions are brought up to it by :meth:`upcaster` functions.
         on_version_mismatch: resuming a run checkpointed by another code version
             ``"warn"`` (a :class:`CodeVersionWarning`) or ``"refuse"``
             (:class:`~clew.errors.CodeVersionError`).
@@ -404,6 +437,17 @@ class Agent(AgentBase[S]):
         """The state as it was at a checkpoint."""
         return self._sync(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 
+    def check_compat(self, *, runs: int | None = None) -> CompatReport:
+        """Load every stored checkpoint of this agent with this code and report what would fail.
+
+        Each checkpoint is loaded, brought up to date by the upcasters, checked against
+        the state type, and its next step looked up. Nothing is written.
+
+        Args:
+            runs: check at most this many runs (newest first); all by default.
+        """
+        return self._sync(check_compat(self, runs=runs))  # type: ignore[no-any-return]
+
     def recover(self, *, limit: int = 10, ephemeral: Mapping[str, Any] | None = None) -> list[Run[S]]:
         """Claim runs of this agent whose worker died (lease expired) and finish them."""
         st = self.store
@@ -529,6 +573,10 @@ class Agent(AgentBase[S]):
     ) -> S:
         """The async twin of :meth:`state_at`."""
         return await self._async(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
+
+    async def acheck_compat(self, *, runs: int | None = None) -> CompatReport:
+        """The async twin of :meth:`check_compat`."""
+        return await self._async(check_compat(self, runs=runs))  # type: ignore[no-any-return]
 
     async def arecover(self, *, limit: int = 10, ephemeral: Mapping[str, Any] | None = None) -> list[Run[S]]:
         """The async twin of :meth:`recover`."""

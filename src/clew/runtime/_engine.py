@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from clew.errors import (
     ClewError,
     CodeVersionError,
+    NoUpcasterError,
     RunStatusError,
     StepNotFoundError,
     StoreError,
@@ -114,7 +115,11 @@ def execute(
         return Run(run_id, "failed", branch, "", None, error=err)
     head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
     check_version(agent, head)
-    fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+    try:
+        fields = yield from agent._load_fields(head)
+    except NoUpcasterError as exc:  # failed, not running: recover() must not retry it forever
+        yield fail(run_id, branch, error_record(exc))
+        raise
     state = agent._adapter.from_fields(fields, ephemeral)
     fresh = False
     while True:
@@ -145,7 +150,7 @@ def execute(
                 result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
             except Interrupted as pause:
                 # The paused step starts over on resume: keep the state it started from.
-                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                fields = yield from agent._load_fields(head)
                 kind = "unknown_outcome" if pause.call else "interrupt"
                 meta = {
                     **agent._meta(),
@@ -201,7 +206,7 @@ def execute(
                         )
                     ],
                 )
-                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                fields = yield from agent._load_fields(head)
                 state = agent._adapter.from_fields(fields, ephemeral)
                 if step.retry.retries(exc, attempt):
                     yield Sleep(step.retry.delay(attempt))
@@ -269,6 +274,10 @@ def prepare_resume(
         head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
         if agent.on_version_mismatch == "refuse":
             check_version(agent, head)  # refuse before recording anything
+        # a state this code cannot load: refuse before recording anything
+        agent._upcasters.check(
+            agent._upcasters.stored_version(head.metadata), f"run {run_id!r} head {head.checkpoint_id}"
+        )
         entries = []
         if run.status == "paused" and head.kind in PAUSE_KINDS:
             if answer is agent._NO_ANSWER:
