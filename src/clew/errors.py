@@ -8,7 +8,10 @@
     ├── CodecError
     │   ├── UnknownTypeError (TypeError)     a value clew cannot encode; names the field path
     │   ├── DecodeError (ValueError)         bytes that are not a valid clew blob
-    │   └── PickleRefusedError               a pickled blob read without the pickle opt-in
+    │   ├── PickleRefusedError               a pickled blob read without the pickle opt-in
+    │   └── CryptoError                      encryption at rest; names the key id, never the key
+    │       ├── MissingKeyError (LookupError)  a key id the keyring does not hold
+    │       └── DecryptError                 a wrong key under that id, or changed ciphertext
     ├── IntegrityError                       stored bytes do not match their hash
     ├── StoreError
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
@@ -38,11 +41,14 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConflictError",
+    "CryptoError",
     "DecodeError",
+    "DecryptError",
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
     "MissingExtraError",
+    "MissingKeyError",
     "NoUpcasterError",
     "NotFoundError",
     "PickleRefusedError",
@@ -99,6 +105,26 @@ class DecodeError(CodecError, ValueError):
 
 class PickleRefusedError(DecodeError):
     """A pickled blob was read by a codec without the pickle opt-in."""
+
+
+class CryptoError(CodecError):
+    """Encrypted data cannot be read or written.
+
+    Attributes:
+        key_id: the id of the key at fault (never the key itself).
+    """
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
+class MissingKeyError(CryptoError, LookupError):
+    """Data was encrypted with a key the keyring does not hold."""
+
+
+class DecryptError(CryptoError):
+    """A blob does not decrypt under the key its header names: a wrong key, or changed bytes."""
 
 
 class IntegrityError(ClewError):

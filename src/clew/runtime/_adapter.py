@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import pydantic
 
+from clew.codec import Redacted
 from clew.errors import InvalidStateError
 
 S = TypeVar("S")
@@ -19,6 +20,7 @@ class StateAdapter(Generic[S]):
     def __init__(self, state_type: type[S], ephemeral: tuple[str, ...] = ()) -> None:
         self.type = state_type
         self.ephemeral = frozenset(ephemeral)
+        self.mask: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # redacted fields, as stored
         self.kind = (
             "pydantic"
             if isinstance(state_type, type) and issubclass(state_type, pydantic.BaseModel)
@@ -64,7 +66,7 @@ class StateAdapter(Generic[S]):
             items = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}  # type: ignore[arg-type]
         for name in self.ephemeral:
             items.pop(name, None)
-        return items
+        return self.mask(items) if self.mask is not None else items
 
     def from_fields(self, fields: Mapping[str, Any], ephemeral: Mapping[str, Any] | None = None) -> S:
         """Build the state from stored fields plus the ephemeral values supplied again."""
@@ -104,7 +106,11 @@ class StateAdapter(Generic[S]):
         try:
             self._validator.validate_python(dict(fields))
         except pydantic.ValidationError as exc:
-            bad = [e for e in exc.errors() if not (e["loc"] and e["loc"][0] in self.ephemeral)]
+            bad = [
+                e
+                for e in exc.errors()
+                if not (e["loc"] and e["loc"][0] in self.ephemeral) and type(e.get("input")) is not Redacted
+            ]
             if bad:
                 detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in bad[:5])
                 raise InvalidStateError(
@@ -135,5 +141,8 @@ class StateAdapter(Generic[S]):
                 return self.type.model_validate(values)  # type: ignore[attr-defined, no-any-return]
             validated = self._validator.validate_python(values)
         except pydantic.ValidationError as exc:
-            raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
+            if any(type(e.get("input")) is not Redacted for e in exc.errors()):
+                raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
+            # only redaction markers failed: they stand for values that were valid when written
+            return self.from_fields(values)
         return validated

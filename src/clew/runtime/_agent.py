@@ -21,8 +21,9 @@ from clew.runtime._context import async_runner, sync_runner, thread_runner
 from clew.runtime._effects import Program, run_async, run_sync
 from clew.runtime._engine import PAUSE_KINDS, Run, store
 from clew.runtime._policy import NO_RETRY, Retry
+from clew.runtime._redact import Redactor, Scrubbing
 from clew.runtime._upcast import Upcaster, Upcasters
-from clew.store import AsyncStore, CheckpointRecord, Store
+from clew.store import SUBJECT_LABEL, AsyncStore, CheckpointRecord, Store
 
 S = TypeVar("S")
 StepFn = Callable[..., Any]
@@ -36,6 +37,14 @@ def _resume_point(head: CheckpointRecord) -> dict[str, Any]:
     if head.kind not in PAUSE_KINDS:
         keep["exec"] = head.checkpoint_id
     return keep
+
+
+def _with_subject(labels: Mapping[str, str] | None, subject: str | None) -> Mapping[str, str] | None:
+    if subject is None:
+        return labels
+    if not isinstance(subject, str) or not subject:
+        raise ConfigError(f"subject must be a non-empty str (a customer id...), not {subject!r}")
+    return {**(labels or {}), SUBJECT_LABEL: subject}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,7 @@ class AgentBase(Generic[S]):
         schema_version: int = 1,
         on_version_mismatch: Literal["warn", "refuse"] = "warn",
         ephemeral: tuple[str, ...] = (),
+        redacted: tuple[str, ...] = (),
         lease_ttl: float = 30.0,
         worker_id: str | None = None,
     ) -> None:
@@ -74,6 +84,9 @@ class AgentBase(Generic[S]):
         self.lease_ttl = lease_ttl
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._adapter: StateAdapter[S] = StateAdapter(state, ephemeral)
+        redactor = Redactor(redacted, self._adapter.field_names(), self._adapter.type_name)
+        if redactor:
+            self._adapter.mask = lambda fields: redactor.apply(fields, self.store.codec.redacted)
         self._upcasters = Upcasters(self._adapter.type_name, schema_version)
         self._steps: dict[str, Step] = {}
         self._start: str | None = None
@@ -307,16 +320,21 @@ class Agent(AgentBase[S]):
             ``"warn"`` (a :class:`CodeVersionWarning`) or ``"refuse"``
             (:class:`~clew.errors.CodeVersionError`).
         ephemeral: state fields never written (clients, secrets); pass them again
-            to ``resume``/``recover`` with ``ephemeral={...}``.
+            to ``resume``/``recover`` with ``ephemeral={...}``. Their text is also
+            scrubbed from error messages and payloads written to the journal.
+        redacted: state fields, or dotted paths into them (``"customer.email"``), stored
+            as :class:`~clew.codec.Redacted` markers (a keyed hash) instead of their
+            values. Steps see the state as stored, so with the marker: compare it with
+            ``store.codec.redacted(candidate)``.
         lease_ttl: seconds a worker's lease on a run lasts without a heartbeat.
         worker_id: this worker's name in leases (host:pid:random by default).
     """
 
     # -- sync ------------------------------------------------------------------
-    def _sync(self, program: Program) -> Any:
+    def _sync(self, program: Program, via: Any = None) -> Any:
         if not isinstance(self.store, Store):
             raise ConfigError("this agent has an async store: use the a-methods (await agent.astart(...))")
-        return run_sync(program, self.store)
+        return run_sync(program, via or self.store)
 
     @contextlib.contextmanager
     def _heartbeat(self, run_id: str) -> Iterator[None]:
@@ -342,6 +360,7 @@ class Agent(AgentBase[S]):
             t.join()
 
     def _run_sync(self, run_id: str, branch: str, ephemeral: Mapping[str, Any] | None) -> Run[S]:
+        st = Scrubbing(self.store, ephemeral)  # ephemeral text never reaches the journal
         try:
             with self._heartbeat(run_id):
                 result: Run[S] = self._sync(
@@ -350,22 +369,33 @@ class Agent(AgentBase[S]):
                         run_id,
                         branch,
                         ephemeral=ephemeral,
-                        runner_for=lambda fn: sync_runner(self.store),
+                        runner_for=lambda fn: sync_runner(st),
                         is_async=False,
-                    )
+                    ),
+                    st,
                 )
                 return result
         finally:
             self._sync(self._finish(run_id))
 
-    def start(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
+    def start(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        subject: str | None = None,
+    ) -> Run[S]:
         """Start a run and execute it until it completes, pauses or fails.
+
+        ``subject`` tags the run with the data subject it holds data about (a customer
+        id), so that ``store.erase(subject=...)`` removes it with the subject's other runs.
 
         Raises:
             InvalidStateError: ``state`` is not of the agent's state type.
             UnknownTypeError: the state holds a value clew cannot store.
         """
-        rid = self._sync(self._begin(state, run_id, labels))
+        rid = self._sync(self._begin(state, run_id, _with_subject(labels, subject)))
         return self._run_sync(rid, "main", self._ephemeral_of(state))
 
     def resume(
@@ -470,10 +500,10 @@ class Agent(AgentBase[S]):
         }
 
     # -- async -----------------------------------------------------------------
-    async def _async(self, program: Program) -> Any:
+    async def _async(self, program: Program, via: Any = None) -> Any:
         if not isinstance(self.store, AsyncStore):
             raise ConfigError("this agent has a sync store: use start/resume, or open the store with clew.open_async")
-        return await run_async(program, self.store)
+        return await run_async(program, via or self.store)
 
     @contextlib.asynccontextmanager
     async def _aheartbeat(self, run_id: str) -> AsyncIterator[None]:
@@ -500,24 +530,33 @@ class Agent(AgentBase[S]):
 
     async def _arun(self, run_id: str, branch: str, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         loop = asyncio.get_running_loop()
+        st = Scrubbing(self.store, ephemeral)  # ephemeral text never reaches the journal
 
         def runner_for(fn: Callable[..., Any]) -> Any:
             if inspect.iscoroutinefunction(fn):
-                return async_runner(self.store)
-            return thread_runner(self.store, loop)
+                return async_runner(st)
+            return thread_runner(st, loop)
 
         try:
             async with self._aheartbeat(run_id):
                 result: Run[S] = await self._async(
-                    _engine.execute(self, run_id, branch, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
+                    _engine.execute(self, run_id, branch, ephemeral=ephemeral, runner_for=runner_for, is_async=True),
+                    st,
                 )
                 return result
         finally:
             await self._async(self._finish(run_id))
 
-    async def astart(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
+    async def astart(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        subject: str | None = None,
+    ) -> Run[S]:
         """The async twin of :meth:`start`."""
-        rid = await self._async(self._begin(state, run_id, labels))
+        rid = await self._async(self._begin(state, run_id, _with_subject(labels, subject)))
         return await self._arun(rid, "main", self._ephemeral_of(state))
 
     async def aresume(

@@ -231,13 +231,14 @@ def execute(
             "attempts": attempt,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        fields = agent._adapter.to_fields(state)
         try:
             head = yield store(
                 "commit",
                 run_id=run_id,
                 branch=branch,
                 parent=head.checkpoint_id,
-                state=agent._adapter.to_fields(state),
+                state=fields,
                 kind="step",
                 metadata=meta,
                 status="completed" if result is None else None,
@@ -245,6 +246,8 @@ def execute(
         except UnknownTypeError as exc:  # the state holds a value clew cannot store
             yield fail(run_id, branch, error_record(exc), step=nxt)
             raise
+        if agent._adapter.mask is not None:  # go on as a resume would: with redacted values masked
+            state = agent._adapter.from_fields(fields, ephemeral)
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         fresh = True

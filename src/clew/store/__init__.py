@@ -7,9 +7,11 @@ Open a store with :func:`clew.open`. Every backend runs the same operations
 from clew.store._base import DEFAULT_BRANCH, AsyncStore, Store
 from clew.store._records import (
     RUN_STATUSES,
+    SUBJECT_LABEL,
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
+    EraseReport,
     JournalEntry,
     Page,
     Problem,
@@ -22,11 +24,13 @@ from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 __all__ = [
     "DEFAULT_BRANCH",
     "RUN_STATUSES",
+    "SUBJECT_LABEL",
     "AsyncSQLiteStore",
     "AsyncStore",
     "BranchRecord",
     "CheckpointRecord",
     "DeleteReport",
+    "EraseReport",
     "JournalEntry",
     "Page",
     "Problem",

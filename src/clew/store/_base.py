@@ -9,16 +9,18 @@ classes keep the same methods with the same signatures.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
-from clew.store import _ops
+from clew.store import _erase, _ops
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
+    EraseReport,
     JournalEntry,
     Page,
     RunRecord,
@@ -141,6 +143,24 @@ class Store(_Common, abc.ABC):
     def delete_run(self, run_id: str) -> DeleteReport:
         """Delete a run with its branches, checkpoints, journal and blobs."""
         return self._execute(_ops.delete_run(self._ctx, run_id), write=True)
+
+    def erase(self, run_id: str | None = None, *, subject: str | None = None) -> EraseReport:
+        """Remove a run, or every run tagged with data subject ``subject``, for good.
+
+        Every checkpoint, branch, journal entry, label and blob of those runs goes, in one
+        transaction; then the freed bytes are overwritten where the backend allows it
+        (SQLite: ``secure_delete`` and a truncated write-ahead log; see ``scrubbed``).
+
+        Raises:
+            NotFoundError: no run ``run_id`` (a subject with no runs erases nothing).
+            ConfigError: neither or both of ``run_id`` and ``subject`` given.
+        """
+        report = self._execute(_erase.erase(self._ctx, run_id, subject), write=True)
+        return dataclasses.replace(report, scrubbed=self._scrub())
+
+    def _scrub(self) -> bool:
+        """Overwrite what a deletion freed, where the backend can; True if it did."""
+        return False
 
     # -- checkpoints ---------------------------------------------------------
     def commit(
@@ -406,6 +426,15 @@ class AsyncStore(_Common, abc.ABC):
     async def delete_run(self, run_id: str) -> DeleteReport:
         """See :meth:`Store.delete_run`."""
         return await self._aexecute(_ops.delete_run(self._ctx, run_id), write=True)
+
+    async def erase(self, run_id: str | None = None, *, subject: str | None = None) -> EraseReport:
+        """See :meth:`Store.erase`."""
+        report = await self._aexecute(_erase.erase(self._ctx, run_id, subject), write=True)
+        return dataclasses.replace(report, scrubbed=await self._ascrub())
+
+    async def _ascrub(self) -> bool:
+        """See :meth:`Store._scrub`."""
+        return False
 
     async def commit(
         self,

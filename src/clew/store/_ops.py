@@ -28,6 +28,7 @@ from clew.store._read import (
     journal_entry,
     journal_rows,
     load_fields,
+    manifest_to_store,
     run_key,
     run_record,
 )
@@ -81,7 +82,7 @@ def create_run(
             run_id,
             agent,
             status,
-            json.dumps(dict(labels or {}), sort_keys=True),
+            json.dumps({k: ctx.codec.seal_label(v) for k, v in (labels or {}).items()}, sort_keys=True),
             ctx.codec.encode(dict(metadata or {}), "metadata"),
             now,
             now,
@@ -142,7 +143,7 @@ def list_runs(
         params.append(agent)
     for key, value in (labels or {}).items():
         where.append(ctx.d.sql["label_clause"])
-        params.extend([ctx.d.label_path(key), value])
+        params.extend([ctx.d.label_path(key), ctx.codec.seal_label(value)])
     if cursor is not None:
         where.append(f"rk < {ph}")
         if not cursor.isdigit():
@@ -188,6 +189,7 @@ def commit(
         encoded = ctx.encoder.encode(state, previous)
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
+    stored_manifest = manifest_to_store(ctx, manifest)
     now = time.time()
     cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
     # One round trip: lock the run's row (commits to one run are serialized, other
@@ -245,10 +247,23 @@ def commit(
         second.append(ctx.q("insert_journal", rows, "many"))
     if encoded.blobs:
         second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
-    h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
+    h = checkpoint_hash(
+        parent_hash,
+        checkpoint_id,
+        branch,
+        kind,
+        manifest,
+        ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts),
+        now,
+        hashes,
+    )
     meta_blob = ctx.codec.wrap(meta_plain)
     second.append(
-        ctx.q("insert_checkpoint", (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now), "exec")
+        ctx.q(
+            "insert_checkpoint",
+            (rk, checkpoint_id, seq, branch, parent, kind, stored_manifest, meta_blob, h, now),
+            "exec",
+        )
     )
     if pending:
         second.append(ctx.q("seal_journal", (checkpoint_id, rk, branch), "exec"))

@@ -39,7 +39,7 @@ def run_record(ctx: Context, row: Sequence[Any]) -> RunRecord:
         run_id=row[0],
         agent=row[1],
         status=row[2],
-        labels=labels_of(row[3]),
+        labels={k: ctx.codec.open_label(v) for k, v in labels_of(row[3]).items()},
         metadata=ctx.codec.decode(bytes(row[4])),
         created_at=row[5],
         updated_at=row[6],
@@ -82,6 +82,23 @@ def branch_record(run_id: str, row: Sequence[Any]) -> BranchRecord:
 # -- building blocks -----------------------------------------------------------
 
 
+def sealed_meta(ctx: Context, stored: bytes) -> bytes:
+    """What a checkpoint's seal covers of its stored metadata (see ``Codec.sealable``)."""
+    return ctx.codec.sealable(ctx.codec.unwrap(stored), encrypted=ctx.codec.key_id(stored) is not None)
+
+
+def manifest_to_store(ctx: Context, plain: bytes) -> bytes:
+    """A checkpoint's manifest as stored: plain msgpack, or an encrypted envelope with a keyring
+    (a dict state's field names are user data)."""
+    return ctx.codec.wrap(plain) if ctx.codec.encrypts else plain
+
+
+def manifest_from_store(ctx: Context, stored: bytes) -> bytes:
+    """The manifest's plain msgpack. A manifest is a msgpack map, which never starts with
+    the envelope's magic byte 0xC7, so an encrypted one is told apart by its first byte."""
+    return ctx.codec.unwrap(stored) if stored[:1] == b"\xc7" else stored
+
+
 def run_key(ctx: Context, run_id: str) -> Generator[Q | list[Q], Any, int]:
     row = yield ctx.q("run_key", (run_id,))
     if row is None:
@@ -112,15 +129,18 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
     results = (yield queries) if queries else []  # one batch: one round trip on PostgreSQL
     for rows in results:
         for addr, data in rows:
-            addr = bytes(addr)
+            addr, data = bytes(addr), bytes(data)
             try:
-                plain = ctx.codec.unwrap(bytes(data))
+                plain = ctx.codec.unwrap(data)
             except PickleRefusedError:
                 raise  # intact bytes; the reader lacks the opt-in
             except DecodeError as exc:
                 raise IntegrityError(f"blob {addr.hex()} cannot be read, its stored bytes were changed: {exc}") from exc
-            if ctx.codec.address(plain) != addr:
-                raise IntegrityError(f"blob {addr.hex()} does not match its address: stored bytes were changed")
+            if not ctx.codec.addressed(plain, addr, data):
+                raise IntegrityError(
+                    f"blob {addr.hex()} does not match its address: stored bytes were changed"
+                    + ctx.codec.address_hint(plain, addr)
+                )
             found[addr] = plain
     missing = [a for a in wanted if a not in found]
     if missing:
@@ -142,22 +162,23 @@ def sealed_manifest(
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
+        manifest_plain = manifest_from_store(ctx, bytes(manifest_bytes))
         expect = checkpoint_hash(
             bytes(parent_hash or b""),
             checkpoint_id,
             branch,
             kind,
-            bytes(manifest_bytes),
-            ctx.codec.unwrap(bytes(meta)),
+            manifest_plain,
+            sealed_meta(ctx, bytes(meta)),
             created,
             [bytes(h) for (h,) in journal],
         )
         if expect != bytes(stored):
             raise IntegrityError(
                 f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
-                "metadata or journal was changed; run verify() to see what"
+                "metadata or journal was changed; run verify() to see what" + ctx.codec.mac_hint()
             )
-        manifest = ctx.codec.loads(bytes(manifest_bytes))
+        manifest = ctx.codec.loads(manifest_plain)
     except DecodeError as exc:
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
     return dict(manifest), branch, bytes(stored)
@@ -230,7 +251,7 @@ def journal_rows(
     for i, (kind, data) in enumerate(entries):
         plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
         seq = first + i
-        h = journal_hash(seq, branch, kind, plain, now)
+        h = journal_hash(seq, branch, kind, ctx.codec.sealable(plain, encrypted=ctx.codec.encrypts), now)
         rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
         out.append((seq, h, plain, kind, data))
     return rows, out

@@ -7,7 +7,7 @@ from typing import Any
 
 from clew.store import _state
 from clew.store._query import Context, Op
-from clew.store._read import run_key
+from clew.store._read import manifest_from_store, run_key, sealed_meta
 from clew.store._records import (
     Problem,
     VerifyReport,
@@ -24,7 +24,7 @@ def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
         addr = bytes(addr)
         try:
             plains[addr] = ctx.codec.unwrap(bytes(data))
-            ok = ctx.codec.address(plains[addr]) == addr
+            ok = ctx.codec.addressed(plains[addr], addr, bytes(data))
         except Exception as exc:  # undecodable bytes are as bad as wrong ones
             problems.append(Problem("blob", addr.hex(), f"cannot be read: {exc}"))
             continue
@@ -34,7 +34,9 @@ def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
     by_ckpt: dict[str | None, list[bytes]] = {}
     for seq, branch, ckpt, kind, data, h, created in journal_rows:
         try:
-            good = journal_hash(seq, branch, kind, ctx.codec.unwrap(bytes(data)), created) == bytes(h)
+            raw = bytes(data)
+            sealed = ctx.codec.sealable(ctx.codec.unwrap(raw), encrypted=ctx.codec.key_id(raw) is not None)
+            good = journal_hash(seq, branch, kind, sealed, created) == bytes(h)
         except Exception as exc:
             problems.append(Problem("journal", str(seq), f"cannot be read: {exc}"))
             good = True
@@ -46,20 +48,21 @@ def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
     for cid, _seq, branch, parent, kind, manifest, meta, h, created in ckpt_rows:
         try:
             parent_hash = hashes[parent] if parent is not None else b""
+            manifest_plain = manifest_from_store(ctx, bytes(manifest))
             expect = checkpoint_hash(
                 parent_hash,
                 cid,
                 branch,
                 kind,
-                bytes(manifest),
-                ctx.codec.unwrap(bytes(meta)),
+                manifest_plain,
+                sealed_meta(ctx, bytes(meta)),
                 created,
                 by_ckpt.get(cid, []),
             )
             if expect != bytes(h):
                 problems.append(Problem("checkpoint", cid, "hash does not match its content, parent or journal"))
                 continue
-            for addr in _manifest_addrs(ctx.codec.loads(bytes(manifest)), plains):
+            for addr in _manifest_addrs(ctx.codec.loads(manifest_plain), plains):
                 if addr not in plains:
                     problems.append(Problem("manifest", cid, f"references missing blob {addr.hex()}"))
         except KeyError:
