@@ -4,8 +4,8 @@
     python -m bench --quick    # a smoke run (under 2 minutes): small sizes, results to a temp dir
 
 Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
-latency against history length, W4 history listing and W5 fork at N = 400, and the
-peak memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
+latency against history length, W4 history listing and W5 fork at N = 400, W6 the
+cost of encryption at rest, and the peak memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
 reported, never asserted: the run fails only if the benchmark itself breaks.
@@ -37,10 +37,11 @@ from bench import (
     w2_workers,
     w3_resume,
     w4_history,
+    w6_privacy,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -60,6 +61,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "forks": 2,
             "memory_n": 20,
             "memory_systems": 1,
+            "w6_n": 20,
+            "w6_reps": 2,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -76,6 +79,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "forks": 20,
         "memory_n": 400,
         "memory_systems": None,
+        "w6_n": 400,
+        "w6_reps": 5,
     }
 
 
@@ -131,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             res["w4"] = w4_history.measure(systems, cfg["w4_n"], reps=cfg["w4_reps"], forks=cfg["forks"])
         if "w3" in only:
             res["w3"] = w3_resume.measure(cfg["histories"], workdir=tmp, pg=pg, reps=cfg["w3_reps"])
+        if "w6" in only:
+            res["w6"] = w6_privacy.measure(cfg["w6_n"], workdir=tmp, pg=pg, reps=cfg["w6_reps"])
         if "w2" in only and pg:
             res["w2"] = w2_workers.measure(
                 pg,

@@ -151,6 +151,38 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         ]
         out += _table(["system", "backend", "checkpoints", "load latest ms", "resume ms", "build ms/step"], rows)
         out += [""]
+    if res.get("w6"):
+        w6 = res["w6"]
+        out += [f"## W6 encryption at rest: the W1 run at N = {w6[0]['n']}, plain and encrypted", ""]
+        rows = []
+        for r in w6:
+            plain = next(p for p in w6 if p["backend"] == r["backend"] and p["codec"] == "plain")
+            rows.append(
+                [
+                    r["backend"],
+                    r["codec"],
+                    _ms(r["ms_median"]),
+                    _ms(r["ms_p95"]),
+                    _ms(r["load_ms"]),
+                    f"{r['bytes']:,}",
+                    _x(r["ms_median"] / plain["ms_median"], 2),
+                    _x(r["load_ms"] / plain["load_ms"], 2),
+                ]
+            )
+        out += _table(
+            [
+                "backend",
+                "codec",
+                "ms/step p50",
+                "ms/step p95",
+                "load latest ms",
+                "blob bytes",
+                "step vs plain",
+                "load vs plain",
+            ],
+            rows,
+        )
+        out += [""]
     if res.get("w4"):
         w4 = res["w4"]
         out += [f"## W4 listing and W5 fork at N = {w4[0]['n']}, and load latest", ""]

@@ -54,8 +54,9 @@ def _check_key(key_id: str, key: bytes) -> bytes:
 def _parse_keys(text: str, where: str) -> dict[str, bytes]:
     """``id=base64key`` items separated by commas, spaces or newlines."""
     keys: dict[str, bytes] = {}
-    for item in re.split(r"[\s,]+", text.strip()):
-        if not item or item.startswith("#"):
+    uncommented = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    for item in re.split(r"[\s,]+", uncommented.strip()):
+        if not item:
             continue
         key_id, sep, b64 = item.partition("=")
         if not sep:

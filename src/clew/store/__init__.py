@@ -5,6 +5,7 @@ Open a store with :func:`clew.open`. Every backend runs the same operations
 """
 
 from clew.store._base import DEFAULT_BRANCH, AsyncStore, Store
+from clew.store._gc import HOLD_LABEL, GCReport, Retention, RunGC
 from clew.store._records import (
     RUN_STATUSES,
     SUBJECT_LABEL,
@@ -23,6 +24,7 @@ from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
 __all__ = [
     "DEFAULT_BRANCH",
+    "HOLD_LABEL",
     "RUN_STATUSES",
     "SUBJECT_LABEL",
     "AsyncSQLiteStore",
@@ -31,9 +33,12 @@ __all__ = [
     "CheckpointRecord",
     "DeleteReport",
     "EraseReport",
+    "GCReport",
     "JournalEntry",
     "Page",
     "Problem",
+    "Retention",
+    "RunGC",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
-from clew.store import _erase, _ops
+from clew.store import _erase, _gc, _ops, _rekey
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -161,6 +161,41 @@ class Store(_Common, abc.ABC):
     def _scrub(self) -> bool:
         """Overwrite what a deletion freed, where the backend can; True if it did."""
         return False
+
+    def gc(self, policies: Sequence[_gc.Retention], *, dry_run: bool = False, batch: int = 20) -> _gc.GCReport:
+        """Apply retention policies: delete old finished runs, prune old checkpoints' content.
+
+        Runs are processed ``batch`` at a time, each batch one transaction, so a run is
+        never half processed. With ``dry_run`` nothing is written and the report says
+        what would be. See :class:`~clew.store.Retention` for what is never removed.
+        """
+        results: list[tuple[str, _gc.RunGC | None]] = []
+        for policy in policies:
+            ids: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = self._execute(_gc.candidates(self._ctx, policy, 500, cursor), write=False)
+                ids.extend(r.run_id for r in page)
+                if cursor is None:
+                    break
+            for i in range(0, len(ids), batch):
+                part = ids[i : i + batch]
+                done = self._execute(_gc.gc_batch(self._ctx, part, policy, dry_run=dry_run), write=not dry_run)
+                results.extend(zip(part, done, strict=True))
+        return _gc.report(dry_run, results)
+
+    def rekey(self, run_id: str) -> int:
+        """Re-encrypt a run's rows held under a retired key with the keyring's current key.
+
+        One transaction: the run is wholly rotated or untouched. Rows already under the
+        current key are skipped, so an interrupted rotation is finished by running it
+        again. Returns how many rows were re-encrypted.
+
+        Raises:
+            ConfigError: the store has no keyring.
+            MissingKeyError: a row's key is not in the keyring (nothing is written).
+        """
+        return self._execute(_rekey.rekey(self._ctx, run_id), write=True)
 
     # -- checkpoints ---------------------------------------------------------
     def commit(
@@ -435,6 +470,27 @@ class AsyncStore(_Common, abc.ABC):
     async def _ascrub(self) -> bool:
         """See :meth:`Store._scrub`."""
         return False
+
+    async def gc(self, policies: Sequence[_gc.Retention], *, dry_run: bool = False, batch: int = 20) -> _gc.GCReport:
+        """See :meth:`Store.gc`."""
+        results: list[tuple[str, _gc.RunGC | None]] = []
+        for policy in policies:
+            ids: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = await self._aexecute(_gc.candidates(self._ctx, policy, 500, cursor), write=False)
+                ids.extend(r.run_id for r in page)
+                if cursor is None:
+                    break
+            for i in range(0, len(ids), batch):
+                part = ids[i : i + batch]
+                done = await self._aexecute(_gc.gc_batch(self._ctx, part, policy, dry_run=dry_run), write=not dry_run)
+                results.extend(zip(part, done, strict=True))
+        return _gc.report(dry_run, results)
+
+    async def rekey(self, run_id: str) -> int:
+        """See :meth:`Store.rekey`."""
+        return await self._aexecute(_rekey.rekey(self._ctx, run_id), write=True)
 
     async def commit(
         self,

@@ -159,6 +159,11 @@ def sealed_manifest(
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
     manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash = row
+    if not bytes(manifest_bytes):
+        raise NotFoundError(
+            f"checkpoint {checkpoint_id} of run {run_id!r} was pruned by a retention policy: "
+            "its history entry remains, its state does not"
+        )
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")

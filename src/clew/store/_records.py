@@ -103,6 +103,7 @@ class VerifyReport:
     blobs: int
     journal_entries: int
     problems: Sequence[Problem] = field(default_factory=tuple)
+    pruned: int = 0  # checkpoints whose content retention removed (their hashes still chain)
 
     @property
     def ok(self) -> bool:

@@ -45,7 +45,11 @@ def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
         by_ckpt.setdefault(ckpt, []).append(bytes(h))
     ckpt_rows = yield ctx.q("all_checkpoints", (rk,), "all")
     hashes: dict[str, bytes] = {r[0]: bytes(r[7]) for r in ckpt_rows}
+    pruned = 0
     for cid, _seq, branch, parent, kind, manifest, meta, h, created in ckpt_rows:
+        if not bytes(manifest):  # pruned by retention: its hash stands for it, its children chain to it
+            pruned += 1
+            continue
         try:
             parent_hash = hashes[parent] if parent is not None else b""
             manifest_plain = manifest_from_store(ctx, bytes(manifest))
@@ -62,17 +66,17 @@ def verify(ctx: Context, run_id: str) -> Op[VerifyReport]:
             if expect != bytes(h):
                 problems.append(Problem("checkpoint", cid, "hash does not match its content, parent or journal"))
                 continue
-            for addr in _manifest_addrs(ctx.codec.loads(manifest_plain), plains):
+            for addr in manifest_addrs(ctx.codec.loads(manifest_plain), plains):
                 if addr not in plains:
                     problems.append(Problem("manifest", cid, f"references missing blob {addr.hex()}"))
         except KeyError:
             problems.append(Problem("checkpoint", cid, f"parent {parent!r} is missing"))
         except Exception as exc:
             problems.append(Problem("checkpoint", cid, f"cannot be read: {exc}"))
-    return VerifyReport(run_id, len(ckpt_rows), len(blob_rows), len(journal_rows), tuple(problems))
+    return VerifyReport(run_id, len(ckpt_rows), len(blob_rows), len(journal_rows), tuple(problems), pruned)
 
 
-def _manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) -> list[bytes]:
+def manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) -> list[bytes]:
     """Every blob a manifest reaches, index nodes expanded where they are readable."""
     out: list[bytes] = []
     todo: list[tuple[bytes, int]] = []
