@@ -17,9 +17,11 @@
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
     │   ├── NotFoundError (LookupError)      unknown run, branch or checkpoint
     │   ├── ConflictError                    a branch head moved under a writer
+    │   │   └── LeaseLostError (+LeaseError) a worker's lease was taken over: it must stop
     │   ├── LeaseError                       lease held by another owner
-    │   │   └── RunLockedError               a run is being executed elsewhere
-    │   └── SchemaVersionError               the database schema is newer than this clew
+    │   │   └── RunLockedError               a branch is being executed elsewhere
+    │   ├── SchemaVersionError               the database schema is newer than this clew
+    │   └── ReadOnlyError (PermissionError)  a write to a store opened read-only
     └── RunError
         ├── StepNotFoundError (LookupError)  a step name that the agent does not define
         ├── InvalidStateError (ValueError)   an update or state that fails validation
@@ -47,11 +49,13 @@ __all__ = [
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
+    "LeaseLostError",
     "MissingExtraError",
     "MissingKeyError",
     "NoUpcasterError",
     "NotFoundError",
     "PickleRefusedError",
+    "ReadOnlyError",
     "RunError",
     "RunLockedError",
     "RunStatusError",
@@ -155,8 +159,21 @@ class RunLockedError(LeaseError):
     """A run is being executed by another worker (its lease has not expired)."""
 
 
+class LeaseLostError(ConflictError, LeaseError):
+    """A worker's lease on a branch was taken over (its epoch moved on).
+
+    The write that raised it did not happen, and the worker must stop: another worker
+    now owns the branch. Raised before a tool call's intent is written, so a worker
+    that stalled past its lease never runs the call.
+    """
+
+
 class SchemaVersionError(StoreError):
     """The database was migrated by a newer clew than this one."""
+
+
+class ReadOnlyError(StoreError, PermissionError):
+    """A write to a store opened read-only (``?mode=ro``)."""
 
 
 class RunError(ClewError):

@@ -370,7 +370,8 @@ CASES = [
             ("list_checkpoints", lambda env: env.store.list_checkpoints("ghost")),
             ("append_journal", lambda env: env.store.append_journal("ghost", [("t", 1)])),
             ("acquire_lease", lambda env: env.store.acquire_lease("ghost", owner="a", ttl=1)),
-            ("update_run", lambda env: env.store.update_run("ghost", status="paused")),
+            ("update_run", lambda env: env.store.update_run("ghost", metadata={})),
+            ("set_branch_status", lambda env: env.store.set_branch_status("ghost", status="paused")),
             ("delete_run", lambda env: env.store.delete_run("ghost")),
             ("verify", lambda env: env.store.verify("ghost")),
         ]

@@ -109,7 +109,7 @@ def test_ephemeral_text_never_reaches_the_journal(stores: Any, marker: str) -> N
     messages = [str(e.data) for e in store.list_journal("r")]
     assert any("[ephemeral client]" in m for m in messages)
     assert any("[ephemeral password]" in m for m in messages)
-    assert "[ephemeral" in str(store.get_run("r").metadata["error"])
+    assert "[ephemeral" in str(store.get_branch("r").error)
 
 
 def test_the_redact_hook_sees_every_value_written(stores: Any, marker: str) -> None:

@@ -115,6 +115,7 @@ def scrub(value: Any, secrets: list[tuple[str, str]]) -> Any:
 _SCRUBBED = {
     "append_journal": ("entries",),
     "update_run": ("metadata",),
+    "set_branch_status": ("error", "journal"),
     "commit": ("metadata", "journal"),
     "fork": ("metadata", "journal"),
     "create_run": ("metadata", "checkpoint_metadata"),

@@ -14,12 +14,14 @@ from clew.store._records import (
     DeleteReport,
     EraseReport,
     JournalEntry,
+    Lease,
     Page,
     Problem,
     RunRecord,
     RunStatus,
     VerifyReport,
 )
+from clew.store._seal import SealKey
 from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "EraseReport",
     "GCReport",
     "JournalEntry",
+    "Lease",
     "Page",
     "Problem",
     "Retention",
@@ -42,6 +45,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
+    "SealKey",
     "Store",
     "VerifyReport",
 ]

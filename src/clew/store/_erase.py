@@ -25,7 +25,13 @@ def erase(ctx: Context, run_id: str | None, subject: str | None) -> Op[EraseRepo
         cursor = None
         while True:
             page = yield from list_runs(
-                ctx, status=None, agent=None, labels={SUBJECT_LABEL: subject}, limit=500, cursor=cursor
+                ctx,
+                status=None,
+                branch_status=None,
+                agent=None,
+                labels={SUBJECT_LABEL: subject},
+                limit=500,
+                cursor=cursor,
             )
             ids.extend(r.run_id for r in page.items)
             cursor = page.next_cursor

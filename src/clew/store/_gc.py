@@ -101,7 +101,7 @@ class GCReport:
 def candidates(ctx: Context, policy: Retention, limit: int, cursor: str | None) -> Op[tuple[list[Any], str | None]]:
     """One page of the runs a policy covers."""
     page = yield from list_runs(
-        ctx, status=None, agent=policy.agent, labels=dict(policy.labels), limit=limit, cursor=cursor
+        ctx, status=None, branch_status=None, agent=policy.agent, labels=dict(policy.labels), limit=limit, cursor=cursor
     )
     return list(page.items), page.next_cursor
 
@@ -128,7 +128,7 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
     ]
     by_id = {r[0]: r for r in ckpts}
     keep: set[str] = set()
-    for name, head, base, _created in branches:
+    for name, head, base, *_ in branches:
         if policy.keep_forks and base is not None:
             keep.add(base)
         if head is None:
@@ -164,7 +164,7 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
     ph = "%s" if ctx.d.name == "postgres" else "?"
     writes = [
         Q(
-            f"UPDATE checkpoints SET manifest = {ph}, meta = {ph} WHERE rk = {ph} AND checkpoint_id = {ph}",
+            f"UPDATE clew_checkpoints SET manifest = {ph}, meta = {ph} WHERE rk = {ph} AND checkpoint_id = {ph}",
             [
                 (PRUNED, ctx.codec.encode({"pruned": True, "pruned_at": now, "kind": r[4]}, "metadata"), rk, r[0])
                 for r in prune
@@ -173,9 +173,11 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
         )
     ]
     if dead:
-        writes.append(Q(f"DELETE FROM blobs WHERE rk = {ph} AND addr = {ph}", [(rk, a) for a in dead], "many"))
+        writes.append(Q(f"DELETE FROM clew_blobs WHERE rk = {ph} AND addr = {ph}", [(rk, a) for a in dead], "many"))
     if dead_journal:
-        writes.append(Q(f"DELETE FROM journal WHERE rk = {ph} AND seq = {ph}", [(rk, s) for s in dead_journal], "many"))
+        writes.append(
+            Q(f"DELETE FROM clew_journal WHERE rk = {ph} AND seq = {ph}", [(rk, s) for s in dead_journal], "many")
+        )
     yield writes
     ctx.forget(run_id)
     return report

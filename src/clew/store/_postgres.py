@@ -11,7 +11,6 @@ versioned in ``clew_schema`` and applied under an advisory lock.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,13 +21,14 @@ from clew.errors import (
     ClewError,
     ConfigError,
     ConflictError,
-    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
-from clew.store import _ops
+from clew.store import _ops, _readonly
 from clew.store._base import AsyncStore, Store, adrive, drive
-from clew.store._sql import MIGRATIONS, POSTGRES_DIALECT, SCHEMA_TABLE, SCHEMA_VERSION
+from clew.store._schema import migrate
+from clew.store._seal import SealKey
+from clew.store._sql import POSTGRES_DIALECT
 
 psycopg = require("psycopg", "postgres", "the PostgreSQL store")
 psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
@@ -74,23 +74,28 @@ def _clew_url(url: str, schema: str | None) -> str:
     return f"{url}?schema={schema}" if schema else url
 
 
-def _options(schema: str | None) -> dict[str, Any]:
+def _options(schema: str | None, ro: bool = False) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"autocommit": True}
+    opts = []
     if schema:
         if not schema.replace("_", "").isalnum():
             raise ConfigError(f"schema name {schema!r} must be letters, digits and underscores")
-        kwargs["options"] = f"-c search_path={schema}"
+        opts.append(f"-c search_path={schema}")
+    if ro:  # the server refuses writes too, whatever the role may do
+        opts.append("-c default_transaction_read_only=on")
+    if opts:
+        kwargs["options"] = " ".join(opts)
     return kwargs
 
 
 def _pool_args(
-    schema: str | None, pool_min: int | str, pool_max: int | str, connect_timeout: float | str
+    schema: str | None, pool_min: int | str, pool_max: int | str, connect_timeout: float | str, ro: bool = False
 ) -> dict[str, Any]:
     """The arguments both connection pools are made with (options may come from a URL as str)."""
     return {
         "min_size": int(pool_min),
         "max_size": int(pool_max),
-        "kwargs": _options(schema),
+        "kwargs": _options(schema, ro),
         "open": False,
         "timeout": float(connect_timeout),
     }
@@ -160,23 +165,11 @@ class _APipelined(_Pipelined):
         return results if isinstance(q, list) else results[0]
 
 
-def _migrate_op(schema: str | None) -> _ops.Op[int]:
-    """Migrations as an operation, so sync and async share them."""
-    for stmt in _migration_steps(schema):
-        yield _ops.Q(stmt, (), "rowcount")
-    yield _ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one")
-    yield _ops.Q(SCHEMA_TABLE["postgres"], (), "rowcount")
-    row = yield _ops.Q("SELECT max(version) FROM clew_schema", (), "one")
-    version = row[0] or 0
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"database has clew schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-        )
-    for v in range(version, SCHEMA_VERSION):
-        for stmt in MIGRATIONS["postgres"][v]:
-            yield _ops.Q(stmt, (), "rowcount")
-        yield _ops.Q("INSERT INTO clew_schema (version, applied_at) VALUES (%s, %s)", (v + 1, time.time()), "rowcount")
-    return SCHEMA_VERSION
+def _migrate_op(ctx: _ops.Context, schema: str | None) -> _ops.Op[int]:
+    """Migrations as an operation, so sync and async share them; under an advisory lock."""
+    prelude = [_ops.Q(stmt, (), "rowcount") for stmt in _migration_steps(schema)]
+    prelude.append(_ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one"))
+    return (yield from migrate(ctx, prelude))
 
 
 class PostgresStore(Store):
@@ -189,6 +182,10 @@ class PostgresStore(Store):
         pool_min: connections kept open.
         pool_max: connections at most.
         connect_timeout: seconds to wait for the server on open.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
+        mode: ``"rw"`` (the default), or ``"ro"`` (``?mode=ro``): never migrates, every
+            transaction is read-only on the server, and a write raises
+            :class:`~clew.errors.ReadOnlyError`; a role with SELECT only is enough.
     """
 
     def __init__(
@@ -200,11 +197,14 @@ class PostgresStore(Store):
         pool_min: int | str = 1,
         pool_max: int | str = 10,
         connect_timeout: float | str = 10.0,
+        seal_key: SealKey | None = None,
+        mode: str = "rw",
     ) -> None:
+        self.read_only = _readonly.read_only(mode)
         self.url = _clew_url(url, schema)
         self.schema = schema
-        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
-        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
+        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
+        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout, self.read_only)
         with _translate(url):
             # One direct connection first: its error says exactly what is wrong.
             psycopg.connect(url, connect_timeout=int(float(connect_timeout)), autocommit=True).close()
@@ -217,11 +217,16 @@ class PostgresStore(Store):
             raise
 
     def _migrate(self) -> int:
-        return int(self._execute(_migrate_op(self.schema), write=True))
+        if self.read_only:
+            return int(self._execute(_readonly.check_version(self._ctx, self.url), write=False))
+        return int(self._execute(_migrate_op(self._ctx, self.schema), write=True))
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
+        if write and self.read_only:
+            op.close()
+            raise _readonly.refuse(self.url)
         with _translate(self.url), self._pool.connection() as conn:
             runner = _Pipelined(conn)
             with conn.pipeline() as runner.pipeline, conn.transaction():
@@ -236,7 +241,8 @@ class PostgresStore(Store):
 class AsyncPostgresStore(AsyncStore):
     """The async twin of :class:`PostgresStore`; make one with ``await AsyncPostgresStore.open(url)``."""
 
-    def __init__(self, url: str, pool: Any, ctx: _ops.Context, schema: str | None) -> None:
+    def __init__(self, url: str, pool: Any, ctx: _ops.Context, schema: str | None, read_only: bool = False) -> None:
+        self.read_only = read_only
         self.url = _clew_url(url, schema)
         self.schema = schema
         self._pool = pool
@@ -252,15 +258,18 @@ class AsyncPostgresStore(AsyncStore):
         pool_min: int | str = 1,
         pool_max: int | str = 10,
         connect_timeout: float | str = 10.0,
+        seal_key: SealKey | None = None,
+        mode: str = "rw",
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
-        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
+        ro = _readonly.read_only(mode)
+        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout, ro)
         with _translate(url):
             conn = await psycopg.AsyncConnection.connect(url, connect_timeout=int(float(connect_timeout)))
             await conn.close()
             pool = psycopg_pool.AsyncConnectionPool(url, **pool_args)
             await pool.open(wait=True, timeout=float(connect_timeout))
-        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), schema)
+        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), schema, ro)
         try:
             await store._amigrate()
         except BaseException:
@@ -269,11 +278,16 @@ class AsyncPostgresStore(AsyncStore):
         return store
 
     async def _amigrate(self) -> int:
-        return int(await self._aexecute(_migrate_op(self.schema), write=True))
+        if self.read_only:
+            return int(await self._aexecute(_readonly.check_version(self._ctx, self.url), write=False))
+        return int(await self._aexecute(_migrate_op(self._ctx, self.schema), write=True))
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreError(f"{self.url}: store is closed")
+        if write and self.read_only:
+            op.close()
+            raise _readonly.refuse(self.url)
         with _translate(self.url):
             async with self._pool.connection() as conn:
                 runner = _APipelined(conn)

@@ -17,10 +17,10 @@ FLAG_PICKLE = 0x02
 
 # Table names here follow the store's schema (see _sql.py).
 _UPDATES = {
-    "blob": "UPDATE blobs SET data = ? WHERE rk = ? AND addr = ?",
-    "journal": "UPDATE journal SET data = ? WHERE rk = ? AND seq = ?",
-    "checkpoint": "UPDATE checkpoints SET manifest = ?, meta = ? WHERE rk = ? AND checkpoint_id = ?",
-    "run": "UPDATE runs SET meta = ? WHERE rk = ?",
+    "blob": "UPDATE clew_blobs SET data = ? WHERE rk = ? AND addr = ?",
+    "journal": "UPDATE clew_journal SET data = ? WHERE rk = ? AND seq = ?",
+    "checkpoint": "UPDATE clew_checkpoints SET manifest = ?, meta = ? WHERE rk = ? AND checkpoint_id = ?",
+    "run": "UPDATE clew_runs SET meta = ? WHERE rk = ?",
 }
 
 
@@ -53,7 +53,7 @@ def rekey(ctx: Context, run_id: str) -> Op[int]:
         ctx.q("all_blobs", (rk,), "all"),
         ctx.q("all_journal", (rk,), "all"),
         ctx.q("all_checkpoints", (rk,), "all"),
-        Q("SELECT meta FROM runs WHERE rk = " + ("%s" if ctx.d.name == "postgres" else "?"), (rk,), "one"),
+        Q("SELECT meta FROM clew_runs WHERE rk = " + ("%s" if ctx.d.name == "postgres" else "?"), (rk,), "one"),
     ]
     writes: list[Q] = []
     rows = [(again(bytes(d)), rk, bytes(a)) for a, d in blobs if stale(bytes(d))]
@@ -63,7 +63,7 @@ def rekey(ctx: Context, run_id: str) -> Op[int]:
     if jrows:
         writes.append(_q(ctx, "journal", jrows))
     crows = []
-    for cid, _seq, _branch, _parent, _kind, manifest, meta, _h, _created in ckpts:
+    for cid, _seq, _branch, _parent, _kind, manifest, meta, *_ in ckpts:
         m, t = bytes(manifest), bytes(meta)
         if stale(m) or stale(t):
             crows.append((again(m) if stale(m) else m, again(t) if stale(t) else t, rk, cid))

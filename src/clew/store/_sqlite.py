@@ -17,7 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,9 +31,11 @@ from clew.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from clew.store import _ops
+from clew.store import _ops, _readonly
 from clew.store._base import AsyncStore, Store, drive
-from clew.store._sql import MIGRATIONS, SCHEMA_TABLE, SCHEMA_VERSION, SQLITE_DIALECT
+from clew.store._schema import SCHEMA_TABLE, SCHEMA_VERSION, migrate
+from clew.store._seal import SealKey
+from clew.store._sql import SQLITE_DIALECT
 
 T = TypeVar("T")
 _SYNC_MODES = {"off", "normal", "full", "extra"}
@@ -71,6 +73,10 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"``
             (survives a power loss).
         busy_timeout: seconds a writer waits for another process's write lock.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
+        mode: ``"rw"`` (the default), or ``"ro"`` to open the file read-only
+            (``sqlite:///runs.db?mode=ro``): it is never migrated or written, and a
+            write raises :class:`~clew.errors.ReadOnlyError`.
     """
 
     def __init__(
@@ -80,12 +86,17 @@ class SQLiteStore(Store):
         codec: Codec | None = None,
         synchronous: str = "normal",
         busy_timeout: float = 30.0,
+        seal_key: SealKey | None = None,
+        mode: str = "rw",
     ) -> None:
+        self.read_only = _readonly.read_only(mode)
+        if self.read_only and path == ":memory:":
+            raise ConfigError("a memory:// store cannot be opened read-only: it starts empty")
         if synchronous.lower() not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
         self.path = path
         self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}"
-        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec())
+        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec(), seal_key=seal_key)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         if path != ":memory:":
@@ -94,8 +105,22 @@ class SQLiteStore(Store):
                 raise StoreUnavailableError(
                     f"cannot open SQLite store {path!r}: directory {parent!r} does not exist; create it first"
                 )
+        if self.read_only and not os.path.exists(path):
+            raise StoreUnavailableError(f"cannot open SQLite store {path!r} read-only: the file does not exist")
         with _translate(f"opening {self.url}"):
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+            target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro" if self.read_only else path
+            conn = sqlite3.connect(
+                target, isolation_level=None, check_same_thread=False, timeout=busy_timeout, uri=self.read_only
+            )
+            if self.read_only:  # the file keeps its own journal mode: nothing here may write
+                self._conn = conn
+                try:
+                    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+                    self._check_version()
+                except BaseException:
+                    self.close()
+                    raise
+                return
             try:
                 conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
                 conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -118,29 +143,36 @@ class SQLiteStore(Store):
             raise StoreError(f"{self.url}: store is closed")
         return self._conn
 
+    def _check_version(self) -> int:
+        """A read-only store's schema must be this clew's: it cannot be migrated."""
+        with self._lock, _translate(f"opening {self.url} read-only"):
+            conn = self._connection()
+            has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'clew_schema'").fetchone()
+            version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] if has else 0
+        if version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.url} has schema version {version or 'none'} and this clew needs {SCHEMA_VERSION}; "
+                "a store opened read-only is never migrated: open it read-write once (or upgrade clew)"
+            )
+        return int(version)
+
     def _migrate(self) -> int:
+        if self.read_only:
+            return self._check_version()
         with self._lock, _translate(f"migrating {self.url}"):
             conn = self._connection()
             conn.execute(SCHEMA_TABLE["sqlite"])
             version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
             if version == SCHEMA_VERSION:
                 return version
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # the lock: a second process waits, then finds it done
             try:
-                version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
-                if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.url} has schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-                    )
-                for v in range(version, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS["sqlite"][v]:
-                        conn.execute(stmt)
-                    conn.execute("INSERT INTO clew_schema (version, applied_at) VALUES (?, ?)", (v + 1, time.time()))
+                result = drive(migrate(self._ctx, []), lambda q: self._run_query(conn, q))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return SCHEMA_VERSION
+            return result
 
     def _run_query(self, conn: sqlite3.Connection, q: _ops.Q | list[_ops.Q]) -> Any:
         if isinstance(q, list):
@@ -156,6 +188,9 @@ class SQLiteStore(Store):
         return cur.rowcount if q.mode == "rowcount" else None
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
+        if write and self.read_only:
+            op.close()
+            raise _readonly.refuse(self.url)
         with self._lock, _translate(self.url):
             conn = self._connection()
             began = False

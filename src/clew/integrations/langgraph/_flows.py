@@ -307,7 +307,7 @@ def put_writes(
                     pass
     yield from append(ctx, run, entry, branch)
     if m.has_interrupt(writes):
-        yield call("update_run", run, status="paused")
+        yield call("set_branch_status", run, branch=branch, status="paused")
 
 
 def delete_thread(ctx: Ctx, thread_id: str) -> Flow[None]:
