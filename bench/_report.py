@@ -156,6 +156,8 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         out += [f"## W6 encryption at rest: the W1 run at N = {w6[0]['n']}, plain and encrypted", ""]
         rows = []
         for r in w6:
+            if r["backend"] == "codec only":
+                continue
             plain = next(p for p in w6 if p["backend"] == r["backend"] and p["codec"] == "plain")
             rows.append(
                 [
@@ -183,6 +185,14 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
             rows,
         )
         out += [""]
+        alone = [r for r in w6 if r["backend"] == "codec only"]
+        if alone:
+            out += ["The codec alone (best of several passes; no database): one step's three values", ""]
+            out += _table(
+                ["codec", "wrap µs/step", "unwrap µs/step"],
+                [[r["codec"], f"{r['wrap_us_per_step']:.1f}", f"{r['unwrap_us_per_step']:.1f}"] for r in alone],
+            )
+            out += [""]
     if res.get("w4"):
         w4 = res["w4"]
         out += [f"## W4 listing and W5 fork at N = {w4[0]['n']}, and load latest", ""]

@@ -77,9 +77,31 @@ def _blob_rows(store: clew.Store, run_id: str) -> Any:
     return [data for _, data in rows]
 
 
+def codec_costs(n: int, codecs: dict[str, Codec], reps: int) -> dict[str, dict[str, float]]:
+    """The codecs alone, passes interleaved, best of ``reps``: µs to wrap and to unwrap one
+    step's three values (their canonical bytes already made)."""
+    plains = [Codec().dumps(v)[0] for s in steps(n) for v in s]
+    blobs = {name: [c.wrap(p) for p in plains] for name, c in codecs.items()}
+    best = {name: [float("inf"), float("inf")] for name in codecs}
+    for _ in range(reps):
+        for name, codec in codecs.items():
+            t0 = time.perf_counter()
+            for p in plains:
+                codec.wrap(p)
+            t1 = time.perf_counter()
+            for b in blobs[name]:
+                codec.unwrap(b)
+            t2 = time.perf_counter()
+            best[name] = [min(best[name][0], t1 - t0), min(best[name][1], t2 - t1)]
+    return {name: {"wrap_us_per_step": w / n * 1e6, "unwrap_us_per_step": u / n * 1e6} for name, (w, u) in best.items()}
+
+
 def measure(n: int, *, workdir: str, pg: str | None, reps: int) -> list[dict[str, Any]]:
     keyring = Keyring({"bench": Keyring.generate()})
     out = []
+    costs = codec_costs(n, {"plain": Codec(), "encrypted": Codec(keyring=keyring)}, max(reps * 4, 20))
+    for label, cost in costs.items():
+        out.append({"backend": "codec only", "codec": label, "n": n, **cost})
     for backend in ["sqlite", *(["postgres"] if pg else [])]:
         for label, codec in (("plain", Codec()), ("encrypted", Codec(keyring=keyring))):
             r = _one(_url(backend, workdir, pg), codec, n, reps)

@@ -197,12 +197,12 @@ def gc_batch(ctx: Context, run_ids: Sequence[str], policy: Retention, *, dry_run
         try:
             out.append((yield from gc_run(ctx, rid, policy, dry_run=dry_run, now=now)))
         except NotFoundError:  # deleted meanwhile (by an earlier policy, or by someone else)
-            out.append(None)
+            out.append(RunGC(rid))
     return out
 
 
 def report(dry_run: bool, results: Sequence[tuple[str, RunGC | None]]) -> GCReport:
     """The report of a gc from each covered run's result (None: held or gone)."""
     done = [r for _, r in results if r is not None and (r.deleted or r.pruned)]
-    held = [rid for rid, r in results if r is None]
+    held = dict.fromkeys(rid for rid, r in results if r is None)  # once, however many policies cover it
     return GCReport(dry_run, tuple(done), tuple(held))
