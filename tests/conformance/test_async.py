@@ -39,7 +39,7 @@ def test_backends_add_no_public_methods() -> None:
     from clew.store._postgres import AsyncPostgresStore, PostgresStore
     from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
-    allowed = {"checkpoint_wal", "path", "schema", "url", "open"}
+    allowed = {"checkpoint_wal", "path", "schema", "url", "open", "sync_store"}
     for cls, base in (
         (SQLiteStore, Store),
         (PostgresStore, Store),

@@ -61,4 +61,4 @@ def test_check_compat_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert "from_version=1" in report["problems"][0]["message"]
 
     assert main(["check-compat", "notes_good", "--db", str(db)]) == 2
-    assert "module.path:agent_variable" in capsys.readouterr().err
+    assert "MODULE:AGENT" in capsys.readouterr().err

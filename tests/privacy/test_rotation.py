@@ -87,7 +87,7 @@ def test_cli_keys_generate_rotate_and_erase(
     with clew.open(f"sqlite:///{db}", codec=Codec(keyring=Keyring.from_env())) as store:
         spread(store, "MARKER-cli-1", "r", subject="cust-9")
     assert main(["runs", "--db", str(db), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["run_id"] == "r"
+    assert json.loads(capsys.readouterr().out)["runs"][0]["run_id"] == "r"
     keyfile = tmp_path / "keys"
     keyfile.write_text(f"# retired\n{line1}\n# current\n{line2}\n")
     monkeypatch.delenv("CLEW_KEYS")
@@ -102,4 +102,4 @@ def test_cli_keys_generate_rotate_and_erase(
     assert erased["run_ids"] == ["r"] and erased["scrubbed"] is True
     monkeypatch.delenv("CLEW_KEY_FILE")
     assert main(["runs", "--db", str(db), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["runs"] == []

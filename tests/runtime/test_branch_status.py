@@ -58,7 +58,7 @@ def test_resume_without_a_branch_lists_the_candidates(store: clew.Store) -> None
     agent.resume("r", answer="x", branch="alt")
     agent.resume("r", answer="y")  # now only main waits
     assert store.get_run("r").status == "completed"
-    with pytest.raises(RunStatusError, match="no paused branch|completed"):
+    with pytest.raises(RunStatusError, match=r"no paused branch|completed"):
         agent.resume("r", answer="z")
 
 

@@ -108,7 +108,7 @@ def test_a_stale_lease_writes_nothing(stores: StoreFactory) -> None:
     new = store.acquire_lease("r", owner="B", ttl=30)
     assert new.epoch == 2
     before = store.list_journal("r")
-    with pytest.raises(LeaseLostError, match="'A'.*epoch 1"):
+    with pytest.raises(LeaseLostError, match=r"'A'.*epoch 1"):
         store.append_journal("r", [("call.intent", {"k": 1})], lease=old)
     with pytest.raises(LeaseLostError):
         store.commit("r", state={"n": 1}, parent=head.checkpoint_id, lease=old)

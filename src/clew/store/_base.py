@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
-from clew.store import _erase, _gc, _ops, _rekey
+from clew.errors import CommitUnknownError, StoreUnavailableError
+from clew.store import _erase, _gc, _history, _ops, _rekey
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -27,6 +29,7 @@ from clew.store._records import (
     RunRecord,
     VerifyReport,
 )
+from clew.store._settle import settle_commit
 
 DEFAULT_BRANCH = "main"
 T = TypeVar("T")
@@ -173,11 +176,22 @@ class Store(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """Runs, newest first, filtered by status, agent and labels (all must match).
 
         ``status`` is the run's derived status; ``branch_status`` matches runs with any
         branch in that status (``branch_status="paused"``: every run waiting for a person).
+
+        Args:
+            prefix: only runs whose id starts with it.
+            created_after: only runs created at or after this time (epoch seconds).
+            created_before: only runs created before this time (epoch seconds).
+
+        Raises:
+            ConfigError: a limit below 1, an unknown status or a bad cursor.
         """
         return self._execute(
             _ops.list_runs(
@@ -188,6 +202,9 @@ class Store(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -286,24 +303,37 @@ class Store(_Common, abc.ABC):
             ConflictError: the branch head is not ``parent`` (another writer won), or
                 the branch is cancelled.
             LeaseLostError: ``lease`` no longer holds the branch.
+            CommitUnknownError: the connection died during COMMIT and the server stayed out
+                of reach, so whether the checkpoint was written is unknown (when the store
+                can reconnect it settles this itself: it returns the checkpoint if written,
+                else commits again once).
             UnknownTypeError: a value in ``state`` cannot be encoded; names its path.
         """
-        return self._execute(
-            _ops.commit(
-                self._ctx,
-                run_id,
-                branch=branch,
-                parent=parent,
-                state=state,
-                metadata=metadata,
-                kind=kind,
-                status=status,
-                journal=journal,
-                checkpoint_id=checkpoint_id,
-                lease=lease,
-            ),
-            write=True,
+        checkpoint_id = checkpoint_id or _ops.new_id()
+        op = functools.partial(
+            _ops.commit,
+            self._ctx,
+            run_id,
+            branch=branch,
+            parent=parent,
+            state=state,
+            metadata=metadata,
+            kind=kind,
+            status=status,
+            journal=journal,
+            checkpoint_id=checkpoint_id,
+            lease=lease,
         )
+        try:
+            return self._execute(op(), write=True)
+        except CommitUnknownError as unknown:
+            # Settle it: the checkpoint exists only if the commit happened; if it did
+            # not, nothing was written and the commit runs once more.
+            try:
+                found = self._execute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)
+            except StoreUnavailableError:
+                raise unknown from None
+            return found if found is not None else self._execute(op(), write=True)
 
     def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
         """One checkpoint's metadata. Raises NotFoundError."""
@@ -321,6 +351,19 @@ class Store(_Common, abc.ABC):
             IntegrityError: a blob's bytes were changed or are missing.
         """
         return self._execute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The states of several checkpoints of one run, by id; each shared blob decoded once.
+
+        For histories: neighbouring checkpoints share almost every blob, so this costs
+        about one load of the largest state. The states share the objects of the values
+        they share: treat them as read-only. Checked as :meth:`load_state` checks.
+
+        Raises:
+            NotFoundError: no such run or checkpoint.
+            IntegrityError: a blob's bytes were changed or are missing.
+        """
+        return self._execute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
@@ -564,6 +607,9 @@ class AsyncStore(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._aexecute(
@@ -575,6 +621,9 @@ class AsyncStore(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -628,22 +677,29 @@ class AsyncStore(_Common, abc.ABC):
         lease: Lease | None = None,
     ) -> CheckpointRecord:
         """See :meth:`Store.commit`."""
-        return await self._aexecute(
-            _ops.commit(
-                self._ctx,
-                run_id,
-                branch=branch,
-                parent=parent,
-                state=state,
-                metadata=metadata,
-                kind=kind,
-                status=status,
-                journal=journal,
-                checkpoint_id=checkpoint_id,
-                lease=lease,
-            ),
-            write=True,
+        checkpoint_id = checkpoint_id or _ops.new_id()
+        op = functools.partial(
+            _ops.commit,
+            self._ctx,
+            run_id,
+            branch=branch,
+            parent=parent,
+            state=state,
+            metadata=metadata,
+            kind=kind,
+            status=status,
+            journal=journal,
+            checkpoint_id=checkpoint_id,
+            lease=lease,
         )
+        try:
+            return await self._aexecute(op(), write=True)
+        except CommitUnknownError as unknown:
+            try:
+                found = await self._aexecute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)
+            except StoreUnavailableError:
+                raise unknown from None
+            return found if found is not None else await self._aexecute(op(), write=True)
 
     async def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
         """See :meth:`Store.get_checkpoint`."""
@@ -656,6 +712,10 @@ class AsyncStore(_Common, abc.ABC):
     async def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
         """See :meth:`Store.load_state`."""
         return await self._aexecute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See :meth:`Store.load_states`."""
+        return await self._aexecute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     async def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None

@@ -31,7 +31,7 @@ from clew.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from clew.store import _ops, _readonly
+from clew.store import _ops
 from clew.store._base import AsyncStore, Store, drive
 from clew.store._schema import SCHEMA_TABLE, SCHEMA_VERSION, migrate
 from clew.store._seal import SealKey
@@ -73,10 +73,9 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"``
             (survives a power loss).
         busy_timeout: seconds a writer waits for another process's write lock.
+        mode: ``"rw"``, or ``"ro"`` to read an existing file only: it is never created
+            nor migrated, and writes raise :class:`~clew.errors.ConfigError`.
         seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
-        mode: ``"rw"`` (the default), or ``"ro"`` to open the file read-only
-            (``sqlite:///runs.db?mode=ro``): it is never migrated or written, and a
-            write raises :class:`~clew.errors.ReadOnlyError`.
     """
 
     def __init__(
@@ -86,41 +85,35 @@ class SQLiteStore(Store):
         codec: Codec | None = None,
         synchronous: str = "normal",
         busy_timeout: float = 30.0,
-        seal_key: SealKey | None = None,
         mode: str = "rw",
+        seal_key: SealKey | None = None,
     ) -> None:
-        self.read_only = _readonly.read_only(mode)
-        if self.read_only and path == ":memory:":
-            raise ConfigError("a memory:// store cannot be opened read-only: it starts empty")
         if synchronous.lower() not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
+        if mode not in ("ro", "rw"):
+            raise ConfigError(f"mode must be 'ro' (read-only) or 'rw', not {mode!r}")
         self.path = path
-        self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}"
+        self.read_only = mode == "ro"
+        self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}" + ("?mode=ro" if self.read_only else "")
         self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec(), seal_key=seal_key)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        if self.read_only:
+            self._conn = self._open_read_only(path, busy_timeout)
+            try:
+                self._check_version()
+            except BaseException:
+                self.close()
+                raise
+            return
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
                 raise StoreUnavailableError(
                     f"cannot open SQLite store {path!r}: directory {parent!r} does not exist; create it first"
                 )
-        if self.read_only and not os.path.exists(path):
-            raise StoreUnavailableError(f"cannot open SQLite store {path!r} read-only: the file does not exist")
         with _translate(f"opening {self.url}"):
-            target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro" if self.read_only else path
-            conn = sqlite3.connect(
-                target, isolation_level=None, check_same_thread=False, timeout=busy_timeout, uri=self.read_only
-            )
-            if self.read_only:  # the file keeps its own journal mode: nothing here may write
-                self._conn = conn
-                try:
-                    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-                    self._check_version()
-                except BaseException:
-                    self.close()
-                    raise
-                return
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
             try:
                 conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
                 conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -138,27 +131,43 @@ class SQLiteStore(Store):
             self.close()
             raise
 
+    def _open_read_only(self, path: str, busy_timeout: float) -> sqlite3.Connection:
+        """Open an existing file read-only: nothing is created, nothing migrated."""
+        if path == ":memory:":
+            raise ConfigError("memory:// cannot be opened read-only: it starts empty")
+        if not os.path.isfile(path):
+            raise StoreUnavailableError(
+                f"no SQLite store at {path!r}: the file does not exist (opened read-only, so it is not created); "
+                "check the path"
+            )
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        with _translate(f"opening {self.url}"):
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        return conn
+
+    def _check_version(self) -> None:
+        with self._lock, _translate(f"opening {self.url}"):
+            conn = self._connection()
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clew_schema'").fetchone()
+            if found is None:
+                raise StoreError(f"{self.path!r} holds no clew store (no clew_schema table); check the path")
+            version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.url} has schema version {version} and this clew reads version {SCHEMA_VERSION}: "
+                    + ("upgrade clew" if version > SCHEMA_VERSION else "open it read-write once to migrate it")
+                )
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"{self.url}: store is closed")
         return self._conn
 
-    def _check_version(self) -> int:
-        """A read-only store's schema must be this clew's: it cannot be migrated."""
-        with self._lock, _translate(f"opening {self.url} read-only"):
-            conn = self._connection()
-            has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'clew_schema'").fetchone()
-            version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] if has else 0
-        if version != SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{self.url} has schema version {version or 'none'} and this clew needs {SCHEMA_VERSION}; "
-                "a store opened read-only is never migrated: open it read-write once (or upgrade clew)"
-            )
-        return int(version)
-
     def _migrate(self) -> int:
         if self.read_only:
-            return self._check_version()
+            self._check_version()
+            return SCHEMA_VERSION
         with self._lock, _translate(f"migrating {self.url}"):
             conn = self._connection()
             conn.execute(SCHEMA_TABLE["sqlite"])
@@ -189,8 +198,7 @@ class SQLiteStore(Store):
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if write and self.read_only:
-            op.close()
-            raise _readonly.refuse(self.url)
+            raise ConfigError(f"{self.url} is open read-only (mode=ro): open it without mode=ro to write")
         with self._lock, _translate(self.url):
             conn = self._connection()
             began = False
@@ -241,6 +249,11 @@ class AsyncSQLiteStore(AsyncStore):
         self.url = self._sync.url
         self._ctx = self._sync._ctx
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="clew-sqlite")
+
+    @property
+    def sync_store(self) -> SQLiteStore:
+        """The sync store on the same connection (for sync callers of this database, memory:// too)."""
+        return self._sync
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
