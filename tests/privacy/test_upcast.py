@@ -163,3 +163,49 @@ def test_validate_stored_ignores_missing_ephemeral_fields(store: clew.Store) -> 
     agent._adapter.validate_stored({"n": 1}, "here")
     with pytest.raises(InvalidStateError, match="n: "):
         agent._adapter.validate_stored({"n": "many"}, "here")
+
+
+def test_migrate_rewrites_paused_runs_as_the_current_version(store: clew.Store) -> None:
+    v1 = make_v1(store)
+    v1.start({"name": "ann", "urgent": True}, run_id="paused")
+    v1.start({"name": "bob", "urgent": False}, run_id="done")
+    v1.resume("done", answer="x")
+    new = make_v3(store)
+    report = new.migrate()
+    assert [(r, b) for r, b, _ in report.migrated] == [("paused", "main")]
+    assert [(r, b) for r, b, _ in report.skipped] == [("done", "main")]
+    head = store.get_checkpoint("paused", report.migrated[0][2])
+    assert head.kind == "edit" and head.metadata["schema_version"] == 3
+    assert head.metadata["actor"] == "clew migrate" and head.metadata["reason"] == "schema version 1 -> 3"
+    assert store.load_state("paused", head.checkpoint_id) == {"customer": "ann", "priority": 2, "tags": []}
+    assert store.verify("paused").ok
+    assert new.migrate().migrated == []  # done: nothing left at an old version but the completed run
+    # the migrated run needs no upcaster any more, and resumes where it paused
+    bare = clew.Agent("tickets", state=TicketV3, store=store, schema_version=3)
+    bare.step(name="ask", start=True)(lambda state, ctx: state.tags.append(str(ctx.interrupt("?"))))
+    run = bare.resume("paused", answer="ok")
+    assert run.status == "completed" and run.state.tags == ["ok"]
+
+
+def test_migrate_cli(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import textwrap
+
+    from clew.cli import main
+
+    db = tmp_path / "m.db"
+    with clew.open(f"sqlite:///{db}") as store:
+        make_v1(store).start({"name": "ann", "urgent": True}, run_id="p")
+    (tmp_path / "tickets_v3.py").write_text(
+        textwrap.dedent(
+            """
+            import clew
+            from tests.privacy.test_upcast import make_v3
+            agent = make_v3(clew.open("memory://"))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["migrate", "tickets_v3:agent", "--db", str(db), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [m["run_id"] for m in report["migrated"]] == ["p"]

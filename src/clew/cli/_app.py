@@ -49,6 +49,7 @@ COMMANDS: list[Callable[..., None]] = [
 for _command in COMMANDS:
     app.command()(_command)
 app.command("check-compat")(_privacy.check_compat)
+app.command()(_privacy.migrate)
 app.add_typer(_privacy.keys_app, name="keys")
 
 

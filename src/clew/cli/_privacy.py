@@ -157,6 +157,31 @@ def keys_rotate(store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = Fal
         out.print(f"{len(runs)} runs checked, {rows} rows re-encrypted under key {keyring.current!r}")
 
 
+def migrate(
+    agent: AgentArg,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    runs: Annotated[int | None, typer.Option(help="At most this many runs, newest first.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rewrite paused runs checkpointed under an older schema version as the current one."""
+    a = load_agent(agent)
+    if store or db:
+        a.store = open_store(store, db)
+    report = a.migrate(runs=runs)
+    if as_json:
+        emit(
+            {
+                "migrated": [{"run_id": r, "branch": b, "checkpoint_id": c} for r, b, c in report.migrated],
+                "skipped": [{"run_id": r, "branch": b, "why": w} for r, b, w in report.skipped],
+            }
+        )
+        return
+    out.print(f"{len(report.migrated)} paused branches migrated, {len(report.skipped)} left to upcast on load")
+    for r, b, c in report.migrated:
+        out.print(f"  {r} {b}: {c}")
+
+
 def check_compat(
     agent: AgentArg,
     store: StoreOpt = None,

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from clew.errors import ConfigError, LeaseLostError, NotFoundError, RunStatusError
 from clew.runtime import _engine
 from clew.runtime._adapter import StateAdapter
-from clew.runtime._compat import CompatReport, check_compat
+from clew.runtime._compat import CompatReport, MigrateReport, check_compat, old_heads
 from clew.runtime._context import async_runner, sync_runner, thread_runner
 from clew.runtime._effects import Program, run_async, run_sync
 from clew.runtime._engine import PAUSE_KINDS, Run, store
@@ -632,6 +632,28 @@ class Agent(AgentBase[S]):
         """The state as it was at a checkpoint."""
         return self._sync(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 
+    def migrate(self, *, runs: int | None = None, actor: str = "clew migrate") -> MigrateReport:
+        """Rewrite paused branches whose head has an older schema version as the current one.
+
+        Each is an ``edit`` checkpoint on top of the old head (hash-chained, journaled with
+        ``actor`` and the versions as its reason), holding the upcast state: the run
+        resumes where it paused, and no longer needs the upcasters. Heads of other
+        branches are left as they are (upcast when loaded) and reported as skipped.
+
+        Raises:
+            NoUpcasterError: a head with no way to the current version (nothing of its run is written).
+        """
+        report = MigrateReport()
+        for run_id, b, head in self._sync(old_heads(self, runs=runs)):
+            old = self._upcasters.stored_version(head.metadata)
+            if b.status != "paused":
+                report.skipped.append((run_id, b.name, f"{b.status}: upcast when loaded"))
+                continue
+            reason = f"schema version {old} -> {self._upcasters.current}"
+            ckpt = self.edit(run_id, update={}, actor=actor, reason=reason, branch=b.name)
+            report.migrated.append((run_id, b.name, ckpt.checkpoint_id))
+        return report
+
     def check_compat(self, *, runs: int | None = None) -> CompatReport:
         """Load every stored checkpoint of this agent with this code and report what would fail.
 
@@ -843,6 +865,19 @@ class Agent(AgentBase[S]):
     ) -> S:
         """The async twin of :meth:`state_at`."""
         return await self._async(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
+
+    async def amigrate(self, *, runs: int | None = None, actor: str = "clew migrate") -> MigrateReport:
+        """The async twin of :meth:`migrate`."""
+        report = MigrateReport()
+        for run_id, b, head in await self._async(old_heads(self, runs=runs)):
+            old = self._upcasters.stored_version(head.metadata)
+            if b.status != "paused":
+                report.skipped.append((run_id, b.name, f"{b.status}: upcast when loaded"))
+                continue
+            reason = f"schema version {old} -> {self._upcasters.current}"
+            ckpt = await self.aedit(run_id, update={}, actor=actor, reason=reason, branch=b.name)
+            report.migrated.append((run_id, b.name, ckpt.checkpoint_id))
+        return report
 
     async def acheck_compat(self, *, runs: int | None = None) -> CompatReport:
         """The async twin of :meth:`check_compat`."""

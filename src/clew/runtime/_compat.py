@@ -60,6 +60,43 @@ class CompatReport:
         return not self.problems
 
 
+@dataclass(frozen=True, slots=True)
+class MigrateReport:
+    """What :meth:`Agent.migrate` did.
+
+    Attributes:
+        migrated: (run id, branch, new checkpoint id) of each paused branch rewritten.
+        skipped: (run id, branch, why) of old-version heads left as they are: they are
+            brought up to date when loaded, by the upcasters.
+    """
+
+    migrated: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def old_heads(agent: AgentBase[Any], *, runs: int | None = None) -> Program:
+    """(run id, branch record, head) of every branch whose head has an older schema version."""
+    out = []
+    cursor = None
+    seen = 0
+    while runs is None or seen < runs:
+        page = yield _call("list_runs", agent=agent.name, limit=100, cursor=cursor)
+        for r in page.items:
+            if runs is not None and seen >= runs:
+                break
+            seen += 1
+            for b in (yield _call("list_branches", run_id=r.run_id)):
+                if b.head is None:
+                    continue
+                head = yield _call("get_checkpoint", run_id=r.run_id, checkpoint_id=b.head)
+                if agent._upcasters.stored_version(head.metadata) < agent._upcasters.current:
+                    out.append((r.run_id, b, head))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return out
+
+
 def _call(method: str, **kwargs: Any) -> StoreCall:
     return StoreCall(method, kwargs)
 
