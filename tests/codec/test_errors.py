@@ -22,9 +22,11 @@ def test_public_surface() -> None:
     assert sorted(clew.codec.__all__) == [
         "ADDRESS_SIZE",
         "Codec",
+        "FileSubjectKeys",
         "Keyring",
         "RedactHook",
         "Redacted",
+        "SubjectKeys",
         "register_class",
         "register_type",
     ]

@@ -14,13 +14,23 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from clew.codec._crypto import LABEL_PREFIX, Cipher, Keyring
+from clew.codec._crypto import LABEL_PREFIX, SCOPE, Cipher, FileSubjectKeys, Keyring, SubjectKeys
 from clew.codec._envelope import DataKey, Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._redact import DIGEST_SIZE, Redacted
 from clew.codec._types import register_class, register_type
 
-__all__ = ["ADDRESS_SIZE", "Codec", "Keyring", "RedactHook", "Redacted", "register_class", "register_type"]
+__all__ = [
+    "ADDRESS_SIZE",
+    "Codec",
+    "FileSubjectKeys",
+    "Keyring",
+    "RedactHook",
+    "Redacted",
+    "SubjectKeys",
+    "register_class",
+    "register_type",
+]
 
 RedactHook = Callable[[Any, str], Any]
 """``hook(value, path) -> value``: sees every value before it is written (state fields
@@ -166,8 +176,34 @@ class Codec:
 
     def wrap(self, plain: bytes, *, pickled: bool = False, key: DataKey | None = None) -> bytes:
         """Plaintext bytes to the stored envelope: compressed when worth it, then encrypted
-        with a keyring (under its current key, or the data key ``key``)."""
+        with a keyring (under its current key, the data subject's key of the operation
+        under way, or the data key ``key``)."""
+        if key is None and self.keyring is not None and self.keyring.subjects is not None:
+            scope = SCOPE.get()
+            if scope is not None:
+                key = (scope, self.keyring.subject_key(scope))
         return self._envelope.wrap(plain, pickled=pickled, key=key)
+
+    @property
+    def subject_keys(self) -> bool:
+        """Whether runs of a data subject are encrypted under the subject's own key."""
+        return self.keyring is not None and self.keyring.subjects is not None
+
+    def subject_key_id(self, subject: str | None) -> str | None:
+        """The key id a subject's data is written under (None without subject keys)."""
+        if subject is None or self.keyring is None or self.keyring.subjects is None:
+            return None
+        return self.keyring.subject_key_id(subject)
+
+    def destroy_subject_key(self, subject: str) -> str | None:
+        """Destroy a subject's key (crypto-shredding); returns its id, None without subject keys."""
+        kid = self.subject_key_id(subject)
+        if kid is not None and self.keyring is not None and self.keyring.subjects is not None:
+            self.keyring.subjects.destroy(kid)
+            self.keyring.forget(kid)
+            if self._cipher is not None:
+                self._cipher.forget(kid)
+        return kid
 
     def unwrap(self, blob: bytes, *, key: bytes | None = None) -> bytes:
         """Stored envelope to plaintext bytes (decrypted with the key its header names, or ``key``).

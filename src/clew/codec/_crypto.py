@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clew._extras import require
 from clew.errors import ConfigError, DecryptError, MissingKeyError
@@ -36,6 +37,60 @@ KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
 LABEL_PREFIX = "clew-siv:"
+SUBJECT_PREFIX = "s."
+SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("clew_subject_key", default=None)
+"""The subject key id the current store operation writes under (set per operation by the store)."""
+
+
+class SubjectKeys(Protocol):
+    """Where per-subject keys live, apart from the database (a KMS, a key directory).
+
+    Destroying a subject's key makes everything written under it unreadable wherever
+    a copy lies (WAL, replicas, backups): crypto-shredding.
+    """
+
+    def get(self, key_id: str, *, create: bool) -> bytes | None:
+        """The 32-byte key ``key_id``; made (and kept) first if ``create``; None if absent."""
+        ...
+
+    def destroy(self, key_id: str) -> None:
+        """Destroy key ``key_id`` for good (no error if it is already gone)."""
+        ...
+
+
+class FileSubjectKeys:
+    """Subject keys as one file each in a directory kept apart from the database and its
+    backups; destroying a key deletes its file. For small deployments and tests; a KMS
+    implements the same two methods."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise ConfigError(f"subject key directory {os.fspath(directory)!r} does not exist; create it first")
+
+    def get(self, key_id: str, *, create: bool) -> bytes | None:
+        path = self.directory / _check_id(key_id)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                return None
+        key = os.urandom(KEY_SIZE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return key
+
+    def destroy(self, key_id: str) -> None:
+        try:
+            (self.directory / _check_id(key_id)).unlink()
+        except FileNotFoundError:
+            pass
+
+
 _KEY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -84,6 +139,10 @@ class Keyring:
             a store: addresses written under it are checked with it.
         fetch: for keys held elsewhere (a KMS): called with a key id not in ``keys``,
             returns its 32 bytes or None.
+        subjects: where per-subject keys live (:class:`FileSubjectKeys`, or a KMS with
+            the same two methods). With it, everything a run tagged with a data subject
+            stores is encrypted under that subject's own key, and ``erase(subject=...)``
+            destroys the key (crypto-shredding).
     """
 
     def __init__(
@@ -93,9 +152,11 @@ class Keyring:
         current: str | None = None,
         mac: str | None = None,
         fetch: Callable[[str], bytes | None] | None = None,
+        subjects: SubjectKeys | None = None,
     ) -> None:
         self._keys = {_check_id(k): _check_key(k, v) for k, v in (keys or {}).items()}
         self._fetch = fetch
+        self.subjects = subjects
         ids = list(self._keys)
         self.current = _check_id(current) if current is not None else (ids[-1] if ids else "")
         self.mac = _check_id(mac) if mac is not None else (ids[0] if ids else self.current)
@@ -131,8 +192,37 @@ class Keyring:
         """The ids of the keys held (not those a ``fetch`` callable could supply)."""
         return list(self._keys)
 
+    def subject_key_id(self, subject: str) -> str:
+        """The id of a data subject's key: a keyed hash of the subject, so a KMS never sees it."""
+        tag = hmac.new(self.derive("subject"), subject.encode(), hashlib.sha256).hexdigest()[:32]
+        return SUBJECT_PREFIX + tag
+
+    def subject_key(self, key_id: str) -> bytes:
+        """A subject's key for writing: made on first use."""
+        found = self._keys.get(key_id)
+        if found is None:
+            assert self.subjects is not None
+            made = self.subjects.get(key_id, create=True)
+            assert made is not None
+            found = self._keys[key_id] = _check_key(key_id, made)
+        return found
+
+    def forget(self, key_id: str) -> None:
+        """Drop a destroyed subject key from this process's memory."""
+        self._keys.pop(key_id, None)
+
     def key(self, key_id: str) -> bytes:
         """The key named ``key_id``. Raises MissingKeyError naming it."""
+        if key_id.startswith(SUBJECT_PREFIX) and key_id not in self._keys:
+            got = self.subjects.get(key_id, create=False) if self.subjects is not None else None
+            if got is None:
+                raise MissingKeyError(
+                    f"key {key_id!r} of a data subject is not in the subject key store: it was destroyed when "
+                    "the subject was erased (crypto-shredding), or this is not the key store the data was "
+                    "written with",
+                    key_id=key_id,
+                )
+            self._keys[key_id] = _check_key(key_id, got)
         found = self._keys.get(key_id)
         if found is None and self._fetch is not None:
             fetched = self._fetch(key_id)
@@ -220,6 +310,9 @@ class Cipher:
                 "keyring, or the stored label was changed",
                 key_id=self.keyring.mac,
             ) from None
+
+    def forget(self, key_id: str) -> None:
+        self._by_id.pop(key_id, None)
 
     @staticmethod
     def key_id_of(blob: bytes, header_size: int) -> str:

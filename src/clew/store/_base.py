@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
+from clew.codec._crypto import SCOPE
 from clew.errors import CommitUnknownError, StoreUnavailableError
 from clew.store import _erase, _gc, _history, _ops, _rekey
 from clew.store._records import (
@@ -225,6 +226,8 @@ class Store(_Common, abc.ABC):
             ConfigError: neither or both of ``run_id`` and ``subject`` given.
         """
         report = self._execute(_erase.erase(self._ctx, run_id, subject), write=True)
+        if subject is not None:  # with subject keys: crypto-shredding, backups and WAL included
+            self.codec.destroy_subject_key(subject)
         return dataclasses.replace(report, scrubbed=self._scrub())
 
     def _scrub(self) -> bool:
@@ -635,6 +638,8 @@ class AsyncStore(_Common, abc.ABC):
     async def erase(self, run_id: str | None = None, *, subject: str | None = None) -> EraseReport:
         """See :meth:`Store.erase`."""
         report = await self._aexecute(_erase.erase(self._ctx, run_id, subject), write=True)
+        if subject is not None:
+            self.codec.destroy_subject_key(subject)
         return dataclasses.replace(report, scrubbed=await self._ascrub())
 
     async def _ascrub(self) -> bool:
@@ -829,6 +834,7 @@ class AsyncStore(_Common, abc.ABC):
 
 def drive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation synchronously, ``execute(q)`` answering each query."""
+    scope = SCOPE.set(None)  # the subject key an operation writes under is its own
     try:
         q = next(op)
         while True:
@@ -836,10 +842,13 @@ def drive(op: _ops.Op[T], execute: Any) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        SCOPE.reset(scope)
 
 
 async def adrive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation, ``await execute(q)`` answering each query."""
+    scope = SCOPE.set(None)
     try:
         q = next(op)
         while True:
@@ -847,3 +856,5 @@ async def adrive(op: _ops.Op[T], execute: Any) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        SCOPE.reset(scope)

@@ -19,7 +19,7 @@ from clew.errors import (
     NotFoundError,
     RunLockedError,
 )
-from clew.store import _state
+from clew.store import _state, _subjects
 from clew.store._query import Context, Op, Q, new_id
 from clew.store._read import (
     append_journal_rows,
@@ -91,6 +91,7 @@ def create_run(
     existing = yield ctx.q("run_key", (run_id,))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already exists")
+    _subjects.remember_new(ctx, run_id, labels)  # a subject's run: written under the subject's key
     expires = now + lease_ttl if lease_owner and lease_ttl else None
     row = yield ctx.q(
         "insert_run",
@@ -257,8 +258,10 @@ def commit(
     checkpoint_id = checkpoint_id or new_id()
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
-    encoded = ctx.encoder.encode(state, previous) if previous or parent is None else None
-    remembered = rk = ctx.run_keys.get(run_id)
+    _subjects.enter(ctx, run_id)
+    pre = (previous or parent is None) and _subjects.ready(ctx, run_id)
+    encoded = ctx.encoder.encode(state, previous) if pre else None
+    remembered = rk = ctx.run_keys.get(run_id) if _subjects.ready(ctx, run_id) else None
     if rk is None or encoded is None:
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
@@ -366,7 +369,8 @@ def append_journal(
     ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]], lease: Lease | None
 ) -> Op[list[JournalEntry]]:
     # A remembered run key is re-checked by the first write, the branch by its lock.
-    rk = ctx.run_keys.get(run_id)
+    _subjects.enter(ctx, run_id)
+    rk = ctx.run_keys.get(run_id) if _subjects.ready(ctx, run_id) else None
     remembered = rk is not None
     if rk is None:
         rk = yield from run_key(ctx, run_id)

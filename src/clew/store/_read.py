@@ -15,7 +15,7 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _state
+from clew.store import _state, _subjects
 from clew.store._query import Context, Q
 from clew.store._records import (
     BranchRecord,
@@ -140,10 +140,13 @@ def manifest_from_store(ctx: Context, stored: bytes) -> bytes:
 
 
 def run_key(ctx: Context, run_id: str) -> Generator[Q | list[Q], Any, int]:
-    row = yield ctx.q("run_key", (run_id,))
+    subjects = ctx.codec.subject_keys
+    row = yield (_subjects.run_key_query(ctx, run_id) if subjects else ctx.q("run_key", (run_id,)))
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
+    if subjects:
+        _subjects.remember(ctx, run_id, row[1])
     ctx.run_keys[run_id] = int(row[0])
     return int(row[0])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clew.codec._crypto import SUBJECT_PREFIX
 from clew.store._query import Context, Op, Q
 from clew.store._read import run_key
 
@@ -42,8 +43,8 @@ def rekey(ctx: Context, run_id: str) -> Op[int]:
     current = keyring.current
 
     def stale(blob: bytes) -> bool:
-        kid = codec.key_id(blob)
-        return kid is not None and kid != current
+        kid = codec.key_id(blob)  # a data subject's own key is left alone: erasing the subject destroys it
+        return kid is not None and kid != current and not kid.startswith(SUBJECT_PREFIX)
 
     def again(blob: bytes) -> bytes:
         return codec.wrap(codec.unwrap(blob), pickled=bool(blob[1] & FLAG_PICKLE))
