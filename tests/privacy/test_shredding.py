@@ -92,3 +92,20 @@ def test_runs_without_a_subject_use_the_keyring_key(store: clew.Store, keyring: 
     enc.create_run("s", agent="a", labels={clew.store.SUBJECT_LABEL: "cust-9"})
     enc.commit("s", state={"v": 1}, parent=None)
     assert enc.rekey("s") == 0
+
+
+def test_two_makers_of_one_subject_key_agree(tmp_path: Path) -> None:
+    import threading
+
+    keys = FileSubjectKeys(tmp_path)
+    made: list[bytes | None] = []
+    threads = [threading.Thread(target=lambda: made.append(keys.get("s.0123", create=True))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 1 and len(made[0] or b"") == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.0123"]
+    keys.destroy("s.0123")
+    keys.destroy("s.0123")  # already gone: no error
+    assert keys.get("s.0123", create=False) is None

@@ -75,13 +75,22 @@ class FileSubjectKeys:
         except FileNotFoundError:
             if not create:
                 return None
+        # Written whole to a temporary name, then linked into place: two processes making
+        # the same subject's key at once agree on one (the loser reads the winner's).
         key = os.urandom(KEY_SIZE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = self.directory / f".{key_id}.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, key)
             os.fsync(fd)
         finally:
             os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            key = path.read_bytes()
+        finally:
+            tmp.unlink()
         return key
 
     def destroy(self, key_id: str) -> None:
