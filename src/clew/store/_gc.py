@@ -121,6 +121,10 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
     if policy.keep_last is None:
         return RunGC(run_id)
     rk = yield from run_key(ctx, run_id)
+    if ctx.d.name == "postgres" and not dry_run:
+        # Commits to a run lock its row first: holding it, no commit can start using a blob
+        # this pass finds unreferenced and deletes. (SQLite serializes writers anyway.)
+        yield Q("SELECT rk FROM clew_runs WHERE rk = %s FOR UPDATE", (rk,), "one")
     ckpts, branches, blobs = yield [
         ctx.q("all_checkpoints", (rk,), "all"),
         ctx.q("list_branches", (rk,), "all"),
