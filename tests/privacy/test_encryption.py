@@ -157,3 +157,17 @@ async def test_async_stores_encrypt_too(stores: Any, keyring: Keyring, marker: s
     if stores.backend != "memory":
         sync = stores.open(codec=Codec(keyring=keyring))
         assert total_copies(stores, sync, marker) == {}
+
+
+def test_a_failed_branch_error_is_encrypted(stores: Any, marker: str, keyring: Keyring) -> None:
+    store = stores.open(codec=Codec(keyring=keyring))
+    agent = clew.Agent("fails", state=dict, store=store)
+
+    @agent.step(start=True)
+    def boom(state: dict[str, Any], ctx: clew.Context) -> None:
+        raise ValueError(f"no account for {marker}")
+
+    run = agent.start({}, run_id="r")
+    assert run.status == "failed"
+    assert marker in str(store.get_branch("r").error)
+    assert total_copies(stores, store, marker) == {}
