@@ -8,7 +8,10 @@ control byte before every eight literals) in a compressed TOAST value.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zstandard
@@ -86,3 +89,31 @@ def total_copies(stores: Any, store: clew.Store, marker: str) -> dict[str, dict[
         if any(c.values()):
             found[name] = c
     return found
+
+
+@contextlib.contextmanager
+def pg_wal_kept(stores: Any) -> Iterator[Callable[[str], dict[str, int]]]:
+    """Keep the PostgreSQL write-ahead log from here on (a replication slot holds it, so no
+    checkpoint recycles it), and give a function counting a marker's copies in it."""
+    import psycopg
+
+    slot = f"clew_scan_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stores.pg, autocommit=True) as conn:
+        since = conn.execute("SELECT lsn FROM pg_create_physical_replication_slot(%s, true)", (slot,)).fetchone()[0]
+
+        def count(marker: str) -> dict[str, int]:
+            first, last = conn.execute(
+                "SELECT pg_walfile_name(%s::pg_lsn), pg_walfile_name(pg_current_wal_lsn())", (str(since),)
+            ).fetchone()
+            names = conn.execute(
+                "SELECT name FROM pg_ls_waldir() WHERE name >= %s AND name <= %s ORDER BY name", (first, last)
+            ).fetchall()
+            data = b"".join(
+                bytes(conn.execute("SELECT pg_read_binary_file(%s)", (f"pg_wal/{n}",)).fetchone()[0]) for (n,) in names
+            )
+            return copies(data, marker.encode())
+
+        try:
+            yield count
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -10,22 +11,30 @@ import clew
 from clew.codec import Codec, Keyring
 from clew.errors import DecryptError, IntegrityError, MissingKeyError
 from tests.helpers.raw import Raw
-from tests.helpers.scan import total_copies
+from tests.helpers.scan import pg_wal_kept, total_copies
 from tests.privacy.conftest import spread
 
 
 def test_the_scan_finds_the_marker_without_encryption(stores: Any, marker: str) -> None:
     """The control: the same run without a keyring leaves the marker all over the disk."""
     store = stores.open()
-    spread(store, marker)
-    found = total_copies(stores, store, marker)
-    assert sum(c["plain"] + c["zstd"] for c in found.values()) > 5, found
+    with contextlib.ExitStack() as stack:
+        wal = stack.enter_context(pg_wal_kept(stores)) if stores.backend == "postgres" else None
+        spread(store, marker)
+        found = total_copies(stores, store, marker)
+        assert sum(c["plain"] + c["zstd"] for c in found.values()) > 5, found
+        if wal is not None:
+            assert sum(wal(marker).values()) > 0  # the log holds it too
 
 
 def test_no_plaintext_anywhere_with_encryption(stores: Any, marker: str, keyring: Keyring) -> None:
     store = stores.open(codec=Codec(keyring=keyring))
-    spread(store, marker)
-    assert total_copies(stores, store, marker) == {}
+    with contextlib.ExitStack() as stack:
+        wal = stack.enter_context(pg_wal_kept(stores)) if stores.backend == "postgres" else None
+        spread(store, marker)
+        assert total_copies(stores, store, marker) == {}  # SQLite: the file and its WAL
+        if wal is not None:
+            assert wal(marker) == {"plain": 0, "zstd": 0, "pglz": 0}  # PostgreSQL's log
     # and it all reads back
     run = store.get_run("r")
     assert run.labels["ticket"] == marker and run.metadata["note"] == marker
