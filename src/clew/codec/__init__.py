@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from clew.codec._crypto import LABEL_PREFIX, SCOPE, Cipher, FileSubjectKeys, Keyring, SubjectKeys
-from clew.codec._envelope import DataKey, Envelope
+from clew.codec._envelope import FLAG_SPLICED, DataKey, Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._redact import DIGEST_SIZE, Redacted
 from clew.codec._types import register_class, register_type
+from clew.errors import EncodeError
 
 __all__ = [
     "ADDRESS_SIZE",
@@ -52,7 +53,9 @@ class Codec:
         compress_threshold: encoded values of at least this many bytes are
             zstd-compressed (kept raw if compression does not shrink them).
         zstd_level: the zstd compression level.
-        max_blob_size: the largest decompressed blob accepted on read.
+        max_blob_size: the largest value written (encoded) or read (decompressed), in
+            bytes; a bigger one is refused with an error naming its field, rather than
+            held in memory over and over or written and never read back.
         keyring: encrypt every blob with AES-256-GCM under the keyring's current
             key, and key content addresses and seals with its ``mac`` key (needs
             ``clew[crypto]``). Blobs stored in the clear stay readable.
@@ -78,6 +81,7 @@ class Codec:
         self.allow_pickle = allow_pickle
         self.keyring = keyring
         self.redact = redact
+        self.max_blob_size = max_blob_size
         self._decoder = Decoder(allow_pickle=allow_pickle)
         self._cipher = Cipher(keyring) if keyring is not None else None
         self._envelope = Envelope(
@@ -113,11 +117,19 @@ class Codec:
 
         Raises:
             UnknownTypeError: a value inside has an unknown type; names its path.
+            EncodeError: the value cannot be written whole (too big, too deep...); names its path.
         """
         if self.redact is not None and path != "manifest":
             value = self.redact(value, path)
         enc = Encoder(allow_pickle=self.allow_pickle, digest=self._digest)
-        return enc.encode(value, path), enc.uses_pickle
+        plain = enc.encode(value, path)
+        if len(plain) > self.max_blob_size:
+            raise EncodeError(
+                path,
+                f"it encodes to {len(plain):,} bytes, over the codec's cap of {self.max_blob_size:,} "
+                "(Codec(max_blob_size=...)); keep large files outside the state and store a reference to them",
+            )
+        return plain, enc.uses_pickle
 
     def loads(self, plain: bytes) -> Any:
         """Decode canonical plaintext bytes. Raises DecodeError on bad input."""
@@ -174,15 +186,24 @@ class Codec:
             return plain
         return hashlib.blake2b(plain, key=self._seal_key, digest_size=32).digest()
 
-    def wrap(self, plain: bytes, *, pickled: bool = False, key: DataKey | None = None) -> bytes:
+    @staticmethod
+    def spliced(blob: bytes) -> bool:
+        """Whether a stored envelope was wrapped with ``spliced=True``."""
+        return len(blob) >= 2 and bool(blob[1] & FLAG_SPLICED)
+
+    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False, key: DataKey | None = None) -> bytes:
         """Plaintext bytes to the stored envelope: compressed when worth it, then encrypted
         with a keyring (under its current key, the data subject's key of the operation
-        under way, or the data key ``key``)."""
+        under way, or the data key ``key``).
+
+        ``spliced`` marks a row whose large values the store keeps in blobs; such a
+        body is the store's to read (:meth:`spliced`), not a value to decode.
+        """
         if key is None and self.keyring is not None and self.keyring.subjects is not None:
             scope = SCOPE.get()
             if scope is not None:
                 key = (scope, self.keyring.subject_key(scope))
-        return self._envelope.wrap(plain, pickled=pickled, key=key)
+        return self._envelope.wrap(plain, pickled=pickled, spliced=spliced, key=key)
 
     @property
     def subject_keys(self) -> bool:

@@ -4,10 +4,10 @@ The ``cryptography`` package (``pip install 'clew[crypto]'``) does the cipher wo
 Key material never leaves the keyring object: it is never stored, logged or put in an
 error message; errors name the key *id*.
 
-An encrypted blob is the envelope of :mod:`clew.codec._envelope` with flag ``0x04``::
+An encrypted blob is the envelope of :mod:`clew.codec._envelope` with flag ``0x08``::
 
     byte 0      magic 0xC7
-    byte 1      flags (0x04 encrypted; 0x01 and 0x02 describe the plaintext inside)
+    byte 1      flags (0x08 encrypted; 0x01, 0x02 and 0x04 describe the payload inside)
     byte 2      n, the length of the key id
     3 .. 3+n    the key id (ASCII)
     next 12     the GCM nonce (random)

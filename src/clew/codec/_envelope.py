@@ -3,7 +3,9 @@
 ::
 
     byte 0   magic 0xC7 (format version 1)
-    byte 1   flags: 0x01 zstd-compressed, 0x02 holds pickled values, 0x04 encrypted
+    byte 1   flags: 0x01 zstd-compressed, 0x02 holds pickled values, 0x04 spliced (a
+             journal row whose large values live in blobs, see clew.store._splice),
+             0x08 encrypted
     rest     payload (canonical msgpack, compressed if flagged, then encrypted if
              flagged: see :mod:`clew.codec._crypto` for that layout)
 
@@ -28,10 +30,15 @@ if TYPE_CHECKING:
 MAGIC = 0xC7
 FLAG_ZSTD = 0x01
 FLAG_PICKLE = 0x02
-FLAG_CRYPT = 0x04
-_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_CRYPT
+FLAG_SPLICED = 0x04
+FLAG_CRYPT = 0x08
+_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_SPLICED | FLAG_CRYPT
 DataKey = tuple[str, bytes]
 """(key id, key bytes) of a data key that encrypts instead of the keyring's current key."""
+
+
+SAMPLE_ABOVE = 4 << 20  # values this big are sampled before being compressed whole
+SAMPLE_BYTES = 256 << 10
 
 
 class Envelope:
@@ -62,10 +69,10 @@ class Envelope:
     def encrypts(self) -> bool:
         return self._cipher is not None
 
-    def wrap(self, plain: bytes, *, pickled: bool = False, key: DataKey | None = None) -> bytes:
-        flags = FLAG_PICKLE if pickled else 0
+    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False, key: DataKey | None = None) -> bytes:
+        flags = (FLAG_PICKLE if pickled else 0) | (FLAG_SPLICED if spliced else 0)
         payload = plain
-        if len(plain) >= self._threshold:
+        if len(plain) >= self._threshold and self._worth_trying(plain):
             packed = self._compressor().compress(plain)
             if len(packed) < len(plain):
                 flags |= FLAG_ZSTD
@@ -81,6 +88,14 @@ class Envelope:
             n = blob[2]
             return blob[3 : 3 + n].decode("ascii", "replace")
         return None
+
+    def _worth_trying(self, plain: bytes) -> bool:
+        """For a big value, compress a sample first: an incompressible one (media, archives,
+        encrypted bytes) then costs no second full-size buffer to find that out."""
+        if len(plain) < SAMPLE_ABOVE:
+            return True
+        sample = plain[:SAMPLE_BYTES]
+        return len(self._compressor().compress(sample)) < len(sample) * 0.9
 
     def unwrap(self, blob: bytes, *, allow_pickle: bool, key: bytes | None = None) -> bytes:
         if len(blob) < 2 or blob[0] != MAGIC:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clew.errors import ConfigError, NotFoundError
+from clew.store import _splice
 from clew.store._ops import delete_run, get_run, list_runs
 from clew.store._query import Context, Op, Q
 from clew.store._read import manifest_from_store, run_key
@@ -159,9 +160,12 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
         if r[0] in gone or bytes(r[5]) == PRUNED:
             continue
         referenced.update(manifest_addrs(ctx.codec.loads(manifest_from_store(ctx, bytes(r[5]))), plains))
-    dead = [a for a in plains if a not in referenced]
     journal = yield ctx.q("all_journal", (rk,), "all")
     dead_journal = [j[0] for j in journal if j[2] in gone]
+    for j in journal:  # a kept journal entry's large values live in blobs too
+        if j[2] not in gone and ctx.codec.spliced(bytes(j[4])):
+            referenced.update(_splice.refs(ctx.codec.unwrap(bytes(j[4]))))
+    dead = [a for a in plains if a not in referenced]
     report = RunGC(run_id, pruned=tuple(sorted(gone)), blobs=len(dead), journal_entries=len(dead_journal))
     if dry_run:
         return report

@@ -1,4 +1,4 @@
-"""W6, the cost of encryption at rest: the W1 agent run with and without a keyring.
+"""W8, the cost of encryption at rest: the W1 agent run with and without a keyring.
 
 For each backend, the same run of N steps (two ~400-byte messages and a ~1 KB tool
 result appended per step) is made by a plain agent and by one whose store encrypts
@@ -23,7 +23,7 @@ from clew.codec import Codec, Keyring
 
 def _url(backend: str, workdir: str, pg: str | None) -> str:
     if backend == "sqlite":
-        return f"sqlite:///{os.path.join(workdir, f'w6-{uuid.uuid4().hex}.db')}"
+        return f"sqlite:///{os.path.join(workdir, f'w8-{uuid.uuid4().hex}.db')}"
     assert pg is not None
     return f"{pg}?schema={_db.new_schema(pg)}"
 
@@ -32,7 +32,7 @@ def _one(url: str, codec: Codec, n: int, reps: int) -> dict[str, Any]:
     data = list(steps(n))
     times: list[float] = []
     with clew.open(url, codec=codec) as store:
-        agent: clew.Agent[dict[str, Any]] = clew.Agent("bench-w6", state=dict, store=store, lease_ttl=60)
+        agent: clew.Agent[dict[str, Any]] = clew.Agent("bench-w8", state=dict, store=store, lease_ttl=60)
 
         @agent.step(start=True)
         def work(state: dict[str, Any], ctx: Any) -> str | None:
