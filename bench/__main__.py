@@ -7,8 +7,8 @@ Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
 latency against history length, W4 history listing and W5 fork at N = 400, W6 clew
 through pgbouncer (transaction and session mode) against a direct connection, W7
 clew's state shapes (dict channels, nested containers, ledgered calls), statements
-per step and loads at N = 400..1600, and the peak memory of a W1 run. Writes
-results.md, results.json and PNG plots. PostgreSQL
+per step and loads at N = 400..1600, W8 the cost of encryption at rest, and the peak
+memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
 reported, never asserted: the run fails only if the benchmark itself breaks.
@@ -42,10 +42,11 @@ from bench import (
     w4_history,
     w6_pooler,
     w7_shapes,
+    w8_privacy,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "forks": 2,
             "memory_n": 20,
             "memory_systems": 1,
+            "w8_n": 20,
+            "w8_reps": 2,
             "w6_workers": 2,
             "w6_runs": 2,
             "w6_steps": 5,
@@ -88,6 +91,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "forks": 20,
         "memory_n": 400,
         "memory_systems": None,
+        "w8_n": 400,
+        "w8_reps": 5,
         "w6_workers": 8,
         "w6_runs": 5,
         "w6_steps": 20,
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             res["w3"] = w3_resume.measure(cfg["histories"], workdir=tmp, pg=pg, reps=cfg["w3_reps"])
         if "w7" in only:
             res["w7"] = w7_shapes.measure(tmp, pg, n=cfg["w7_n"], load_ns=cfg["w7_load_ns"], reps=cfg["w7_reps"])
+        if "w8" in only:
+            res["w8"] = w8_privacy.measure(cfg["w8_n"], workdir=tmp, pg=pg, reps=cfg["w8_reps"])
         if "w2" in only and pg:
             res["w2"] = w2_workers.measure(
                 pg,

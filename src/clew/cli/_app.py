@@ -12,7 +12,7 @@ import typer
 
 import clew
 from clew import errors
-from clew.cli import _act, _inspect
+from clew.cli import _act, _inspect, _privacy
 from clew.cli._common import err, text
 
 app = typer.Typer(
@@ -43,9 +43,14 @@ COMMANDS: list[Callable[..., None]] = [
     _act.recover,
     _act.worker,
     _act.demo,
+    _privacy.erase,
+    _privacy.gc,
 ]
 for _command in COMMANDS:
     app.command()(_command)
+app.command("check-compat")(_privacy.check_compat)
+app.command()(_privacy.migrate)
+app.add_typer(_privacy.keys_app, name="keys")
 
 
 def _version(value: bool) -> None:

@@ -56,9 +56,11 @@ def open_store(store: str | None, db: str | None, *, must_exist: bool = True, re
         path = url[len("sqlite:///") :].split("?", 1)[0]
         if path and not Path(path).exists():
             raise errors.NotFoundError(f"no database at {path}: check the path (or --store / $CLEW_URL)")
+    from clew.cli._privacy import keyring_codec  # CLEW_KEYS / CLEW_KEY_FILE: encrypted stores
+
     if read_only and not url.startswith("memory:"):
-        return clew.open(url, mode="ro")
-    return clew.open(url)
+        return clew.open(url, mode="ro", codec=keyring_codec())
+    return clew.open(url, codec=keyring_codec())
 
 
 def load_agent(ref: str) -> clew.Agent[Any]:
