@@ -250,6 +250,44 @@ def export(
             sys.stdout.write(line + "\n")
 
 
+@app.command()
+def ui(
+    store: Annotated[
+        str | None,
+        typer.Option("--store", "-s", envvar=["CLEW_URL", "CLEW_STORE"], help="Store URL (default sqlite:///clew.db)."),
+    ] = None,
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; beyond 127.0.0.1 a token is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None, typer.Option(envvar="CLEW_UI_TOKEN", help="Access token (made and printed if needed).")
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(help="module:attr (or file.py:attr) of the Agent, or a function of the store making it."),
+    ] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Turn every action off.")] = False,
+    run_id: Annotated[str | None, typer.Option("--run", help="Print the URL of this run's page.")] = None,
+) -> None:
+    """Serve the web inspector (needs clew[ui]): runs, checkpoint trees, diffs, comparisons and actions."""
+    from urllib.parse import quote
+
+    from clew.web import load_agent, serve
+
+    found = load_agent(agent) if agent else None
+    with _open(store, db) as s:
+        serve(
+            s,
+            host=host,
+            port=port,
+            token=token,
+            read_only=read_only,
+            agent=found,
+            open_path=f"/runs/{quote(run_id, safe='')}" if run_id else "/",
+            echo=lambda line: out.print(line, highlight=False, soft_wrap=True),
+        )
+
+
 def _when(ts: float) -> str:
     import datetime as dt
 
