@@ -85,10 +85,10 @@ def diff(request: Request) -> Response:
 
 def compare(request: Request) -> Response:
     p = request.query_params
-    a_run = p.get("run") or p.get("a_run")
+    a_run = p.get("run")
     b_run = p.get("b_run") or a_run
     if not a_run or not b_run or not p.get("a") or not p.get("b"):
-        raise ConfigError("compare needs run (or a_run and b_run), a and b: the branches to compare")
+        raise ConfigError("compare needs run, a and b (the branches to compare), and b_run to compare two runs")
     return JSONResponse(_model.compare(inspector(request).store, a_run, p["a"], b_run, p["b"]))
 
 

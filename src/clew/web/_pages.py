@@ -57,6 +57,7 @@ def checkpoint_page(request: Request) -> Response:
     focus = at(body["state"], path) if path else None
     run = _model.run_detail(insp.store, c["run_id"])
     tmpl = "_state.html" if request.headers.get("x-fragment") else "checkpoint.html"
+    ids = f"{quote(c['checkpoint_id'], safe='')}?run={quote(c['run_id'], safe='')}"
     return insp.render(
         request,
         tmpl,
@@ -69,13 +70,16 @@ def checkpoint_page(request: Request) -> Response:
         focus=focus,
         all_checkpoints=run["checkpoints"],
         branches=run["branches"],
+        page_url=f"/checkpoints/{ids}",
+        value_url=f"/api/v1/checkpoints/{ids.replace('?', '/value?', 1)}",
     )
 
 
 def compare_page(request: Request) -> Response:
     insp = inspector(request)
     p = request.query_params
-    a_run, b_run = p.get("run") or p.get("a_run") or "", p.get("b_run") or p.get("run") or p.get("a_run") or ""
+    a_run = p.get("run") or ""
+    b_run = p.get("b_run") or a_run
     body = None
     if a_run and b_run and p.get("a") and p.get("b"):
         body = _model.compare(insp.store, a_run, p["a"], b_run, p["b"])
