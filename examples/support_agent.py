@@ -236,6 +236,11 @@ def main(db: str | None = None) -> int:
             "(after [bold]. .venv/bin/activate[/] in a checkout):"
         )
         console.print(f"  clew history ticket-c42 --db {db}\n  clew export ticket-c42 --db {db}")
+        console.print(
+            "and open the run in the web inspector (resume and fork from the browser; Ctrl-C stops it):\n"
+            f"  clew ui --db {db} --agent {Path(__file__).resolve()}:make_agent --run ticket-c42",
+            soft_wrap=True,
+        )
         ok = c["billing"] == 1 and c["email"] == 2 and report.ok and done.status == "completed"
         return 0 if ok else 1
 

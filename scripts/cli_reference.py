@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from clew.cli import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-COMMANDS = ["demo", "runs", "history", "show", "compare", "verify", "export"]
+COMMANDS = ["demo", "runs", "history", "show", "compare", "verify", "export", "ui"]
 
 
 def _help(*args: str) -> str:

@@ -269,7 +269,7 @@ def ui(
     read_only: Annotated[bool, typer.Option("--read-only", help="Turn every action off.")] = False,
     run_id: Annotated[str | None, typer.Option("--run", help="Print the URL of this run's page.")] = None,
 ) -> None:
-    """Serve the web inspector (needs clew[ui]): runs, checkpoint trees, diffs, comparisons and actions."""
+    """Serve the web inspector (needs the ui extra): runs, checkpoint trees, diffs, comparisons and actions."""
     from urllib.parse import quote
 
     from clew.web import load_agent, serve
