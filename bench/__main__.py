@@ -14,6 +14,7 @@ reported, never asserted: the run fails only if the benchmark itself breaks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -37,10 +38,11 @@ from bench import (
     w2_workers,
     w3_resume,
     w4_history,
+    w6_inspector,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "memory", "ui")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -60,6 +62,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "forks": 2,
             "memory_n": 20,
             "memory_systems": 1,
+            "ui_runs": 2000,
+            "ui_depth": 10,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -76,6 +80,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "forks": 20,
         "memory_n": 400,
         "memory_systems": None,
+        "ui_runs": 100_000,
+        "ui_depth": 1000,
     }
 
 
@@ -140,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
                 reps=cfg["w2_reps"],
                 delta_channel=_graphs.has_delta_channel(),
             )
+        if "ui" in only:
+            ui_where = {"sqlite": f"sqlite:///{tmp}/inspector.db"}
+            with contextlib.ExitStack() as stack:
+                if pg:
+                    ui_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
+                res["ui"] = w6_inspector.measure(ui_where, cfg["ui_runs"], reps=3, depth=cfg["ui_depth"])
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -106,8 +106,8 @@ def _search(
         exact = store.get_run(q)
     except NotFoundError:
         exact = None
-    if exact is not None:
-        found.append(exact)
+    if exact is not None:  # a whole id: that run, at once
+        return {"items": [run_summary(exact)], "next_cursor": None, "scanned": 0}
     scanned, cursor = 0, None
     while scanned < PREFIX_SCAN and len(found) < limit:
         page = store.list_runs(
@@ -118,7 +118,7 @@ def _search(
             if since is not None and r.created_at < since:
                 cursor = None
                 break
-            if r.run_id.startswith(q) and (exact is None or r.run_id != exact.run_id):
+            if r.run_id.startswith(q):
                 found.append(r)
         else:
             cursor = page.next_cursor
