@@ -42,6 +42,22 @@
       .catch(function () { window.location = a.href; });
   });
 
+  // A run with a running branch: reload when it moves on (unless a form is being filled in).
+  var title = document.getElementById("run-title");
+  if (title && title.getAttribute("data-live") === "1") {
+    setInterval(function () {
+      var busy = Array.prototype.some.call(document.querySelectorAll("form.action input:not([type=hidden]), form.action textarea"),
+        function (el) { return el === document.activeElement || (el.type !== "checkbox" && el.value); });
+      if (busy || document.hidden) { return; }
+      fetch(title.getAttribute("data-api"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (body) {
+          if (body && String(body.run.updated_at) !== title.getAttribute("data-updated")) { location.reload(); }
+        })
+        .catch(function () {});
+    }, 3000);
+  }
+
   // Runs list: refresh the first page from /api/v1/runs while "live" is on.
   var table = document.getElementById("runs"), live = document.getElementById("live");
   if (table && live && !/[?&]cursor=/.test(location.search)) {
