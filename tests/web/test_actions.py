@@ -66,3 +66,32 @@ def test_resuming_a_completed_run_is_a_conflict_and_changes_nothing(store: clew.
     assert store.get_branch("r1").head == head and store.get_run("r1").status == "completed"
     r = c.post("/actions/resume", data={"csrf": token, "run_id": "nope", "answer": "1", "actor": "bo"})
     assert r.status_code == 404
+
+
+def test_cancel_goes_to_the_agent_with_actor_and_reason(store: clew.Store) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def with_cancel(s: clew.Store) -> clew.Agent[dict[str, object]]:
+        agent = make_agent(s)
+        if not callable(getattr(agent, "cancel", None)):  # before Agent.cancel lands: stand in for it
+
+            def cancel(run_id: str, branch: str | None = None, *, actor: str, reason: str | None) -> None:
+                calls.append((run_id, branch, actor, reason))
+                s.update_run(run_id, status="cancelled")
+
+            agent.cancel = cancel  # type: ignore[attr-defined]
+        return agent
+
+    make_agent(store).start({"q": "a"}, run_id="r1")
+    c = client_for(store, agent=with_cancel)
+    assert 'action="/actions/cancel"' in c.get("/runs/r1").text
+    token = csrf_of(c)
+    r = c.post("/actions/cancel", data={"csrf": token, "run_id": "r1", "branch": "main", "actor": "ann", "reason": ""})
+    assert r.status_code == 400 and "reason" in r.text
+    r = c.post(
+        "/actions/cancel", data={"csrf": token, "run_id": "r1", "branch": "main", "actor": "ann", "reason": "dup"}
+    )
+    assert r.status_code == 303, r.text
+    assert store.get_run("r1").status == "cancelled"
+    if calls:
+        assert calls == [("r1", "main", "ann", "dup")]

@@ -74,8 +74,9 @@ class Actions:
         return {"run_id": result, "branch": branch, "status": "created", "checkpoint_id": None}
 
     def cancel(self, run_id: str, *, branch: str | None, actor: str, reason: str | None) -> dict[str, Any]:
-        agent = self._agent("cancel")
-        result = agent.cancel(run_id, branch or None, actor=actor, reason=reason)  # type: ignore[attr-defined]  # lands with per-branch status
+        # Agent.cancel arrives with per-branch status; looked up so this works before and after.
+        cancel: Any = getattr(self._agent("cancel"), "cancel", None)
+        result = cancel(run_id, branch or None, actor=actor, reason=reason)
         return {"run_id": run_id, "branch": branch, "status": "cancelled", "result": repr(result)[:200]}
 
 
