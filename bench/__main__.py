@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.ExitStack() as stack:
                 if pg:
                     ui_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
-                res["ui"] = w6_inspector.measure(ui_where, cfg["ui_runs"], reps=3, depth=cfg["ui_depth"])
+                res["ui"] = w6_inspector.measure(ui_where, cfg["ui_runs"], reps=5, depth=cfg["ui_depth"])
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

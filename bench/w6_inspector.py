@@ -56,6 +56,8 @@ def measure(where: dict[str, str], n: int, *, reps: int, depth: int, log: Any = 
         with clew.open(url) as store:
             fill_s = _fill(store, n, log)
             client = TestClient(create_app(store))
+            client.get("/api/v1/info")  # start the client's event loop and the app before timing
+            client.get("/?q=warm-up")  # and compile the page templates
             first, body = _time(client, "/api/v1/runs?limit=50", reps)
             html, _ = _time(client, "/?limit=50", reps)
             cursor, walk = body["next_cursor"], []
