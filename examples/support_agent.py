@@ -170,9 +170,9 @@ def main(db: str | None = None) -> int:
 
     with clew.open(f"sqlite:///{db}") as store:
         agent = make_agent(store)
-        run = store.get_run("ticket-c42")
-        console.print(f"   run status on disk: [bold]{run.status}[/], lease held by {run.lease_owner}")
-        time.sleep(max(0.0, (run.lease_expires_at or 0) - time.time()) + 0.05)
+        main = store.get_branch("ticket-c42")
+        console.print(f"   branch main on disk: [bold]{main.status}[/], lease held by {main.lease_owner}")
+        time.sleep(max(0.0, (main.lease_expires_at or 0) - time.time()) + 0.05)
         console.print(f"3. lease expired; this process (pid {os.getpid()}) calls agent.recover()")
         recovered = agent.recover()
         paused = recovered[0]

@@ -14,8 +14,9 @@
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
     │   ├── NotFoundError (LookupError)      unknown run, branch or checkpoint
     │   ├── ConflictError                    a branch head moved under a writer
+    │   │   └── LeaseLostError (+LeaseError) a worker's lease was taken over: it must stop
     │   ├── LeaseError                       lease held by another owner
-    │   │   └── RunLockedError               a run is being executed elsewhere
+    │   │   └── RunLockedError               a branch is being executed elsewhere
     │   └── SchemaVersionError               the database schema is newer than this clew
     └── RunError
         ├── StepNotFoundError (LookupError)  a step name that the agent does not define
@@ -41,6 +42,7 @@ __all__ = [
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
+    "LeaseLostError",
     "MissingExtraError",
     "NotFoundError",
     "PickleRefusedError",
@@ -125,6 +127,15 @@ class LeaseError(StoreError):
 
 class RunLockedError(LeaseError):
     """A run is being executed by another worker (its lease has not expired)."""
+
+
+class LeaseLostError(ConflictError, LeaseError):
+    """A worker's lease on a branch was taken over (its epoch moved on).
+
+    The write that raised it did not happen, and the worker must stop: another worker
+    now owns the branch. Raised before a tool call's intent is written, so a worker
+    that stalled past its lease never runs the call.
+    """
 
 
 class SchemaVersionError(StoreError):

@@ -93,7 +93,7 @@ def test_export_is_json_lines_ending_with_verify(db: str, capsys: pytest.Capture
 def test_verify_ok_then_tampered(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("verify", "note-1", "--db", db, capsys=capsys)[0] == 0
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE checkpoints SET kind = 'step' WHERE kind = 'interrupt'")
+    conn.execute("UPDATE clew_checkpoints SET kind = 'step' WHERE kind = 'interrupt'")
     conn.commit()
     conn.close()
     code, out, _ = run_cli("verify", "note-1", "--db", db, capsys=capsys)

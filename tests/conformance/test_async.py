@@ -39,7 +39,7 @@ def test_backends_add_no_public_methods() -> None:
     from clew.store._postgres import AsyncPostgresStore, PostgresStore
     from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
-    allowed = {"checkpoint_wal", "path", "schema", "url", "open"}
+    allowed = {"checkpoint_wal", "path", "schema", "url", "open", "sync_store"}
     for cls, base in (
         (SQLiteStore, Store),
         (PostgresStore, Store),
@@ -72,7 +72,8 @@ async def test_async_commit_load_list(astore: clew.AsyncStore) -> None:
     await astore.append_journal(run.run_id, [("tool", {"q": 1})])
     c = await astore.commit(run.run_id, state={"done": True}, parent=parent, status="completed")
     assert [e.data for e in await astore.list_journal(run.run_id, checkpoint_id=c.checkpoint_id)] == [{"q": 1}]
-    assert (await astore.get_run(run.run_id)).status == "completed"
+    assert (await astore.get_branch(run.run_id)).status == "completed"
+    assert (await astore.get_run(run.run_id)).status == "running"  # branch alt has not finished
     with pytest.raises(NotFoundError):
         await astore.load_state(run.run_id, "nope")
     report = await astore.delete_run(run.run_id)
@@ -95,7 +96,7 @@ async def test_async_conflict(astore: clew.AsyncStore) -> None:
 
 async def test_async_lease(astore: clew.AsyncStore) -> None:
     run = (await astore.create_run(agent="async")).run_id
-    expires = await astore.acquire_lease(run, owner="A", ttl=1.0)
+    expires = (await astore.acquire_lease(run, owner="A", ttl=1.0)).expires_at
     with pytest.raises(RunLockedError):
         await astore.acquire_lease(run, owner="B", ttl=10)
     await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)

@@ -22,7 +22,7 @@ from tests.helpers.raw import Raw
 
 # Writes every commit of a changed state with journal entries must make. The sweep
 # below also breaks every other query, whatever the implementation happens to run.
-COMMIT_WRITES = ["bump_ckpt_seq", "insert_journal", "insert_blob", "insert_checkpoint", "cas_head", "seal_journal"]
+COMMIT_WRITES = ["bump_ckpt_seq", "insert_journal", "insert_blob", "insert_checkpoint", "set_head", "seal_journal"]
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_fault_before_every_query_of_a_commit(
     assert store.verify(run_id).ok
 
 
-@pytest.mark.parametrize("query", ["run_key", "insert_blob", "insert_checkpoint", "cas_head"])
+@pytest.mark.parametrize("query", ["run_key", "insert_blob", "insert_checkpoint", "set_head"])
 def test_fault_in_first_commit_of_a_branch(store: clew.Store, raw: Raw, run_id: str, fault: Any, query: str) -> None:
     before = raw.snapshot(run_id)
     with fault(query):

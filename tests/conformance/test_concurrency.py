@@ -126,38 +126,43 @@ def _wait_past(expiry: float) -> None:
 def test_lease_takeover_after_expiry(stores: Any, store: clew.Store, run_id: str) -> None:
     b = stores.open()  # worker B, on its own connection where there can be one
     ttl = 1.0  # long enough for the calls below on a loaded machine
-    expires = store.acquire_lease(run_id, owner="A", ttl=ttl)
-    assert time.time() < expires <= time.time() + ttl
-    assert store.get_run(run_id).lease_owner == "A"
-    expires = store.acquire_lease(run_id, owner="A", ttl=ttl)  # the holder may take it again
+    first = store.acquire_lease(run_id, owner="A", ttl=ttl)
+    assert time.time() < first.expires_at <= time.time() + ttl
+    assert store.get_branch(run_id).lease_owner == "A"
+    again = store.acquire_lease(run_id, owner="A", ttl=ttl)  # the holder may take it again,
+    assert again.epoch == first.epoch + 1  # fencing out whatever still runs under the first
+    expires = again.expires_at
     with pytest.raises(RunLockedError, match="'A'"):
         b.acquire_lease(run_id, owner="B", ttl=10)
     with pytest.raises(LeaseError):
         b.renew_lease(run_id, owner="B", ttl=10)
     assert b.release_lease(run_id, owner="B") is False
-    assert store.get_run(run_id).lease_owner == "A"
+    assert store.get_branch(run_id).lease_owner == "A"
 
     _wait_past(expires)
-    b_expires = b.acquire_lease(run_id, owner="B", ttl=10)
-    run = store.get_run(run_id)
-    assert (run.lease_owner, run.lease_expires_at) == ("B", b_expires)
+    taken = b.acquire_lease(run_id, owner="B", ttl=10)
+    assert taken.epoch == again.epoch + 1
+    b_expires = taken.expires_at
+    main = store.get_branch(run_id)
+    assert (main.lease_owner, main.lease_expires_at, main.epoch) == ("B", b_expires, taken.epoch)
     with pytest.raises(LeaseError, match="'A'"):
         store.renew_lease(run_id, owner="A", ttl=10)
     with pytest.raises(RunLockedError):
         store.acquire_lease(run_id, owner="A", ttl=10)
     assert store.release_lease(run_id, owner="A") is False
-    assert b.renew_lease(run_id, owner="B", ttl=20) > b_expires
+    assert b.renew_lease(run_id, owner="B", ttl=20).expires_at > b_expires
     assert b.release_lease(run_id, owner="B") is True
-    assert store.get_run(run_id).lease_owner is None
+    assert store.get_branch(run_id).lease_owner is None
     store.acquire_lease(run_id, owner="A", ttl=10)
-    assert store.get_run(run_id).lease_owner == "A"
+    assert store.get_branch(run_id).lease_owner == "A"
 
 
 def test_create_run_with_a_lease(store: clew.Store) -> None:
     r = store.create_run(agent="a", lease_owner="A", lease_ttl=30)
     with pytest.raises(RunLockedError):
         store.acquire_lease(r.run_id, owner="B", ttl=30)
-    assert store.renew_lease(r.run_id, owner="A", ttl=30) > r.lease_expires_at  # type: ignore[operator]
+    lease = store.renew_lease(r.run_id, owner="A", ttl=30, epoch=1)  # a new run's first lease: epoch 1
+    assert lease.expires_at > r.created_at + 29
 
 
 def test_a_lease_without_ttl_is_refused_or_harmless(store: clew.Store, raw: Raw) -> None:
@@ -170,7 +175,7 @@ def test_a_lease_without_ttl_is_refused_or_harmless(store: clew.Store, raw: Raw)
         assert raw.total_rows() == before
         return
     store.acquire_lease(r.run_id, owner="B", ttl=30)  # as claim_expired would take it
-    assert store.get_run(r.run_id).lease_owner == "B"
+    assert store.get_branch(r.run_id).lease_owner == "B"
 
 
 def _expired_runs(store: clew.Store) -> tuple[list[str], list[str], list[str]]:
@@ -190,10 +195,10 @@ def _check_claims(
     assert sorted(every) == sorted(claimable), "each expired run must go to exactly one claimer"
     for owner, got in claims.items():
         for run in got:
-            rec = store.get_run(run)
+            rec = store.get_branch(run)
             assert rec.lease_owner == owner and rec.lease_expires_at > time.time() + 30  # type: ignore[operator]
-    assert {store.get_run(r).lease_owner for r in alive} == {"alive"}
-    assert {store.get_run(r).lease_owner for r in paused} == {"dead"}
+    assert {store.get_branch(r).lease_owner for r in alive} == {"alive"}
+    assert {store.get_branch(r).lease_owner for r in paused} == {"dead"}
 
 
 def test_claim_expired_hands_each_run_to_one_of_many_threads(stores: Any, store: clew.Store) -> None:
@@ -223,7 +228,7 @@ def test_claim_expired_hands_each_run_to_one_of_many_processes(stores: Any, stor
     for name in names:
         wait_for(tmp_path / f"ready-{name}")
     for r in claimable[:4]:  # leases must have expired before the claimers start
-        assert store.get_run(r).lease_expires_at < time.time()  # type: ignore[operator]
+        assert store.get_branch(r).lease_expires_at < time.time()  # type: ignore[operator]
     publish(tmp_path / "go")
     claims = {name: json.loads(finish(proc)) for name, proc in zip(names, procs, strict=True)}
     _check_claims(store, claims, claimable, alive, paused)

@@ -19,10 +19,10 @@ def test_create_and_get_run(store: clew.Store) -> None:
     assert (got.run_id, got.agent, got.status) == ("run-1", "support", "running")
     assert got.labels == {"team": "billing"}
     assert got.metadata == {"ticket": 42}
-    assert got.lease_owner is None and got.lease_expires_at is None
     assert got.created_at <= got.updated_at
     main = store.get_branch("run-1")
-    assert (main.name, main.head, main.base) == ("main", None, None)
+    assert (main.name, main.head, main.base, main.status) == ("main", None, None, "running")
+    assert (main.lease_owner, main.lease_expires_at, main.epoch) == (None, None, 0)
     assert store.list_branches("run-1") == [main]
 
 
@@ -46,8 +46,9 @@ def test_create_run_with_status_and_lease(store: clew.Store) -> None:
     r = store.create_run(agent="a", status="paused", lease_owner="w1", lease_ttl=30)
     got = store.get_run(r.run_id)
     assert got.status == "paused"
-    assert got.lease_owner == "w1"
-    assert got.lease_expires_at is not None and got.lease_expires_at > got.created_at + 29
+    main = store.get_branch(r.run_id)
+    assert (main.status, main.lease_owner, main.epoch) == ("paused", "w1", 1)
+    assert main.lease_expires_at is not None and main.lease_expires_at > got.created_at + 29
 
 
 def test_create_run_with_its_first_checkpoint(store: clew.Store) -> None:
@@ -128,22 +129,27 @@ def test_list_runs_pagination_with_cursor(store: clew.Store) -> None:
     assert len(everything) == len(made) and everything.next_cursor is None
 
 
-def test_update_run(store: clew.Store) -> None:
+def test_update_run_and_branch_status(store: clew.Store) -> None:
     r = store.create_run(agent="a", metadata={"k": 1})
-    paused = store.update_run(r.run_id, status="paused")
-    assert paused.status == "paused" and paused.metadata == {"k": 1}
-    assert paused.updated_at >= r.updated_at
+    paused = store.set_branch_status(r.run_id, status="paused")
+    assert (paused.name, paused.status) == ("main", "paused")
+    assert store.get_run(r.run_id).status == "paused" and store.get_run(r.run_id).metadata == {"k": 1}
     meta = store.update_run(r.run_id, metadata={"k": 2, "why": "edited"})
     assert meta.status == "paused" and meta.metadata == {"k": 2, "why": "edited"}
-    done = store.update_run(r.run_id, status="completed", metadata={})
-    assert (done.status, done.metadata) == ("completed", {})
-    assert store.get_run(r.run_id) == done
+    assert meta.updated_at >= r.updated_at
+    failed = store.set_branch_status(r.run_id, status="failed", error={"type": "X", "message": "boom"})
+    assert failed.error == {"type": "X", "message": "boom"}
+    done = store.set_branch_status(r.run_id, status="completed")
+    assert (done.status, done.error) == ("completed", None)
+    assert store.get_run(r.run_id).status == "completed"
     assert [x.run_id for x in store.list_runs(status="completed")] == [r.run_id]
 
 
 def test_update_unknown_run(store: clew.Store) -> None:
     with pytest.raises(NotFoundError, match="ghost"):
-        store.update_run("ghost", status="paused")
+        store.update_run("ghost", metadata={})
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.set_branch_status("ghost", status="paused")
 
 
 def _populate(store: clew.Store, run_id: str) -> list[str]:

@@ -227,7 +227,58 @@ def _lease_lost(env: Env) -> object:
     return env.store.renew_lease(env.run_id, owner="never-held", ttl=60)
 
 
+def _labels_damaged(env: Env) -> object:
+    bad = "[1]" if env.raw.backend == "postgres" else "{not json"  # jsonb itself refuses text that is not JSON
+    good = env.raw.scalar("SELECT labels FROM runs WHERE run_id = ?", env.run_id)
+    env.raw.execute("UPDATE runs SET labels = ? WHERE run_id = ?", bad, env.run_id)
+    try:
+        return env.store.get_run(env.run_id)
+    finally:
+        restored = good if isinstance(good, str) else "{}"
+        env.raw.execute("UPDATE runs SET labels = ? WHERE run_id = ?", restored, env.run_id)
+
+
+def _metadata_replaced(env: Env, reseal: bool) -> object:
+    """A newer checkpoint whose metadata is replaced by an int blob (and re-sealed, if ``reseal``)."""
+    newer = env.store.commit(env.run_id, state={**GOOD_STATE, "step": "newer"}, parent=env.good, metadata={"x": 1})
+    codec = env.store.codec
+    plain = codec.dumps(5)[0]
+    rk = env.raw.rk(env.run_id)
+    env.raw.execute(
+        "UPDATE checkpoints SET meta = ? WHERE rk = ? AND checkpoint_id = ?", codec.wrap(plain), rk, newer.checkpoint_id
+    )
+    if reseal:
+        from clew.store._seal import checkpoint_hash
+
+        manifest, created = env.raw.rows(
+            "SELECT manifest, created_at FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, newer.checkpoint_id
+        )[0]
+        good_hash = env.raw.scalar("SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, env.good)
+        h = checkpoint_hash(bytes(good_hash), newer.checkpoint_id, "main", "step", bytes(manifest), plain, created, [])
+        where = "rk = ? AND checkpoint_id = ?"
+        env.raw.execute(f"UPDATE checkpoints SET hash = ? WHERE {where}", h, rk, newer.checkpoint_id)
+    return env.store.get_checkpoint(env.run_id, newer.checkpoint_id)
+
+
 CASES = [
+    # rows damaged behind the store's back: clew errors, never json or attribute errors
+    Case("run-labels-damaged", _labels_damaged, IntegrityError, (), ("labels",)),
+    Case(
+        "checkpoint-metadata-replaced",
+        lambda env: _metadata_replaced(env, reseal=False),
+        IntegrityError,
+        (),
+        ("seal",),
+        moves_head=True,
+    ),
+    Case(
+        "checkpoint-metadata-replaced-and-resealed",
+        lambda env: _metadata_replaced(env, reseal=True),
+        IntegrityError,
+        (),
+        ("metadata", "not a map"),
+        moves_head=True,
+    ),
     # unknown types: an error at checkpoint time that names the field path
     Case(
         "unknown-type-in-dataclass-field",
@@ -370,7 +421,8 @@ CASES = [
             ("list_checkpoints", lambda env: env.store.list_checkpoints("ghost")),
             ("append_journal", lambda env: env.store.append_journal("ghost", [("t", 1)])),
             ("acquire_lease", lambda env: env.store.acquire_lease("ghost", owner="a", ttl=1)),
-            ("update_run", lambda env: env.store.update_run("ghost", status="paused")),
+            ("update_run", lambda env: env.store.update_run("ghost", metadata={})),
+            ("set_branch_status", lambda env: env.store.set_branch_status("ghost", status="paused")),
             ("delete_run", lambda env: env.store.delete_run("ghost")),
             ("verify", lambda env: env.store.verify("ghost")),
         ]

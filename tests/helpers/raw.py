@@ -7,12 +7,14 @@ delete a row) the way a failing disk or a tamperer would. Queries are written wi
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
 import clew
 
 TABLES = ("blobs", "checkpoints", "journal", "branches")
+_TABLE = re.compile(r"(?<![\w.])(runs|blobs|checkpoints|journal|branches)\b(?!\s*\()")
 
 
 class Raw:
@@ -37,6 +39,7 @@ class Raw:
             self._conn = psycopg.connect(stores.pg, autocommit=True, options=f"-c search_path={stores.schema}")
 
     def _sql(self, sql: str) -> str:
+        sql = _TABLE.sub(r"clew_\1", sql)  # tests name tables without clew's prefix
         return sql if self.backend != "postgres" else sql.replace("%", "%%").replace("?", "%s")
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -72,7 +72,7 @@ def test_time_travel_is_a_fork_not_a_conflict(stores: StoreFactory) -> None:
     assert old is not None
     fork = saver.put(old.config, cp := _checkpoint(n=9), {"source": "update"}, {})
     branch = f"fork-{cp['id']}"
-    assert fork["configurable"]["__clew_head__"] == f"{cp['id']}|{branch}"
+    assert fork == {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": cp["id"]}}
     assert saver.store is not None
     b = saver.store.get_branch("t", branch)
     assert b.base == root["configurable"]["checkpoint_id"] and b.head == cp["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import operator
 import sys
@@ -38,7 +39,7 @@ def test_example_interrupt_and_resume(stores: StoreFactory) -> None:
     assert out["paused_status"] == "paused"
     assert out["approved"] is True
     assert out["last"] == "Your refund is on its way."
-    assert out["verified"] and out["run_status"] == "running"
+    assert out["verified"] and out["run_status"] == "completed"  # the graph reached its end
     assert out["checkpoints"] == 5  # input, __start__, draft, the pause, approve + reply
 
 
@@ -99,20 +100,25 @@ async def test_async_time_travel(asaver: ClewSaver) -> None:
     assert any(n.startswith("fork-") for n in names)
 
 
-def test_sync_methods_need_a_sync_store() -> None:
-    async def check() -> None:
-        astore = await clew.open_async("memory://")
-        try:
-            with pytest.raises(clew.errors.ConfigError, match="async store"):
-                ClewSaver(astore=astore).get_tuple(thread())
-        finally:
-            await astore.close()
-
-    import asyncio
-
-    asyncio.run(check())
+def test_a_saver_needs_a_store() -> None:
     with pytest.raises(clew.errors.ConfigError, match="needs a store"):
         ClewSaver()
+
+
+async def test_an_async_store_serves_sync_calls(stores: StoreFactory) -> None:
+    """Sync calls on a saver made with an async store alone (PostgreSQL: a pool opened on first use)."""
+    astore = await clew.open_async(stores.url)
+    saver = ClewSaver(astore=astore)
+    try:
+        graph = review_graph().compile(checkpointer=saver)
+        await graph.ainvoke({"messages": [HumanMessage("hi")]}, thread("a"))
+        snapshot = await asyncio.to_thread(graph.get_state, thread("a"))
+        assert snapshot.next == ("review",)
+        assert graph.get_state(thread("a")).values == snapshot.values
+    finally:
+        saver.close()
+        await astore.close()
+    saver.close()  # idempotent
 
 
 class Outer(TypedDict):

@@ -53,6 +53,7 @@ def _rewrite_rows(stores: StoreFactory, table: str, key: str, col: str, change: 
     """Apply ``change`` to the stored bytes of every row; returns how many rows changed."""
     changed = 0
     with _db(stores) as conn:
+        table = f"clew_{table}"
         rows = conn.execute(f"SELECT {key}, {col} FROM {table}").fetchall()
         for k, data in rows:
             new = change(bytes(data))
@@ -80,7 +81,7 @@ def _run_workload(stores: StoreFactory, n: int = 5, **options: Any) -> tuple[Cle
 def test_edited_message_is_caught_on_read_and_by_verify(stores: StoreFactory) -> None:
     saver, graph = _run_workload(stores)
     last_answer = w.text("answer4", w.HUMAN_BYTES).encode()
-    assert _rewrite_rows(stores, "blobs", "addr", "data", _edit_plaintext(last_answer[:30], b"X" * 30)) == 1
+    assert _rewrite_rows(stores, "clew_blobs", "addr", "data", _edit_plaintext(last_answer[:30], b"X" * 30)) == 1
     with pytest.raises(IntegrityError, match="does not match its address"):
         graph.get_state(thread())
     assert saver.store is not None
@@ -108,7 +109,7 @@ def test_flipped_byte_is_caught(stores: StoreFactory) -> None:
         mid = len(blob) // 2
         return blob[:mid] + bytes([blob[mid] ^ 0x01]) + blob[mid + 1 :]
 
-    assert _rewrite_rows(stores, "blobs", "addr", "data", flip) > 0
+    assert _rewrite_rows(stores, "clew_blobs", "addr", "data", flip) > 0
     with pytest.raises((IntegrityError, DecodeError)):
         graph.get_state(thread())
     assert saver.store is not None and not saver.store.verify("t").ok
@@ -118,7 +119,7 @@ def test_edited_pending_write_is_caught(stores: StoreFactory) -> None:
     saver = ClewSaver(stores.open())
     graph = review_graph().compile(checkpointer=saver)
     graph.invoke({"messages": [HumanMessage("hi")]}, thread())  # pauses: its interrupt is a pending write
-    edited = _rewrite_rows(stores, "journal", "seq", "data", _edit_plaintext(b"approve?", b"approve!"))
+    edited = _rewrite_rows(stores, "clew_journal", "seq", "data", _edit_plaintext(b"approve?", b"approve!"))
     assert edited == 1
     assert saver.store is not None
     report = saver.store.verify("t")
@@ -137,7 +138,7 @@ def test_edited_checkpoint_metadata_is_caught(stores: StoreFactory) -> None:
         meta["step"] = 7
         return CODEC.encode(meta)
 
-    assert _rewrite_rows(stores, "checkpoints", "checkpoint_id", "meta", bump) == 1
+    assert _rewrite_rows(stores, "clew_checkpoints", "checkpoint_id", "meta", bump) == 1
     assert saver.store is not None
     report = saver.store.verify("t")
     assert report.problems and report.problems[0].kind == "checkpoint"

@@ -167,7 +167,7 @@ CASES: dict[str, Case] = {
         _failed, lambda a, r: a.resume(r, answer="x"), RunStatusError, "failed, not paused", {"plan": []}
     ),
     "edit-a-failed-run": Case(
-        _failed, lambda a, r: a.edit(r, update={"plan": []}), RunStatusError, "only a paused run", {"plan": []}
+        _failed, lambda a, r: a.edit(r, update={"plan": []}), RunStatusError, "only a paused branch", {"plan": []}
     ),
     "resume-a-paused-run-without-answer": Case(
         _run("ask", status="paused"),
@@ -218,7 +218,7 @@ def test_bad_input(store: clew.Store, name: str) -> None:
     assert head is not None
     assert _plain(agent.state_at(head)) == _plain(case.good)
     assert store.verify(run_id).ok
-    assert store.get_run(run_id).lease_owner is None
+    assert store.get_branch(run_id).lease_owner is None
 
 
 def test_unencodable_state_fails_the_run_with_the_field_path(store: clew.Store) -> None:
@@ -227,10 +227,10 @@ def test_unencodable_state_fails_the_run_with_the_field_path(store: clew.Store) 
         agent.start({}, run_id="r")
     assert info.value.path == "state.tool_results['kb'].raw"
     assert info.value.type_name.endswith("Opaque")
-    record = store.get_run("r")
-    assert record.status == "failed"
-    assert record.metadata["error"]["type"] == "clew.errors.UnknownTypeError"
-    assert record.metadata["error"]["step"] == "search"
+    record = store.get_branch("r")
+    assert record.status == "failed" and record.error is not None
+    assert record.error["type"] == "clew.errors.UnknownTypeError"
+    assert record.error["step"] == "search"
     assert agent.state_at(agent.history("r")[0].checkpoint_id) == AFTER_PLAN
     # Fixed code resumes it from the last good checkpoint.
     run = research_agent(store).resume("r")
@@ -253,9 +253,9 @@ def test_a_bad_next_step_fails_the_run(store: clew.Store) -> None:
     agent = research_agent(store, broken="bad-next")
     with pytest.raises(StepNotFoundError):
         agent.start({}, run_id="r")
-    record = store.get_run("r")
-    assert record.status == "failed"
-    assert record.metadata["error"]["type"] == "clew.errors.StepNotFoundError"
+    record = store.get_branch("r")
+    assert record.status == "failed" and record.error is not None
+    assert record.error["type"] == "clew.errors.StepNotFoundError"
     assert agent.recover() == []
 
 
@@ -265,7 +265,7 @@ def test_a_failed_fork_leaves_nothing_behind(store: clew.Store) -> None:
     with pytest.raises(UnknownTypeError, match=r"state\.extra"):
         agent.fork(run.checkpoint_id, branch="b", update={"extra": Opaque()})
     assert [b.name for b in store.list_branches("r")] == ["main"]
-    assert store.get_run("r").lease_owner is None
+    assert store.get_branch("r").lease_owner is None
 
 
 def test_a_dict_update_needs_str_keys(store: clew.Store) -> None:
@@ -287,7 +287,7 @@ def test_a_run_without_a_first_checkpoint_does_not_poison_recover(stores: StoreF
     agent = _proc.order_agent(store, tmp_path / "effects")
     agent.recover()  # must not raise: other runs wait behind this one
     assert store.get_run("o1").status == "failed"
-    assert "no checkpoint" in store.get_run("o1").metadata["error"]["message"]
+    assert "no checkpoint" in store.get_branch("o1").error["message"]  # type: ignore[index]
     assert agent.recover() == []
 
 
@@ -306,7 +306,7 @@ def test_a_tool_result_clew_cannot_store_fails_the_run_and_names_the_path(store:
     with pytest.raises(UnknownTypeError) as info:
         agent.start({}, run_id="r")
     assert "journal[call.outcome]" in str(info.value)
-    record = store.get_run("r")
+    record = store.get_branch("r")
     assert record.status == "failed" and record.lease_owner is None  # not left for recover() to loop on
     assert agent.recover() == []
     # The call ran but its outcome was not recorded: resuming never runs it silently again.

@@ -125,8 +125,8 @@ def test_fork_without_running_then_resume_the_branch(store: clew.Store, tools: T
     start = agent.history("r")[-1]
     rid = agent.fork(start.checkpoint_id, branch="later", update={"n": 50}, run=False)
     assert rid == "r"
-    record = store.get_run("r")
-    assert record.metadata["branch"] == "later" and record.lease_owner is None
+    record = store.get_branch("r", "later")
+    assert (record.status, record.lease_owner, record.epoch) == ("running", None, 1)  # released, not run
     assert [k for k, _ in kinds(agent.history("r", branch="later"))] == ["start", "fork"]
     run = agent.resume("r", branch="later")
     assert run.status == "completed" and run.state["n"] == 53

@@ -43,7 +43,7 @@ def test_interrupt_pauses_durably_and_resume_continues_with_the_answer(store: cl
     run = agent.start(_proc.Order(item="lamp"), run_id="r")
     assert run.status == "paused"
     assert run.interrupt == {"approve": "lamp", "draft": "draft"}
-    record = store.get_run("r")
+    record = store.get_branch("r")
     assert record.status == "paused" and record.lease_owner is None
     head = agent.history("r")[0]
     assert head.checkpoint_id == run.checkpoint_id
@@ -102,7 +102,7 @@ def test_a_paused_run_needs_an_answer(store: clew.Store) -> None:
     with pytest.raises(RunStatusError, match="answer"):
         agent.resume("r")
     assert store.get_run("r").status == "paused"
-    assert store.get_run("r").lease_owner is None
+    assert store.get_branch("r").lease_owner is None
 
 
 def test_edit_a_paused_run_then_resume(store: clew.Store) -> None:
@@ -135,7 +135,7 @@ def test_edits_are_validated_and_need_a_paused_run(store: clew.Store) -> None:
     with pytest.raises(InvalidStateError, match="colour"):
         agent.edit("r", update={"colour": "red"}, actor="bob")
     assert agent.history("r")[0].checkpoint_id == paused.checkpoint_id  # nothing written
-    assert store.get_run("r").lease_owner is None
+    assert store.get_branch("r").lease_owner is None
     agent.resume("r", answer={"ok": False, "by": "alice"})
     with pytest.raises(RunStatusError, match="completed"):
         agent.edit("r", update={"item": "x"})
@@ -194,16 +194,16 @@ def test_an_answer_that_loses_the_race_is_refused(stores: StoreFactory) -> None:
     late = review_agent(late_store, [])
     late.worker_id = "late"
     read, go = threading.Event(), threading.Event()
-    get_run = late_store.get_run
+    list_branches = late_store.list_branches
 
-    def slow_get_run(run_id: str) -> clew.RunRecord:
-        record = get_run(run_id)
+    def slow_list_branches(run_id: str) -> list[clew.BranchRecord]:
+        records = list_branches(run_id)
         if threading.current_thread().name == "late" and not read.is_set():
-            read.set()  # the late worker saw the run paused...
+            read.set()  # the late worker saw the branch paused...
             assert go.wait(10)  # ...and stalls while the first answer wins
-        return record
+        return records
 
-    late_store.get_run = slow_get_run  # type: ignore[method-assign]
+    late_store.list_branches = slow_list_branches  # type: ignore[method-assign]
     out: dict[str, object] = {}
 
     def answer_late() -> None:

@@ -58,19 +58,21 @@ def test_resuming_a_run_leased_by_a_live_worker_raises(stores: StoreFactory) -> 
     t, out = in_thread(lambda: a.start({}, run_id="r"))
     try:
         assert entered.wait(10)
-        record = b_store.get_run("r")
+        record = b_store.get_branch("r")
         assert (record.status, record.lease_owner) == ("running", "A")
         with pytest.raises(RunLockedError, match="'A'"):
             b.resume("r")
         assert b.recover() == []
-        with pytest.raises(RunLockedError):
-            b.fork(b.history("r")[0].checkpoint_id, branch="x")
+        # Another branch of the same run is free to go: each branch has its own lease.
+        assert b.fork(b.history("r")[0].checkpoint_id, branch="x", run=False) == "r"
+        assert b_store.get_branch("r", "x").status == "running"
+        assert b_store.get_branch("r").lease_owner == "A"
     finally:
         gate.set()
         t.join(10)
     assert out["result"].status == "completed"
     assert out["result"].state == {"workers": ["A"], "done": True}
-    assert stores.open().get_run("r").lease_owner is None
+    assert stores.open().get_branch("r").lease_owner is None
 
 
 def test_a_heartbeat_keeps_a_long_steps_lease(stores: StoreFactory) -> None:
@@ -82,7 +84,7 @@ def test_a_heartbeat_keeps_a_long_steps_lease(stores: StoreFactory) -> None:
     try:
         assert entered.wait(10)
         time.sleep(1.2)  # well past the ttl: only the heartbeat keeps the lease
-        record = b_store.get_run("r")
+        record = b_store.get_branch("r")
         assert record.lease_owner == "A" and record.lease_expires_at is not None
         assert record.lease_expires_at > time.time()
         assert b.recover() == []
@@ -134,7 +136,7 @@ def test_recover_finishes_runs_whose_worker_died(stores: StoreFactory) -> None:
     for r in first + rest:
         assert r.status == "completed" and r.state == {"first": "one", "second": "two"}
         assert kinds(other.history(r.run_id)) == [("start", None), ("step", "first"), ("step", "second")]
-        record = store.get_run(r.run_id)
+        record = store.get_branch(r.run_id)
         assert record.status == "completed" and record.lease_owner is None
     assert sorted(done) == ["r0", "r1", "r2"]
 
@@ -162,7 +164,7 @@ def test_recover_leaves_other_runs_alone(stores: StoreFactory) -> None:
         "paused": "paused",
         "theirs": "running",
     }
-    assert store.get_run("theirs").lease_owner == "gone"  # another agent's run is never claimed
+    assert store.get_branch("theirs").lease_owner == "gone"  # another agent's run is never claimed
 
 
 def test_a_worker_that_lost_its_lease_cannot_advance_the_run(stores: StoreFactory) -> None:
@@ -204,7 +206,7 @@ def test_recover_after_a_real_crash(shared_stores: StoreFactory, tmp_path: Path)
     )
     _proc.kill_when(proc, hang)
     store = stores.open()
-    record = store.get_run("o1")
+    record = store.get_branch("o1")
     assert (record.status, record.lease_owner) == ("running", "doomed")
     agent = _proc.order_agent(store, log, reconcile=True, lease_ttl=1.0, worker_id="rescuer")
     with pytest.raises(RunLockedError):

@@ -117,7 +117,7 @@ def test_call_timeout_raises_call_timeout_error(store: clew.Store) -> None:
     assert run.error is not None and run.error["type"] == "clew.runtime._effects.CallTimeoutError"
     [outcome] = journal(store, run.run_id, "call.outcome")
     assert outcome.data["ok"] is False and "CallTimeoutError" in outcome.data["error"]["type"]
-    assert store.get_run(run.run_id).metadata["error"]["type"].endswith("CallTimeoutError")
+    assert store.get_branch(run.run_id).error["type"].endswith("CallTimeoutError")
 
 
 def test_call_timeouts_are_retried(store: clew.Store) -> None:
@@ -210,9 +210,10 @@ def test_out_of_retries_the_run_fails_with_its_error_and_resume_tries_again(stor
     assert run.error is not None
     assert (run.error["type"], run.error["message"]) == ("builtins.RuntimeError", "upstream is down")
     assert "Traceback" in run.error["traceback"]
-    record = store.get_run("r")
+    record = store.get_branch("r")
     assert record.status == "failed" and record.lease_owner is None
-    error = record.metadata["error"]
+    error = record.error
+    assert error is not None
     assert (error["step"], error["attempts"], error["message"]) == ("second", 2, "upstream is down")
     # The last good checkpoint is untouched and loads.
     head = agent.history("r")[0]
@@ -255,7 +256,7 @@ def test_step_retry_status_survives_a_crash(stores: StoreFactory) -> None:
     # Try 1 failed before the crash and counts; the crashed try 2 left no error and is run again.
     assert seen == [1, 2, 2, 3]
     assert run.status == "failed"
-    assert st.get_run("r").metadata["error"]["attempts"] == 3
+    assert st.get_branch("r").error["attempts"] == 3
 
 
 def test_call_retry_status_survives_a_crash(stores: StoreFactory, tools: Tools) -> None:

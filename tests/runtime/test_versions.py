@@ -62,7 +62,7 @@ def test_another_version_refuses_when_configured(store: clew.Store) -> None:
     with pytest.raises(CodeVersionError, match="'1'"):
         versioned(store, "2", on_version_mismatch="refuse").resume("r", answer=1)
     assert store.list_checkpoints("r").items[0].checkpoint_id == first.checkpoint_id  # nothing new
-    assert store.get_run("r").lease_owner is None
+    assert store.get_branch("r").lease_owner is None
     assert versioned(store, "1").state_at(first.checkpoint_id) == {}
 
 

@@ -24,7 +24,7 @@ err = Console(stderr=True)
 
 # Modules whose classes stored states often hold; imported when installed, so that
 # their values decode (clew never imports a module because a blob names it).
-KNOWN_MODULES = ("langchain_core.messages",)
+KNOWN_MODULES = ("clew.integrations.langchain_types",)
 
 
 @app.callback()

@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from clew.errors import ConfigError, LeaseError, RunStatusError
+from clew.errors import ConfigError, LeaseLostError, NotFoundError, RunStatusError
 from clew.runtime import _engine
 from clew.runtime._adapter import StateAdapter
 from clew.runtime._context import async_runner, sync_runner, thread_runner
 from clew.runtime._effects import Program, run_async, run_sync
 from clew.runtime._engine import PAUSE_KINDS, Run, store
+from clew.runtime._lease import LeaseKeeper
 from clew.runtime._policy import NO_RETRY, Retry
-from clew.store import AsyncStore, CheckpointRecord, Store
+from clew.store import AsyncStore, BranchRecord, CheckpointRecord, Lease, Store
+from clew.store._records import FINISHED
+
+log = logging.getLogger("clew")
 
 S = TypeVar("S")
 StepFn = Callable[..., Any]
@@ -60,16 +66,23 @@ class AgentBase(Generic[S]):
         on_version_mismatch: Literal["warn", "refuse"] = "warn",
         ephemeral: tuple[str, ...] = (),
         lease_ttl: float = 30.0,
+        lease_margin: float | None = None,
         worker_id: str | None = None,
     ) -> None:
         if on_version_mismatch not in ("warn", "refuse"):
             raise ConfigError("on_version_mismatch must be 'warn' or 'refuse'")
+        if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int | float) or not 0 < lease_ttl < float("inf"):
+            raise ConfigError(f"lease_ttl must be a positive number of seconds, not {lease_ttl!r}")
+        margin = lease_ttl / 2 if lease_margin is None else lease_margin
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < lease_ttl:
+            raise ConfigError(f"lease_margin must be at least 0 and less than lease_ttl ({lease_ttl}), not {margin!r}")
         self.name = name
         self.store = store
         self.version = version
         self.schema_version = schema_version
         self.on_version_mismatch = on_version_mismatch
-        self.lease_ttl = lease_ttl
+        self.lease_ttl = float(lease_ttl)
+        self.lease_margin = float(margin)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._adapter: StateAdapter[S] = StateAdapter(state, ephemeral)
         self._steps: dict[str, Step] = {}
@@ -135,29 +148,63 @@ class AgentBase(Generic[S]):
             raise ConfigError(f"agent {self.name!r} has no start step: mark one with @agent.step(start=True)")
         self._adapter.check(state)
         fields = self._adapter.to_fields(state)
+        now = time.time()
         run = yield store(
             "create_run",
             run_id=run_id,
             agent=self.name,
             labels=labels,
-            metadata={"branch": "main"},
             lease_owner=self.worker_id,
             lease_ttl=self.lease_ttl,
             state=fields,
             checkpoint_metadata={**self._meta(), "next": self._start},
         )
-        return run.run_id
+        # A new branch's first lease has epoch 1 (see Store.create_run).
+        return self._keeper(Lease(run.run_id, "main", self.worker_id, 1, now + self.lease_ttl))
+
+    def _keeper(self, lease: Lease) -> LeaseKeeper:
+        return LeaseKeeper(lease, self.lease_ttl, self.lease_margin)
+
+    def _cancel(self, run_id: str, branch: str | None, actor: str | None, reason: str | None) -> Program:
+        branches = yield store("list_branches", run_id=run_id)
+        if branch is not None and branch not in {b.name for b in branches}:
+            raise NotFoundError(f"run {run_id!r} has no branch {branch!r}")
+        targets = [b for b in branches if (branch is None or b.name == branch) and b.status not in FINISHED]
+        if branch is not None and not targets:
+            status = next(b.status for b in branches if b.name == branch)
+            raise RunStatusError(f"run {run_id!r} branch {branch!r} is already {status}")
+        done = []
+        for b in targets:
+            done.append(
+                (
+                    yield store(
+                        "set_branch_status",
+                        run_id=run_id,
+                        branch=b.name,
+                        status="cancelled",
+                        error={"type": "cancelled", "message": reason or "cancelled", "actor": actor},
+                        journal=[("cancel", {"actor": actor, "reason": reason, "was": b.status})],
+                        revoke=True,  # the worker running it, if any, is fenced out
+                    )
+                )
+            )
+        return done
 
     def _edit(
         self, run_id: str, update: Mapping[str, Any], actor: str | None, reason: str | None, branch: str | None
     ) -> Program:
-        run = yield store("get_run", run_id=run_id)
-        if run.status != "paused":
-            raise RunStatusError(f"run {run_id!r} is {run.status}; only a paused run can be edited (fork instead)")
-        branch = branch or run.metadata.get("branch", "main")
-        yield store("acquire_lease", run_id=run_id, owner=self.worker_id, ttl=self.lease_ttl)
+        branches = yield store("list_branches", run_id=run_id)
+        b = _engine.pick_branch(run_id, branches, branch, answering=True)
+        if b.status != "paused":
+            raise RunStatusError(
+                f"run {run_id!r} branch {b.name!r} is {b.status}; only a paused branch can be edited (fork instead)"
+            )
+        branch = b.name
+        lease = yield store("acquire_lease", run_id=run_id, owner=self.worker_id, ttl=self.lease_ttl, branch=branch)
         try:
             b = yield store("get_branch", run_id=run_id, name=branch)
+            if b.status != "paused":
+                raise RunStatusError(f"run {run_id!r} branch {branch!r} is {b.status}: it is no longer paused")
             head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
             fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
             new = self._adapter.apply_update(self._adapter.from_fields(fields), update)
@@ -171,9 +218,10 @@ class AgentBase(Generic[S]):
                 kind="edit",
                 metadata={**self._meta(), **keep, "actor": actor, "reason": reason},
                 journal=[("edit", {"actor": actor, "reason": reason, "fields": sorted(update)})],
+                lease=lease,
             )
         finally:
-            yield store("release_lease", run_id=run_id, owner=self.worker_id)
+            yield store("release_lease", run_id=run_id, owner=self.worker_id, branch=branch, epoch=lease.epoch)
         return ckpt
 
     def _fork(
@@ -195,33 +243,18 @@ class AgentBase(Generic[S]):
         state = self._adapter.from_fields(fields)
         if update:
             state = self._adapter.apply_update(state, update)
-        yield store("acquire_lease", run_id=run_id, owner=self.worker_id, ttl=self.lease_ttl)
-        try:
-            return (yield from self._fork_locked(src, checkpoint_id, branch, state, update, actor, reason))
-        except BaseException:
-            yield store("release_lease", run_id=run_id, owner=self.worker_id)
-            raise
-
-    def _fork_locked(
-        self,
-        src: CheckpointRecord,
-        checkpoint_id: str,
-        branch: str,
-        state: S,
-        update: Mapping[str, Any] | None,
-        actor: str | None,
-        reason: str | None,
-    ) -> Program:
-        run_id = src.run_id
         keep = {k: v for k, v in _resume_point(src).items() if k in src.metadata}
         kind = "fork"
         if src.kind in PAUSE_KINDS:
             kind = "edit"  # still paused at the same question, on the new branch
+        now = time.time()
         yield store(
             "fork",
             run_id=run_id,
             checkpoint_id=checkpoint_id,
             branch=branch,
+            lease_owner=self.worker_id,
+            lease_ttl=self.lease_ttl,
             state=self._adapter.to_fields(state),
             kind=kind,
             metadata={**self._meta(), **keep, "forked_from": checkpoint_id, "actor": actor, "reason": reason},
@@ -230,9 +263,8 @@ class AgentBase(Generic[S]):
             ],
             status="paused" if kind == "edit" else "running",  # with the fork, in its transaction
         )
-        run = yield store("get_run", run_id=run_id)
-        yield store("update_run", run_id=run_id, metadata={**run.metadata, "branch": branch})
-        return run_id
+        # A new branch's first lease has epoch 1 (see Store.fork).
+        return self._keeper(Lease(run_id, branch, self.worker_id, 1, now + self.lease_ttl))
 
     def _history(self, run_id: str, branch: str) -> Program:
         out: list[CheckpointRecord] = []
@@ -253,8 +285,9 @@ class AgentBase(Generic[S]):
         fields = yield store("load_state", run_id=c.run_id, checkpoint_id=checkpoint_id)
         return self._adapter.from_fields(fields, ephemeral)
 
-    def _finish(self, run_id: str) -> Program:
-        yield store("release_lease", run_id=run_id, owner=self.worker_id)
+    def _finish(self, keeper: LeaseKeeper) -> Program:
+        lease = keeper.lease
+        yield store("release_lease", run_id=lease.run_id, owner=lease.owner, branch=lease.branch, epoch=lease.epoch)
 
 
 class Agent(AgentBase[S]):
@@ -275,7 +308,10 @@ class Agent(AgentBase[S]):
             (:class:`~clew.errors.CodeVersionError`).
         ephemeral: state fields never written (clients, secrets); pass them again
             to ``resume``/``recover`` with ``ephemeral={...}``.
-        lease_ttl: seconds a worker's lease on a run lasts without a heartbeat.
+        lease_ttl: seconds a worker's lease on a branch lasts without a heartbeat
+            (renewed every third of it while the branch runs).
+        lease_margin: a non-idempotent tool call starts only with at least this many
+            seconds of lease left, renewing first if needed (half the ttl by default).
         worker_id: this worker's name in leases (host:pid:random by default).
     """
 
@@ -286,21 +322,23 @@ class Agent(AgentBase[S]):
         return run_sync(program, self.store)
 
     @contextlib.contextmanager
-    def _heartbeat(self, run_id: str) -> Iterator[None]:
+    def _heartbeat(self, keeper: LeaseKeeper) -> Iterator[None]:
         stop = threading.Event()
         st = self.store
         assert isinstance(st, Store)
+        call = keeper.renew()
 
         def beat() -> None:
             while not stop.wait(self.lease_ttl / 3):
                 try:
-                    st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)
-                except LeaseError:
-                    return  # taken over: our next commit will conflict and stop
+                    keeper.renewed(getattr(st, call.method)(**call.kwargs))
+                except LeaseLostError as exc:
+                    keeper.mark_lost(exc)  # taken over: the run loop stops at its next write
+                    return
                 except Exception:  # noqa: S112 - a missed beat is retried at the next
                     continue
 
-        t = threading.Thread(target=beat, name=f"clew-heartbeat-{run_id}", daemon=True)
+        t = threading.Thread(target=beat, name=f"clew-heartbeat-{keeper.lease.run_id}", daemon=True)
         t.start()
         try:
             yield
@@ -308,14 +346,13 @@ class Agent(AgentBase[S]):
             stop.set()
             t.join()
 
-    def _run_sync(self, run_id: str, branch: str, ephemeral: Mapping[str, Any] | None) -> Run[S]:
+    def _run_sync(self, keeper: LeaseKeeper, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         try:
-            with self._heartbeat(run_id):
+            with self._heartbeat(keeper):
                 result: Run[S] = self._sync(
                     _engine.execute(
                         self,
-                        run_id,
-                        branch,
+                        keeper,
                         ephemeral=ephemeral,
                         runner_for=lambda fn: sync_runner(self.store),
                         is_async=False,
@@ -323,7 +360,7 @@ class Agent(AgentBase[S]):
                 )
                 return result
         finally:
-            self._sync(self._finish(run_id))
+            self._sync(self._finish(keeper))
 
     def start(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
         """Start a run and execute it until it completes, pauses or fails.
@@ -332,8 +369,8 @@ class Agent(AgentBase[S]):
             InvalidStateError: ``state`` is not of the agent's state type.
             UnknownTypeError: the state holds a value clew cannot store.
         """
-        rid = self._sync(self._begin(state, run_id, labels))
-        return self._run_sync(rid, "main", self._ephemeral_of(state))
+        keeper = self._sync(self._begin(state, run_id, labels))
+        return self._run_sync(keeper, self._ephemeral_of(state))
 
     def resume(
         self,
@@ -344,14 +381,33 @@ class Agent(AgentBase[S]):
         branch: str | None = None,
         ephemeral: Mapping[str, Any] | None = None,
     ) -> Run[S]:
-        """Continue a paused run with ``answer``, or a failed or interrupted one.
+        """Continue a paused branch with ``answer``, or a failed or interrupted one.
+
+        Without ``branch``, the run's only branch that can go on (the only paused one,
+        when answering) is resumed; with several, :class:`RunStatusError` lists them.
 
         Raises:
-            RunStatusError: the run is completed, or an answer is given to a run that is not paused.
-            RunLockedError: another worker is executing the run.
+            RunStatusError: the branch is completed or cancelled, an answer is given to a
+                branch that is not paused, or no single branch can be chosen.
+            RunLockedError: another worker is executing the branch.
+            LeaseLostError: another worker took the branch over while this one ran it.
         """
-        b = self._sync(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
-        return self._run_sync(run_id, b, ephemeral)
+        lease = self._sync(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
+        return self._run_sync(self._keeper(lease), ephemeral)
+
+    def cancel(
+        self, run_id: str, branch: str | None = None, *, actor: str | None = None, reason: str | None = None
+    ) -> list[BranchRecord]:
+        """Cancel a branch (or, without ``branch``, every unfinished branch of the run).
+
+        Journaled with ``actor`` and ``reason``; the branch's lease ends and its epoch
+        grows, so a worker running it is fenced out at its next write. A cancelled
+        branch never advances again (fork from it to go on). Returns the branches cancelled.
+
+        Raises:
+            RunStatusError: the named branch is already completed or cancelled.
+        """
+        return self._sync(self._cancel(run_id, branch, actor, reason))  # type: ignore[no-any-return]
 
     def edit(
         self,
@@ -382,11 +438,11 @@ class Agent(AgentBase[S]):
         With ``run=True`` (the default) the branch is executed and its :class:`Run`
         returned; otherwise the run id.
         """
-        rid = self._sync(self._fork(checkpoint_id, branch, update, actor, reason, run_id))
+        keeper = self._sync(self._fork(checkpoint_id, branch, update, actor, reason, run_id))
         if not run:
-            self._sync(self._finish(rid))
-            return str(rid)
-        return self._run_sync(rid, branch, ephemeral)
+            self._sync(self._finish(keeper))
+            return str(keeper.lease.run_id)
+        return self._run_sync(keeper, ephemeral)
 
     def replay(self, checkpoint_id: str, *, branch: str, run_id: str | None = None) -> Run[S]:
         """Run again from a checkpoint on a new branch (a fork without an update)."""
@@ -405,17 +461,23 @@ class Agent(AgentBase[S]):
         return self._sync(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 
     def recover(self, *, limit: int = 10, ephemeral: Mapping[str, Any] | None = None) -> list[Run[S]]:
-        """Claim runs of this agent whose worker died (lease expired) and finish them."""
+        """Claim branches of this agent's runs whose worker died (lease expired) and finish them.
+
+        A branch taken over by yet another worker while this one ran it is left to that
+        worker (its :class:`LeaseLostError` is logged, not raised).
+        """
         st = self.store
         assert isinstance(st, Store)
         results = []
         for _ in range(limit):
-            # One at a time: a claimed run's lease is renewed only while it runs.
+            # One at a time: a claimed branch's lease is renewed only while it runs.
             claimed = st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1, agent=self.name)
             if not claimed:
                 break
-            r = claimed[0]
-            results.append(self._run_sync(r.run_id, r.metadata.get("branch", "main"), ephemeral))
+            try:
+                results.append(self._run_sync(self._keeper(claimed[0]), ephemeral))
+            except LeaseLostError as exc:
+                log.warning("recover: %s", exc)
         return results
 
     def _ephemeral_of(self, state: S) -> dict[str, Any]:
@@ -432,16 +494,18 @@ class Agent(AgentBase[S]):
         return await run_async(program, self.store)
 
     @contextlib.asynccontextmanager
-    async def _aheartbeat(self, run_id: str) -> AsyncIterator[None]:
+    async def _aheartbeat(self, keeper: LeaseKeeper) -> AsyncIterator[None]:
         st = self.store
         assert isinstance(st, AsyncStore)
+        call = keeper.renew()
 
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.lease_ttl / 3)
                 try:
-                    await st.renew_lease(run_id, owner=self.worker_id, ttl=self.lease_ttl)
-                except LeaseError:
+                    keeper.renewed(await getattr(st, call.method)(**call.kwargs))
+                except LeaseLostError as exc:
+                    keeper.mark_lost(exc)
                     return
                 except Exception:  # noqa: S112 - a missed beat is retried at the next
                     continue
@@ -454,7 +518,7 @@ class Agent(AgentBase[S]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _arun(self, run_id: str, branch: str, ephemeral: Mapping[str, Any] | None) -> Run[S]:
+    async def _arun(self, keeper: LeaseKeeper, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         loop = asyncio.get_running_loop()
 
         def runner_for(fn: Callable[..., Any]) -> Any:
@@ -463,18 +527,18 @@ class Agent(AgentBase[S]):
             return thread_runner(self.store, loop)
 
         try:
-            async with self._aheartbeat(run_id):
+            async with self._aheartbeat(keeper):
                 result: Run[S] = await self._async(
-                    _engine.execute(self, run_id, branch, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
+                    _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
                 )
                 return result
         finally:
-            await self._async(self._finish(run_id))
+            await self._async(self._finish(keeper))
 
     async def astart(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
         """The async twin of :meth:`start`."""
-        rid = await self._async(self._begin(state, run_id, labels))
-        return await self._arun(rid, "main", self._ephemeral_of(state))
+        keeper = await self._async(self._begin(state, run_id, labels))
+        return await self._arun(keeper, self._ephemeral_of(state))
 
     async def aresume(
         self,
@@ -486,8 +550,14 @@ class Agent(AgentBase[S]):
         ephemeral: Mapping[str, Any] | None = None,
     ) -> Run[S]:
         """The async twin of :meth:`resume`."""
-        b = await self._async(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
-        return await self._arun(run_id, b, ephemeral)
+        lease = await self._async(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
+        return await self._arun(self._keeper(lease), ephemeral)
+
+    async def acancel(
+        self, run_id: str, branch: str | None = None, *, actor: str | None = None, reason: str | None = None
+    ) -> list[BranchRecord]:
+        """The async twin of :meth:`cancel`."""
+        return await self._async(self._cancel(run_id, branch, actor, reason))  # type: ignore[no-any-return]
 
     async def aedit(
         self,
@@ -514,11 +584,11 @@ class Agent(AgentBase[S]):
         ephemeral: Mapping[str, Any] | None = None,
     ) -> Run[S] | str:
         """The async twin of :meth:`fork`."""
-        rid = await self._async(self._fork(checkpoint_id, branch, update, actor, reason, run_id))
+        keeper = await self._async(self._fork(checkpoint_id, branch, update, actor, reason, run_id))
         if not run:
-            await self._async(self._finish(rid))
-            return str(rid)
-        return await self._arun(rid, branch, ephemeral)
+            await self._async(self._finish(keeper))
+            return str(keeper.lease.run_id)
+        return await self._arun(keeper, ephemeral)
 
     async def ahistory(self, run_id: str, *, branch: str = "main") -> list[CheckpointRecord]:
         """The async twin of :meth:`history`."""
@@ -539,6 +609,8 @@ class Agent(AgentBase[S]):
             claimed = await st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1, agent=self.name)
             if not claimed:
                 break
-            r = claimed[0]
-            results.append(await self._arun(r.run_id, r.metadata.get("branch", "main"), ephemeral))
+            try:
+                results.append(await self._arun(self._keeper(claimed[0]), ephemeral))
+            except LeaseLostError as exc:
+                log.warning("recover: %s", exc)
         return results

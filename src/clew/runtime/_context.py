@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall, run_async, run_sync
+from clew.runtime._lease import LeaseKeeper
 from clew.runtime._policy import NO_RETRY, Retry
 from clew.store import JournalEntry
 
@@ -120,7 +121,15 @@ class Context:
     """
 
     def __init__(
-        self, *, run_id: str, branch: str, step: str, attempt: int, ledger: Ledger, runner: Callable[[Program], Any]
+        self,
+        *,
+        run_id: str,
+        branch: str,
+        step: str,
+        attempt: int,
+        ledger: Ledger,
+        runner: Callable[[Program], Any],
+        lease: LeaseKeeper | None = None,
     ) -> None:
         self.run_id = run_id
         self.branch = branch
@@ -129,9 +138,21 @@ class Context:
         self.idempotency_key: str | None = None
         self._ledger = ledger
         self._runner = runner
+        self._lease = lease
         self._seen: dict[str, int] = {}
         self._interrupts = 0
         self.replayed: list[str] = []  # names of calls answered from the ledger
+
+    @property
+    def fencing_token(self) -> int:
+        """The epoch of this worker's lease on the branch: it grows on every takeover.
+
+        Pass it with side effects to services that can remember the highest token they
+        have seen and reject lower ones: that is the only guard against a worker that
+        stalls *during* a call (a long GC pause, a frozen VM) while another takes over.
+        0 when the run holds no lease.
+        """
+        return self._lease.epoch if self._lease is not None else 0
 
     def interrupt(self, payload: Any = None) -> Any:
         """Pause the run durably with ``payload``; returns the answer once resumed.
@@ -182,7 +203,10 @@ class Context:
 
     def _journal(self, *entries: tuple[str, dict[str, Any]]) -> StoreCall:
         rows = [(kind, {"exec": self._ledger.exec_id, **data}) for kind, data in entries]
-        return StoreCall("append_journal", {"run_id": self.run_id, "branch": self.branch, "entries": rows})
+        lease = self._lease.lease if self._lease is not None else None
+        return StoreCall(
+            "append_journal", {"run_id": self.run_id, "branch": self.branch, "entries": rows, "lease": lease}
+        )
 
     def _call(
         self,
@@ -243,8 +267,13 @@ class Context:
             # idempotent call may safely run again after a crash, so its intent is
             # written together with its outcome: one write instead of two.
             pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent else ()
+            if self._lease is not None:
+                if idempotent:
+                    self._lease.check()
+                else:
+                    yield from self._lease.ensure()  # enough lease left, or renewed, or stop
             if not idempotent:
-                yield self._journal(intent)
+                yield self._journal(intent)  # fenced: a worker that lost its lease stops here
             started = time.perf_counter()
             self.idempotency_key = idem
             try:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from clew.errors import (
     ClewError,
     CodeVersionError,
+    LeaseError,
+    NotFoundError,
+    RunLockedError,
     RunStatusError,
     StepNotFoundError,
     StoreError,
@@ -29,7 +32,8 @@ from clew.errors import (
 )
 from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
-from clew.store import CheckpointRecord, JournalEntry
+from clew.runtime._lease import LeaseKeeper
+from clew.store import BranchRecord, CheckpointRecord, JournalEntry
 
 if TYPE_CHECKING:
     from clew.runtime._agent import AgentBase
@@ -69,10 +73,16 @@ def store(method: str, **kwargs: Any) -> StoreCall:
     return StoreCall(method, kwargs)
 
 
-def fail(run_id: str, branch: str, error: Mapping[str, Any], **details: Any) -> StoreCall:
-    """Mark a run failed with its error: recover() then leaves it alone, resume() retries."""
+def fail(keeper: LeaseKeeper, error: Mapping[str, Any], **details: Any) -> StoreCall:
+    """Mark a branch failed with its error: recover() then leaves it alone, resume() retries."""
+    lease = keeper.lease
     return store(
-        "update_run", run_id=run_id, status="failed", metadata={"branch": branch, "error": {**error, **details}}
+        "set_branch_status",
+        run_id=lease.run_id,
+        branch=lease.branch,
+        status="failed",
+        error={**error, **details},
+        lease=lease,
     )
 
 
@@ -95,14 +105,15 @@ def step_ledger(run_id: str, branch: str, head: CheckpointRecord) -> Program:
 
 def execute(
     agent: AgentBase[S],
-    run_id: str,
-    branch: str,
+    keeper: LeaseKeeper,
     *,
     ephemeral: Mapping[str, Any] | None,
     runner_for: Callable[[Callable[..., Any]], Callable[[Program], Any]],
     is_async: bool,
 ) -> Program:
-    """Run a branch from its head until it completes, pauses or fails."""
+    """Run a branch from its head until it completes, pauses or fails; every write fenced
+    by the branch's lease."""
+    run_id, branch = keeper.lease.run_id, keeper.lease.branch
     b = yield store("get_branch", run_id=run_id, name=branch)
     if b.head is None:  # its worker died between creating the run and its first checkpoint
         err = {
@@ -110,7 +121,7 @@ def execute(
             "message": f"run {run_id!r} has no checkpoint: its worker died before writing the first one, "
             "so its initial state was never stored; start the run again",
         }
-        yield fail(run_id, branch, err)
+        yield fail(keeper, err)
         return Run(run_id, "failed", branch, "", None, error=err)
     head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
     check_version(agent, head)
@@ -120,7 +131,7 @@ def execute(
     while True:
         nxt = head.metadata.get("next")
         if nxt is None:
-            yield store("update_run", run_id=run_id, status="completed")
+            yield store("set_branch_status", run_id=run_id, branch=branch, status="completed", lease=keeper.lease)
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         step = agent._steps.get(nxt)
         if step is None:
@@ -129,7 +140,7 @@ def execute(
                 f"(it has {sorted(agent._steps)}); deploy the code that has it, or fork with another step"
             )
             # Failed, not running: recover() must not pick it up again and again.
-            yield fail(run_id, branch, error_record(missing), step=nxt)
+            yield fail(keeper, error_record(missing), step=nxt)
             raise missing
         if fresh:  # we committed the head ourselves, under our lease: nothing is pending
             ledger = Ledger(head.checkpoint_id)
@@ -137,8 +148,15 @@ def execute(
             ledger = yield from step_ledger(run_id, branch, head)
         attempt = ledger.failed_attempts + 1
         while True:
+            keeper.check()
             ctx = Context(
-                run_id=run_id, branch=branch, step=nxt, attempt=attempt, ledger=ledger, runner=runner_for(step.fn)
+                run_id=run_id,
+                branch=branch,
+                step=nxt,
+                attempt=attempt,
+                ledger=ledger,
+                runner=runner_for(step.fn),
+                lease=keeper,
             )
             started = time.perf_counter()
             try:
@@ -166,6 +184,7 @@ def execute(
                     status="paused",
                     metadata=meta,
                     journal=[(kind, {"exec": ledger.exec_id, "index": pause.index, "payload": pause.payload})],
+                    lease=keeper.lease,
                 )
                 return Run(
                     run_id,
@@ -180,7 +199,7 @@ def execute(
             except ClewError as exc:
                 # Deterministic (a value clew cannot store, a bad step name): no retry, but the
                 # run must not stay "running" for recover() to pick up again and again.
-                yield fail(run_id, branch, error_record(exc), step=nxt, attempts=attempt)
+                yield fail(keeper, error_record(exc), step=nxt, attempts=attempt)
                 raise
             except Exception as exc:
                 err = error_record(exc)
@@ -188,6 +207,7 @@ def execute(
                     "append_journal",
                     run_id=run_id,
                     branch=branch,
+                    lease=keeper.lease,
                     entries=[
                         (
                             "step.error",
@@ -209,7 +229,7 @@ def execute(
                     # the failed try's completed calls are in the journal now: replay them
                     ledger = yield from step_ledger(run_id, branch, head)
                     continue
-                yield fail(run_id, branch, err, step=nxt, attempts=attempt)
+                yield fail(keeper, err, step=nxt, attempts=attempt)
                 return Run(run_id, "failed", branch, head.checkpoint_id, state, error=err)
             break
         if result is not None and (not isinstance(result, str) or result not in agent._steps):
@@ -217,7 +237,7 @@ def execute(
                 f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
                 f"({sorted(agent._steps)}) or None to end the run"
             )
-            yield fail(run_id, branch, error_record(bad), step=nxt)
+            yield fail(keeper, error_record(bad), step=nxt)
             raise bad
         meta = {
             **agent._meta(),
@@ -236,44 +256,81 @@ def execute(
                 kind="step",
                 metadata=meta,
                 status="completed" if result is None else None,
+                lease=keeper.lease,
             )
         except UnknownTypeError as exc:  # the state holds a value clew cannot store
-            yield fail(run_id, branch, error_record(exc), step=nxt)
+            yield fail(keeper, error_record(exc), step=nxt)
             raise
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         fresh = True
 
 
+RESUMABLE = ("paused", "failed", "running")
+
+
+def pick_branch(run_id: str, branches: Sequence[BranchRecord], branch: str | None, answering: bool) -> BranchRecord:
+    """The branch ``resume`` continues: the one named, else the only one that can go on."""
+    if branch is not None:
+        for b in branches:
+            if b.name == branch:
+                return b
+        raise NotFoundError(f"run {run_id!r} has no branch {branch!r} (it has {', '.join(b.name for b in branches)})")
+    candidates = [b for b in branches if b.status in RESUMABLE]
+    if answering and any(b.status == "paused" for b in candidates):
+        candidates = [b for b in candidates if b.status == "paused"]
+    if len(branches) == 1 or len(candidates) == 1:  # the caller's checks say what is wrong with it
+        return candidates[0] if candidates else branches[0]
+    listing = ", ".join(f"{b.name} ({b.status})" for b in branches)
+    if not candidates:
+        what = "paused" if answering else "paused, failed or interrupted"
+        raise RunStatusError(f"run {run_id!r} has no {what} branch to resume: {listing}")
+    raise RunStatusError(
+        f"run {run_id!r} has {len(candidates)} branches that could be resumed: "
+        f"{', '.join(f'{b.name} ({b.status})' for b in candidates)}; name one with branch=..."
+    )
+
+
 def prepare_resume(
     agent: AgentBase[Any], run_id: str, branch: str | None, answer: Any, actor: str | None, owner: str
 ) -> Program:
-    """Check that a run may be resumed, take its lease and record the answer."""
+    """Check that a branch may be resumed, take its lease and record the answer; returns the lease."""
+    answering = answer is not agent._NO_ANSWER
 
-    def check(run: Any) -> None:
-        if run.status == "completed":
-            raise RunStatusError(f"run {run_id!r} is completed; fork it to continue from a checkpoint")
-        if run.status == "cancelled":
-            raise RunStatusError(f"run {run_id!r} was cancelled")
-        if answer is not agent._NO_ANSWER and run.status != "paused":
-            raise RunStatusError(f"run {run_id!r} is {run.status}, not paused: there is no question to answer")
+    def check(b: BranchRecord) -> None:
+        if b.status == "completed":
+            raise RunStatusError(
+                f"run {run_id!r} branch {b.name!r} is completed; fork it to continue from a checkpoint"
+            )
+        if b.status == "cancelled":
+            raise RunStatusError(f"run {run_id!r} branch {b.name!r} was cancelled; fork it to continue")
+        if answering and b.status != "paused":
+            raise RunStatusError(
+                f"run {run_id!r} branch {b.name!r} is {b.status}, not paused: there is no question to answer"
+            )
 
-    run = yield store("get_run", run_id=run_id)
-    branch = branch or run.metadata.get("branch", "main")
-    check(run)
-    yield store("acquire_lease", run_id=run_id, owner=owner, ttl=agent.lease_ttl)
+    branches = yield store("list_branches", run_id=run_id)
+    b = pick_branch(run_id, branches, branch, answering)
+    check(b)
     try:
-        run = yield store("get_run", run_id=run_id)  # again, under the lease: another worker may have moved it on
-        check(run)
-        b = yield store("get_branch", run_id=run_id, name=branch)
+        lease = yield store("acquire_lease", run_id=run_id, owner=owner, ttl=agent.lease_ttl, branch=b.name)
+    except LeaseError as exc:
+        if isinstance(exc, RunLockedError):
+            raise
+        check((yield store("get_branch", run_id=run_id, name=b.name)))  # it finished meanwhile: say how
+        raise
+    try:
+        b = yield store("get_branch", run_id=run_id, name=b.name)  # again, under the lease
+        check(b)
         head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
         if agent.on_version_mismatch == "refuse":
             check_version(agent, head)  # refuse before recording anything
         entries = []
-        if run.status == "paused" and head.kind in PAUSE_KINDS:
-            if answer is agent._NO_ANSWER:
+        if b.status == "paused" and head.kind in PAUSE_KINDS:
+            if not answering:
                 raise RunStatusError(
-                    f"run {run_id!r} is paused at {head.metadata.get('next')!r}: resume it with answer=..."
+                    f"run {run_id!r} branch {b.name!r} is paused at {head.metadata.get('next')!r}: "
+                    "resume it with answer=..."
                 )
             data = {"exec": head.metadata["exec"], "answer": answer, "actor": actor}
             if head.kind == "unknown_outcome" or head.metadata.get("call"):
@@ -281,7 +338,7 @@ def prepare_resume(
             else:
                 data["index"] = head.metadata.get("index", 0)
             entries.append(("answer", data))
-        if run.status == "failed":
+        if b.status == "failed":
             entries.append(
                 (
                     "step.reset",
@@ -291,13 +348,19 @@ def prepare_resume(
                     },
                 )
             )
-        if entries:
-            yield store("append_journal", run_id=run_id, branch=branch, entries=entries)
-        yield store("update_run", run_id=run_id, status="running", metadata={**run.metadata, "branch": branch})
+        yield store(
+            "set_branch_status",
+            run_id=run_id,
+            branch=b.name,
+            status="running",
+            error=None,
+            lease=lease,
+            journal=entries,
+        )
     except BaseException:
-        yield store("release_lease", run_id=run_id, owner=owner)
+        yield store("release_lease", run_id=run_id, owner=owner, branch=lease.branch, epoch=lease.epoch)
         raise
-    return branch
+    return lease
 
 
 def check_version(agent: AgentBase[Any], head: CheckpointRecord) -> None:

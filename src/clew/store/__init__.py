@@ -11,12 +11,14 @@ from clew.store._records import (
     CheckpointRecord,
     DeleteReport,
     JournalEntry,
+    Lease,
     Page,
     Problem,
     RunRecord,
     RunStatus,
     VerifyReport,
 )
+from clew.store._seal import SealKey
 from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
 __all__ = [
@@ -28,11 +30,13 @@ __all__ = [
     "CheckpointRecord",
     "DeleteReport",
     "JournalEntry",
+    "Lease",
     "Page",
     "Problem",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
+    "SealKey",
     "Store",
     "VerifyReport",
 ]

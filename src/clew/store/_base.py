@@ -14,12 +14,13 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
-from clew.store import _ops
+from clew.store import _history, _ops
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
     JournalEntry,
+    Lease,
     Page,
     RunRecord,
     VerifyReport,
@@ -117,24 +118,75 @@ class Store(_Common, abc.ABC):
         """A run by id. Raises NotFoundError."""
         return self._execute(_ops.get_run(self._ctx, run_id), write=False)
 
-    def update_run(
-        self, run_id: str, *, status: str | None = None, metadata: Mapping[str, Any] | None = None
-    ) -> RunRecord:
-        """Set a run's status and/or replace its metadata."""
-        return self._execute(_ops.update_run(self._ctx, run_id, status=status, metadata=metadata), write=True)
+    def update_run(self, run_id: str, *, metadata: Mapping[str, Any]) -> RunRecord:
+        """Replace a run's metadata. (Its status is its branches': see :meth:`set_branch_status`.)"""
+        return self._execute(_ops.update_run(self._ctx, run_id, metadata=metadata), write=True)
+
+    def set_branch_status(
+        self,
+        run_id: str,
+        *,
+        branch: str = DEFAULT_BRANCH,
+        status: str,
+        error: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        revoke: bool = False,
+    ) -> BranchRecord:
+        """Set a branch's status (and error record); the run's status follows, in one transaction.
+
+        Args:
+            status: ``running``, ``paused``, ``completed``, ``failed`` or ``cancelled``
+                (final: a cancelled branch never changes again).
+            error: the error record of a failed branch; None clears it.
+            lease: if given, the write happens only while this lease holds the branch.
+            journal: entries recorded with the change (pending until the next commit).
+            revoke: also end the branch's lease and bump its epoch, so the worker
+                holding it is fenced out (``cancel`` does this).
+
+        Raises:
+            LeaseLostError: ``lease`` no longer holds the branch.
+            ConflictError: the branch is cancelled.
+        """
+        return self._execute(
+            _ops.set_branch_status(
+                self._ctx,
+                run_id,
+                branch=branch,
+                status=status,
+                error=error,
+                lease=lease,
+                journal=journal,
+                revoke=revoke,
+            ),
+            write=True,
+        )
 
     def list_runs(
         self,
         *,
         status: str | None = None,
+        branch_status: str | None = None,
         agent: str | None = None,
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[RunRecord]:
-        """Runs, newest first, filtered by status, agent and labels (all must match)."""
+        """Runs, newest first, filtered by status, agent and labels (all must match).
+
+        ``status`` is the run's derived status; ``branch_status`` matches runs with any
+        branch in that status (``branch_status="paused"``: every run waiting for a person).
+        """
         return self._execute(
-            _ops.list_runs(self._ctx, status=status, agent=agent, labels=labels, limit=limit, cursor=cursor),
+            _ops.list_runs(
+                self._ctx,
+                status=status,
+                branch_status=branch_status,
+                agent=agent,
+                labels=labels,
+                limit=limit,
+                cursor=cursor,
+            ),
             write=False,
         )
 
@@ -155,6 +207,7 @@ class Store(_Common, abc.ABC):
         status: str | None = None,
         journal: Sequence[tuple[str, Any]] = (),
         checkpoint_id: str | None = None,
+        lease: Lease | None = None,
     ) -> CheckpointRecord:
         """Write a checkpoint and move the branch head to it, in one transaction.
 
@@ -169,12 +222,15 @@ class Store(_Common, abc.ABC):
             branch: the branch to advance.
             kind: what made the checkpoint: ``step``, ``interrupt``, ``fork``, ``edit``...
             metadata: small data about the checkpoint (step name, timings...).
-            status: the run's new status, if it changes.
+            status: the branch's new status, if it changes (the run's follows).
             journal: extra journal entries as ``(kind, data)``, sealed in this checkpoint.
             checkpoint_id: the id to use; a new time-ordered id by default.
+            lease: if given, the commit happens only while this lease holds the branch.
 
         Raises:
-            ConflictError: the branch head is not ``parent`` (another writer won).
+            ConflictError: the branch head is not ``parent`` (another writer won), or
+                the branch is cancelled.
+            LeaseLostError: ``lease`` no longer holds the branch.
             UnknownTypeError: a value in ``state`` cannot be encoded; names its path.
         """
         return self._execute(
@@ -189,6 +245,7 @@ class Store(_Common, abc.ABC):
                 status=status,
                 journal=journal,
                 checkpoint_id=checkpoint_id,
+                lease=lease,
             ),
             write=True,
         )
@@ -209,6 +266,19 @@ class Store(_Common, abc.ABC):
             IntegrityError: a blob's bytes were changed or are missing.
         """
         return self._execute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The states of several checkpoints of one run, by id; each shared blob decoded once.
+
+        For histories: neighbouring checkpoints share almost every blob, so this costs
+        about one load of the largest state. The states share the objects of the values
+        they share: treat them as read-only. Checked as :meth:`load_state` checks.
+
+        Raises:
+            NotFoundError: no such run or checkpoint.
+            IntegrityError: a blob's bytes were changed or are missing.
+        """
+        return self._execute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
@@ -241,12 +311,15 @@ class Store(_Common, abc.ABC):
         metadata: Mapping[str, Any] | None = None,
         journal: Sequence[tuple[str, Any]] = (),
         status: str | None = None,
+        lease_owner: str | None = None,
+        lease_ttl: float | None = None,
     ) -> BranchRecord:
         """Start a branch at an existing checkpoint.
 
         With ``state``, the branch's first checkpoint (``kind``, ``metadata``,
-        ``journal``, the run's new ``status``) is committed in the same transaction:
-        the branch never exists without it.
+        ``journal``) is committed in the same transaction: the branch never exists
+        without it. The branch starts in ``status`` (``running`` by default), leased
+        to ``lease_owner`` for ``lease_ttl`` seconds if given (epoch 1).
 
         Raises:
             ConflictError: the branch name is taken.
@@ -262,16 +335,29 @@ class Store(_Common, abc.ABC):
                 metadata=metadata,
                 journal=journal,
                 status=status,
+                lease_owner=lease_owner,
+                lease_ttl=lease_ttl,
             ),
             write=True,
         )
 
     # -- journal -------------------------------------------------------------
     def append_journal(
-        self, run_id: str, entries: Sequence[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH
+        self,
+        run_id: str,
+        entries: Sequence[tuple[str, Any]],
+        *,
+        branch: str = DEFAULT_BRANCH,
+        lease: Lease | None = None,
     ) -> list[JournalEntry]:
-        """Durably record ``(kind, data)`` entries now; the next commit seals them."""
-        return self._execute(_ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True)
+        """Durably record ``(kind, data)`` entries now; the next commit seals them.
+
+        Raises:
+            LeaseLostError: ``lease`` (if given) no longer holds the branch: nothing was written.
+        """
+        return self._execute(
+            _ops.append_journal(self._ctx, run_id, branch=branch, entries=entries, lease=lease), write=True
+        )
 
     def list_journal(
         self, run_id: str, *, checkpoint_id: str | None = None, pending_on: str | None = None
@@ -282,21 +368,31 @@ class Store(_Common, abc.ABC):
         )
 
     # -- leases --------------------------------------------------------------
-    def acquire_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
-        """Take (or extend) a run's lease; returns its expiry (epoch seconds).
+    def acquire_lease(self, run_id: str, *, owner: str, ttl: float, branch: str = DEFAULT_BRANCH) -> Lease:
+        """Take a branch's lease (also from an expired holder); its epoch grows by one.
 
         Raises:
             RunLockedError: another owner holds an unexpired lease.
+            LeaseError: the branch is completed or cancelled.
+            ConfigError: ``ttl`` is not a positive number of seconds.
         """
-        return self._execute(_ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+        return self._execute(_ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl, branch=branch), write=True)
 
-    def renew_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
-        """Extend a held lease (a heartbeat). Raises LeaseError if it was lost."""
-        return self._execute(_ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+    def renew_lease(
+        self, run_id: str, *, owner: str, ttl: float, branch: str = DEFAULT_BRANCH, epoch: int | None = None
+    ) -> Lease:
+        """Extend a held lease (a heartbeat); with ``epoch``, only that very lease.
 
-    def release_lease(self, run_id: str, *, owner: str) -> bool:
-        """Give a lease up; False if ``owner`` did not hold it."""
-        return self._execute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
+        Raises:
+            LeaseLostError: the lease was taken over or released.
+        """
+        return self._execute(
+            _ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl, branch=branch, epoch=epoch), write=True
+        )
+
+    def release_lease(self, run_id: str, *, owner: str, branch: str = DEFAULT_BRANCH, epoch: int | None = None) -> bool:
+        """Give a lease up; False if ``owner`` (at ``epoch``, if given) did not hold it."""
+        return self._execute(_ops.release_lease(self._ctx, run_id, owner=owner, branch=branch, epoch=epoch), write=True)
 
     def claim_expired(
         self,
@@ -306,21 +402,26 @@ class Store(_Common, abc.ABC):
         limit: int = 10,
         statuses: Sequence[str] = ("running",),
         agent: str | None = None,
-    ) -> list[RunRecord]:
-        """Lease to ``owner`` up to ``limit`` runs whose lease expired (their worker died).
+    ) -> list[Lease]:
+        """Lease to ``owner`` up to ``limit`` branches whose lease expired (their worker died).
 
-        Only runs in ``statuses`` (and of ``agent``, if given) are claimed.
-
-        Safe with many workers at once: each run is claimed by one of them.
+        Only branches in ``statuses`` (of runs of ``agent``, if given) are claimed; a
+        branch that never had a lease counts as expired. Each claim bumps the branch's
+        epoch, fencing out the worker that lost it. Safe with many workers at once:
+        each branch is claimed by one of them.
         """
         return self._execute(
             _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
         )
 
     # -- audit ---------------------------------------------------------------
-    def verify(self, run_id: str) -> VerifyReport:
-        """Re-hash every blob, journal entry and checkpoint of a run."""
-        return self._execute(_ops.verify(self._ctx, run_id), write=False)
+    def verify(self, run_id: str, *, require_keyed: bool = False) -> VerifyReport:
+        """Re-check every row of a run: blobs, journal, checkpoints, branches, the run row.
+
+        With the store's seal key, MACs are checked too; ``require_keyed`` makes a
+        checkpoint or head without a MAC this key can check a problem.
+        """
+        return self._execute(_ops.verify(self._ctx, run_id, require_keyed), write=False)
 
 
 class AsyncStore(_Common, abc.ABC):
@@ -382,16 +483,41 @@ class AsyncStore(_Common, abc.ABC):
         """See :meth:`Store.get_run`."""
         return await self._aexecute(_ops.get_run(self._ctx, run_id), write=False)
 
-    async def update_run(
-        self, run_id: str, *, status: str | None = None, metadata: Mapping[str, Any] | None = None
-    ) -> RunRecord:
+    async def update_run(self, run_id: str, *, metadata: Mapping[str, Any]) -> RunRecord:
         """See :meth:`Store.update_run`."""
-        return await self._aexecute(_ops.update_run(self._ctx, run_id, status=status, metadata=metadata), write=True)
+        return await self._aexecute(_ops.update_run(self._ctx, run_id, metadata=metadata), write=True)
+
+    async def set_branch_status(
+        self,
+        run_id: str,
+        *,
+        branch: str = DEFAULT_BRANCH,
+        status: str,
+        error: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+        journal: Sequence[tuple[str, Any]] = (),
+        revoke: bool = False,
+    ) -> BranchRecord:
+        """See :meth:`Store.set_branch_status`."""
+        return await self._aexecute(
+            _ops.set_branch_status(
+                self._ctx,
+                run_id,
+                branch=branch,
+                status=status,
+                error=error,
+                lease=lease,
+                journal=journal,
+                revoke=revoke,
+            ),
+            write=True,
+        )
 
     async def list_runs(
         self,
         *,
         status: str | None = None,
+        branch_status: str | None = None,
         agent: str | None = None,
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
@@ -399,7 +525,15 @@ class AsyncStore(_Common, abc.ABC):
     ) -> Page[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._aexecute(
-            _ops.list_runs(self._ctx, status=status, agent=agent, labels=labels, limit=limit, cursor=cursor),
+            _ops.list_runs(
+                self._ctx,
+                status=status,
+                branch_status=branch_status,
+                agent=agent,
+                labels=labels,
+                limit=limit,
+                cursor=cursor,
+            ),
             write=False,
         )
 
@@ -419,6 +553,7 @@ class AsyncStore(_Common, abc.ABC):
         status: str | None = None,
         journal: Sequence[tuple[str, Any]] = (),
         checkpoint_id: str | None = None,
+        lease: Lease | None = None,
     ) -> CheckpointRecord:
         """See :meth:`Store.commit`."""
         return await self._aexecute(
@@ -433,6 +568,7 @@ class AsyncStore(_Common, abc.ABC):
                 status=status,
                 journal=journal,
                 checkpoint_id=checkpoint_id,
+                lease=lease,
             ),
             write=True,
         )
@@ -448,6 +584,10 @@ class AsyncStore(_Common, abc.ABC):
     async def load_state(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
         """See :meth:`Store.load_state`."""
         return await self._aexecute(_ops.load_state(self._ctx, run_id, checkpoint_id), write=False)
+
+    async def load_states(self, run_id: str, checkpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """See :meth:`Store.load_states`."""
+        return await self._aexecute(_history.load_states(self._ctx, run_id, checkpoint_ids), write=False)
 
     async def list_checkpoints(
         self, run_id: str, *, branch: str = DEFAULT_BRANCH, limit: int = 100, cursor: str | None = None
@@ -476,6 +616,8 @@ class AsyncStore(_Common, abc.ABC):
         metadata: Mapping[str, Any] | None = None,
         journal: Sequence[tuple[str, Any]] = (),
         status: str | None = None,
+        lease_owner: str | None = None,
+        lease_ttl: float | None = None,
     ) -> BranchRecord:
         """See :meth:`Store.fork`."""
         return await self._aexecute(
@@ -489,15 +631,24 @@ class AsyncStore(_Common, abc.ABC):
                 metadata=metadata,
                 journal=journal,
                 status=status,
+                lease_owner=lease_owner,
+                lease_ttl=lease_ttl,
             ),
             write=True,
         )
 
     async def append_journal(
-        self, run_id: str, entries: Sequence[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH
+        self,
+        run_id: str,
+        entries: Sequence[tuple[str, Any]],
+        *,
+        branch: str = DEFAULT_BRANCH,
+        lease: Lease | None = None,
     ) -> list[JournalEntry]:
         """See :meth:`Store.append_journal`."""
-        return await self._aexecute(_ops.append_journal(self._ctx, run_id, branch=branch, entries=entries), write=True)
+        return await self._aexecute(
+            _ops.append_journal(self._ctx, run_id, branch=branch, entries=entries, lease=lease), write=True
+        )
 
     async def list_journal(
         self, run_id: str, *, checkpoint_id: str | None = None, pending_on: str | None = None
@@ -507,17 +658,27 @@ class AsyncStore(_Common, abc.ABC):
             _ops.list_journal(self._ctx, run_id, checkpoint_id=checkpoint_id, branch=pending_on), write=False
         )
 
-    async def acquire_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+    async def acquire_lease(self, run_id: str, *, owner: str, ttl: float, branch: str = DEFAULT_BRANCH) -> Lease:
         """See :meth:`Store.acquire_lease`."""
-        return await self._aexecute(_ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+        return await self._aexecute(
+            _ops.acquire_lease(self._ctx, run_id, owner=owner, ttl=ttl, branch=branch), write=True
+        )
 
-    async def renew_lease(self, run_id: str, *, owner: str, ttl: float) -> float:
+    async def renew_lease(
+        self, run_id: str, *, owner: str, ttl: float, branch: str = DEFAULT_BRANCH, epoch: int | None = None
+    ) -> Lease:
         """See :meth:`Store.renew_lease`."""
-        return await self._aexecute(_ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl), write=True)
+        return await self._aexecute(
+            _ops.renew_lease(self._ctx, run_id, owner=owner, ttl=ttl, branch=branch, epoch=epoch), write=True
+        )
 
-    async def release_lease(self, run_id: str, *, owner: str) -> bool:
+    async def release_lease(
+        self, run_id: str, *, owner: str, branch: str = DEFAULT_BRANCH, epoch: int | None = None
+    ) -> bool:
         """See :meth:`Store.release_lease`."""
-        return await self._aexecute(_ops.release_lease(self._ctx, run_id, owner=owner), write=True)
+        return await self._aexecute(
+            _ops.release_lease(self._ctx, run_id, owner=owner, branch=branch, epoch=epoch), write=True
+        )
 
     async def claim_expired(
         self,
@@ -527,15 +688,15 @@ class AsyncStore(_Common, abc.ABC):
         limit: int = 10,
         statuses: Sequence[str] = ("running",),
         agent: str | None = None,
-    ) -> list[RunRecord]:
+    ) -> list[Lease]:
         """See :meth:`Store.claim_expired`."""
         return await self._aexecute(
             _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
         )
 
-    async def verify(self, run_id: str) -> VerifyReport:
+    async def verify(self, run_id: str, *, require_keyed: bool = False) -> VerifyReport:
         """See :meth:`Store.verify`."""
-        return await self._aexecute(_ops.verify(self._ctx, run_id), write=False)
+        return await self._aexecute(_ops.verify(self._ctx, run_id, require_keyed), write=False)
 
 
 def drive(op: _ops.Op[T], execute: Any) -> T:

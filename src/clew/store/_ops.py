@@ -15,6 +15,7 @@ from clew.errors import (
     ConfigError,
     ConflictError,
     LeaseError,
+    LeaseLostError,
     NotFoundError,
     RunLockedError,
 )
@@ -24,12 +25,15 @@ from clew.store._read import (
     append_journal_rows,
     branch_record,
     branch_row,
+    check_fence,
     checkpoint_record,
+    head_row_seal,
     journal_entry,
     journal_rows,
     load_fields,
     run_key,
     run_record,
+    sealed_checkpoint,
 )
 from clew.store._records import (
     RUN_STATUSES,
@@ -37,6 +41,7 @@ from clew.store._records import (
     CheckpointRecord,
     DeleteReport,
     JournalEntry,
+    Lease,
     Page,
     RunRecord,
 )
@@ -50,7 +55,16 @@ __all__ = ["Context", "Op", "Q", "new_id", "verify"]
 
 def _check_status(status: str) -> None:
     if status not in RUN_STATUSES:
-        raise ConfigError(f"run status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+        raise ConfigError(f"status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+
+
+def _check_ttl(ttl: float | None, where: str, name: str = "ttl") -> float:
+    if ttl is None or isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < float("inf"):
+        raise ConfigError(
+            f"{where}: {name} must be a positive, finite number of seconds, not {ttl!r}: a lease that never "
+            "expires would wedge the branch, one that expires at once would be taken over at once"
+        )
+    return float(ttl)
 
 
 def create_run(
@@ -67,8 +81,8 @@ def create_run(
     checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> Op[RunRecord]:
     _check_status(status)
-    if lease_owner is not None and not lease_ttl:
-        raise ConfigError("create_run: a lease_owner needs a lease_ttl (seconds), or the lease could never expire")
+    if lease_owner is not None:
+        _check_ttl(lease_ttl, "create_run", "lease_ttl")
     run_id = run_id or new_id()
     now = time.time()
     existing = yield ctx.q("run_key", (run_id,))
@@ -85,11 +99,13 @@ def create_run(
             ctx.codec.encode(dict(metadata or {}), "metadata"),
             now,
             now,
-            lease_owner,
-            expires,
         ),
     )
-    yield ctx.q("insert_branch", (row[0], "main", None, None, now), "rowcount")
+    seal, mac = head_row_seal(ctx, run_id, "main", None, None)
+    epoch = 1 if lease_owner else 0
+    yield ctx.q(
+        "insert_branch", (row[0], "main", None, None, now, status, lease_owner, expires, epoch, seal, now, mac), "exec"
+    )
     if state is not None:  # the first checkpoint, in the same transaction: never a run without one
         yield from commit(
             ctx,
@@ -102,8 +118,9 @@ def create_run(
             status=None,
             journal=(),
             checkpoint_id=None,
+            lease=None,
         )
-    return RunRecord(run_id, agent, status, dict(labels or {}), dict(metadata or {}), now, now, lease_owner, expires)
+    return RunRecord(run_id, agent, status, dict(labels or {}), dict(metadata or {}), now, now)
 
 
 def get_run(ctx: Context, run_id: str) -> Op[RunRecord]:
@@ -113,30 +130,78 @@ def get_run(ctx: Context, run_id: str) -> Op[RunRecord]:
     return run_record(ctx, row)
 
 
-def update_run(ctx: Context, run_id: str, *, status: str | None, metadata: Mapping[str, Any] | None) -> Op[RunRecord]:
-    if status is not None:
-        _check_status(status)
+def update_run(ctx: Context, run_id: str, *, metadata: Mapping[str, Any]) -> Op[RunRecord]:
     rk = yield from run_key(ctx, run_id)
-    meta = ctx.codec.encode(dict(metadata), "metadata") if metadata is not None else None
-    row = yield ctx.q("update_run", (status, meta, time.time(), rk))
+    row = yield ctx.q("update_run", (ctx.codec.encode(dict(metadata), "metadata"), time.time(), rk))
     return run_record(ctx, row)
+
+
+def set_branch_status(
+    ctx: Context,
+    run_id: str,
+    *,
+    branch: str,
+    status: str,
+    error: Mapping[str, Any] | None,
+    lease: Lease | None,
+    journal: Sequence[tuple[str, Any]],
+    revoke: bool,
+) -> Op[BranchRecord]:
+    _check_status(status)
+    rk = yield from run_key(ctx, run_id)
+    now = time.time()
+    # The run row first (it orders writers to one run), then the branch row, locked.
+    seq_row, locked = yield [
+        ctx.q("bump_journal_seq", (len(journal), rk, run_id)),
+        ctx.q("lock_branch", (rk, branch)),
+    ]
+    if seq_row is None:
+        raise NotFoundError(f"run {run_id!r} not found")
+    _, current = check_fence(run_id, branch, locked, lease, writing=f"status {status!r}")
+    if current == "cancelled" and status != "cancelled":
+        raise ConflictError(
+            f"run {run_id!r} branch {branch!r} was cancelled and never changes again; fork from its head to continue"
+        )
+    writes = [
+        ctx.q(
+            "set_branch_status",
+            (status, ctx.codec.encode(dict(error), "error") if error is not None else None, now, rk, branch),
+            "exec",
+        )
+    ]
+    if revoke:
+        writes.append(ctx.q("revoke_lease", (rk, branch), "exec"))
+    if journal:
+        rows, _ = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
+        writes.append(ctx.q("insert_journal", rows, "many"))
+    writes.append(ctx.q("refresh_run_status", (now, rk), "exec"))
+    yield writes
+    return (yield from branch_row(ctx, rk, run_id, branch))
 
 
 def list_runs(
     ctx: Context,
     *,
     status: str | None,
+    branch_status: str | None,
     agent: str | None,
     labels: Mapping[str, str] | None,
     limit: int,
     cursor: str | None,
 ) -> Op[Page[RunRecord]]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"list_runs: limit must be a positive integer, not {limit!r}")
     ph = "?" if ctx.d.name == "sqlite" else "%s"
     where: list[str] = []
     params: list[Any] = []
     if status is not None:
+        _check_status(status)
         where.append(f"status = {ph}")
         params.append(status)
+    if branch_status is not None:
+        _check_status(branch_status)
+        where.append(f"EXISTS (SELECT 1 FROM clew_branches b WHERE b.rk = clew_runs.rk AND b.status = {ph})")
+        params.append(branch_status)
     if agent is not None:
         where.append(f"agent = {ph}")
         params.append(agent)
@@ -148,7 +213,7 @@ def list_runs(
         if not cursor.isdigit():
             raise ConfigError(f"not a list_runs cursor: {cursor!r}; pass back a page's next_cursor")
         params.append(int(cursor))
-    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at, lease_owner, lease_expires FROM runs"
+    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at FROM clew_runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY rk DESC LIMIT {ph}"
@@ -170,6 +235,7 @@ def commit(
     status: str | None,
     journal: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
+    lease: Lease | None,
 ) -> Op[CheckpointRecord]:
     if status is not None:
         _check_status(status)
@@ -190,11 +256,11 @@ def commit(
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
     now = time.time()
     cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
-    # One round trip: lock the run's row (commits to one run are serialized, other
-    # runs never wait), move the head by compare-and-set, read what the hash needs.
+    # One round trip: lock the run's row (commits to one run are serialized, other runs
+    # never wait), lock the branch's row and read its head and lease, read what the hash needs.
     first = [
-        ctx.q("bump_ckpt_seq", (status, now, rk, run_id)),
-        ctx.q("cas_head", (checkpoint_id, rk, branch, parent, run_id), "rowcount"),
+        ctx.q("bump_ckpt_seq", (now, rk, run_id)),
+        ctx.q("lock_branch", (rk, branch)),
         ctx.q("pending_journal", (rk, branch), "all"),
     ]
     if parent is not None and not cached_hash:
@@ -202,7 +268,7 @@ def commit(
     if journal:
         first.append(ctx.q("bump_journal_seq", (len(journal), rk, run_id)))
     results = yield first
-    row, moved, pending = results[0], results[1], results[2]
+    row, locked, pending = results[0], results[1], results[2]
     if row is None:
         ctx.run_keys.pop(run_id, None)
         if rk == remembered:
@@ -220,15 +286,20 @@ def commit(
                     status=status,
                     journal=journal,
                     checkpoint_id=checkpoint_id,
+                    lease=lease,
                 )
             )
         raise NotFoundError(f"run {run_id!r} not found")
     seq = int(row[0])
-    if moved != 1:
-        b = yield from branch_row(ctx, rk, run_id, branch)
+    head, current = check_fence(run_id, branch, locked, lease, writing=f"checkpoint {checkpoint_id}")
+    if head != parent:
         raise ConflictError(
-            f"run {run_id!r} branch {branch!r}: head is {b.head!r}, expected {parent!r}; "
+            f"run {run_id!r} branch {branch!r}: head is {head!r}, expected {parent!r}; "
             "another writer advanced it: reload the head and retry"
+        )
+    if current == "cancelled":
+        raise ConflictError(
+            f"run {run_id!r} branch {branch!r} was cancelled and never advances again; fork from its head to continue"
         )
     parent_hash = cached_hash
     if parent is not None and not cached_hash:
@@ -240,42 +311,49 @@ def commit(
     second: list[Q] = []
     if journal:
         last = int(results[-1][0])
-        rows, own = journal_rows(ctx, rk, branch, journal, checkpoint_id, now, last - len(journal) + 1)
+        rows, own = journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now, last - len(journal) + 1)
         hashes.extend(h for _, h, _, _, _ in own)
         second.append(ctx.q("insert_journal", rows, "many"))
     if encoded.blobs:
         second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
     h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
     meta_blob = ctx.codec.wrap(meta_plain)
+    mac = ctx.seal_key.mac(h) if ctx.seal_key is not None else None
     second.append(
-        ctx.q("insert_checkpoint", (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now), "exec")
+        ctx.q(
+            "insert_checkpoint",
+            (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now, mac),
+            "exec",
+        )
     )
     if pending:
         second.append(ctx.q("seal_journal", (checkpoint_id, rk, branch), "exec"))
+    seal, head_mac = head_row_seal(ctx, run_id, branch, checkpoint_id, h)
+    second.append(ctx.q("set_head", (checkpoint_id, seal, head_mac, status, now, rk, branch), "exec"))
+    if status is not None:
+        second.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield second
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 
 
 def append_journal(
-    ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]]
+    ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]], lease: Lease | None
 ) -> Op[list[JournalEntry]]:
-    # A cached run key is re-checked by the first write; a branch is checked only once.
+    # A remembered run key is re-checked by the first write, the branch by its lock.
     rk = ctx.run_keys.get(run_id)
-    remembered = rk is not None and (run_id, branch) in ctx.known_branches
-    if rk is None or not remembered:
+    remembered = rk is not None
+    if rk is None:
         rk = yield from run_key(ctx, run_id)
-        yield from branch_row(ctx, rk, run_id, branch)
-        ctx.known_branches.add((run_id, branch))
     now = time.time()
     try:
-        rows = yield from append_journal_rows(ctx, rk, run_id, branch, entries, None, now)
+        rows = yield from append_journal_rows(ctx, rk, run_id, branch, entries, None, now, lease)
     except NotFoundError:
         if not remembered:
             raise
-        # A stale remembered key (the run was deleted, perhaps made again): nothing was written.
-        ctx.known_branches.discard((run_id, branch))
-        return (yield from append_journal(ctx, run_id, branch=branch, entries=entries))
+        # Perhaps a stale remembered key (the run was deleted, perhaps made again): nothing was written.
+        ctx.run_keys.pop(run_id, None)
+        return (yield from append_journal(ctx, run_id, branch=branch, entries=entries, lease=lease))
     return [JournalEntry(run_id, seq, branch, kind, data, now, None, h.hex()) for seq, h, _, kind, data in rows]
 
 
@@ -292,10 +370,7 @@ def list_journal(ctx: Context, run_id: str, *, checkpoint_id: str | None, branch
 
 def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op[CheckpointRecord]:
     rk = yield from run_key(ctx, run_id)
-    row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
-    if row is None:
-        raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
-    return checkpoint_record(ctx, run_id, row)
+    return (yield from sealed_checkpoint(ctx, rk, run_id, checkpoint_id))
 
 
 def find_checkpoint(ctx: Context, checkpoint_id: str) -> Op[CheckpointRecord]:
@@ -358,7 +433,7 @@ def get_branch(ctx: Context, run_id: str, name: str) -> Op[BranchRecord]:
 def list_branches(ctx: Context, run_id: str) -> Op[list[BranchRecord]]:
     rk = yield from run_key(ctx, run_id)
     rows = yield ctx.q("list_branches", (rk,), "all")
-    return [branch_record(run_id, r) for r in rows]
+    return [branch_record(ctx, run_id, r) for r in rows]
 
 
 def fork(
@@ -372,19 +447,28 @@ def fork(
     metadata: Mapping[str, Any] | None = None,
     journal: Sequence[tuple[str, Any]] = (),
     status: str | None = None,
+    lease_owner: str | None = None,
+    lease_ttl: float | None = None,
 ) -> Op[BranchRecord]:
+    status = status or "running"
+    _check_status(status)
+    expires = time.time() + _check_ttl(lease_ttl, "fork", "lease_ttl") if lease_owner is not None else None
     rk = yield from run_key(ctx, run_id)
-    row = yield ctx.q("get_checkpoint", (rk, checkpoint_id))
+    row, existing = yield [ctx.q("get_checkpoint", (rk, checkpoint_id)), ctx.q("get_branch", (rk, branch))]
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
-    existing = yield ctx.q("get_branch", (rk, branch))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already has a branch {branch!r}; choose another name")
     now = time.time()
-    yield ctx.q("insert_branch", (rk, branch, checkpoint_id, checkpoint_id, now), "rowcount")
-    head = checkpoint_id
+    seal, mac = head_row_seal(ctx, run_id, branch, checkpoint_id, bytes(row[6]))
+    epoch = 1 if lease_owner is not None else 0
+    yield ctx.q(
+        "insert_branch",
+        (rk, branch, checkpoint_id, checkpoint_id, now, status, lease_owner, expires, epoch, seal, now, mac),
+        "exec",
+    )
     if state is not None:  # the branch's first checkpoint, in the same transaction
-        first = yield from commit(
+        yield from commit(
             ctx,
             run_id,
             branch=branch,
@@ -395,9 +479,11 @@ def fork(
             status=status,
             journal=journal,
             checkpoint_id=None,
+            lease=None,
         )
-        head = first.checkpoint_id
-    return BranchRecord(run_id, branch, head, checkpoint_id, now)
+    else:
+        yield ctx.q("refresh_run_status", (now, rk), "exec")
+    return (yield from branch_row(ctx, rk, run_id, branch))
 
 
 def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
@@ -408,43 +494,62 @@ def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
     yield ctx.q("delete_run", (rk,), "rowcount")
     ctx.forget(run_id)
     ctx.run_keys.pop(run_id, None)
-    ctx.known_branches = {k for k in ctx.known_branches if k[0] != run_id}
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 
-def acquire_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op[float]:
+def acquire_lease(ctx: Context, run_id: str, *, owner: str, ttl: float, branch: str) -> Op[Lease]:
+    ttl = _check_ttl(ttl, "acquire_lease")
     rk = yield from run_key(ctx, run_id)
     now = time.time()
-    n = yield ctx.q("acquire_lease", (owner, now + ttl, rk, owner, now), "rowcount")
-    if n != 1:
-        holder = yield ctx.q("lease_of", (rk,))
+    row = yield ctx.q("acquire_lease", (owner, now + ttl, rk, branch, owner, now))
+    if row is None:
+        holder = yield ctx.q("lease_of", (rk, branch))
+        if holder is None:
+            raise NotFoundError(f"run {run_id!r} has no branch {branch!r}")
+        if holder[2] in ("completed", "cancelled"):
+            raise LeaseError(f"run {run_id!r} branch {branch!r} is {holder[2]}: a finished branch takes no lease")
         raise RunLockedError(
-            f"run {run_id!r} is leased by {holder[0]!r} for {max(0.0, holder[1] - now):.1f}s more; "
+            f"run {run_id!r} branch {branch!r} is leased by {holder[0]!r} for {max(0.0, holder[1] - now):.1f}s more; "
             "wait for it to finish or for the lease to expire (then recover())"
         )
-    return now + ttl
+    return Lease(run_id, branch, owner, int(row[0]), now + ttl)
 
 
-def renew_lease(ctx: Context, run_id: str, *, owner: str, ttl: float) -> Op[float]:
+def renew_lease(ctx: Context, run_id: str, *, owner: str, ttl: float, branch: str, epoch: int | None) -> Op[Lease]:
+    ttl = _check_ttl(ttl, "renew_lease")
     rk = yield from run_key(ctx, run_id)
     expires = time.time() + ttl
-    n = yield ctx.q("renew_lease", (expires, rk, owner), "rowcount")
-    if n != 1:
-        raise LeaseError(f"run {run_id!r}: lease of {owner!r} was lost (expired and taken over)")
-    return expires
+    row = yield ctx.q("renew_lease", (expires, rk, branch, owner, epoch))
+    if row is None:
+        raise LeaseLostError(
+            f"run {run_id!r} branch {branch!r}: the lease of {owner!r}"
+            + (f" (epoch {epoch})" if epoch is not None else "")
+            + " was lost (expired and taken over, or released); this worker must stop"
+        )
+    return Lease(run_id, branch, owner, int(row[0]), expires)
 
 
-def release_lease(ctx: Context, run_id: str, *, owner: str) -> Op[bool]:
+def release_lease(ctx: Context, run_id: str, *, owner: str, branch: str, epoch: int | None) -> Op[bool]:
     rk = yield from run_key(ctx, run_id)
-    n: int = yield ctx.q("release_lease", (rk, owner), "rowcount")
+    n: int = yield ctx.q("release_lease", (rk, branch, owner, epoch), "rowcount")
     return n == 1
 
 
 def claim_expired(
     ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str], agent: str | None
-) -> Op[list[RunRecord]]:
+) -> Op[list[Lease]]:
+    ttl = _check_ttl(ttl, "claim_expired")
+    for status in statuses:
+        _check_status(status)
+    if not statuses or limit < 1:
+        return []
     now = time.time()
     rows = yield ctx.q(
         "claim_expired", (owner, now + ttl, *statuses, now, agent, limit), "all", marks=ctx.marks(len(statuses))
     )
-    return [run_record(ctx, r) for r in rows]
+    if not rows:
+        return []
+    keys = sorted({int(r[0]) for r in rows})
+    names = yield ctx.q("run_ids", keys, "all", marks=ctx.marks(len(keys)))
+    run_ids = {int(rk): rid for rk, rid in names}
+    return [Lease(run_ids[int(rk)], name, owner, int(epoch), expires) for rk, name, epoch, expires in rows]

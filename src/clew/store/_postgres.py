@@ -11,7 +11,6 @@ versioned in ``clew_schema`` and applied under an advisory lock.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,13 +21,14 @@ from clew.errors import (
     ClewError,
     ConfigError,
     ConflictError,
-    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store, adrive, drive
-from clew.store._sql import MIGRATIONS, POSTGRES_DIALECT, SCHEMA_TABLE, SCHEMA_VERSION
+from clew.store._schema import migrate
+from clew.store._seal import SealKey
+from clew.store._sql import POSTGRES_DIALECT
 
 psycopg = require("psycopg", "postgres", "the PostgreSQL store")
 psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
@@ -160,23 +160,11 @@ class _APipelined(_Pipelined):
         return results if isinstance(q, list) else results[0]
 
 
-def _migrate_op(schema: str | None) -> _ops.Op[int]:
-    """Migrations as an operation, so sync and async share them."""
-    for stmt in _migration_steps(schema):
-        yield _ops.Q(stmt, (), "rowcount")
-    yield _ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one")
-    yield _ops.Q(SCHEMA_TABLE["postgres"], (), "rowcount")
-    row = yield _ops.Q("SELECT max(version) FROM clew_schema", (), "one")
-    version = row[0] or 0
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"database has clew schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-        )
-    for v in range(version, SCHEMA_VERSION):
-        for stmt in MIGRATIONS["postgres"][v]:
-            yield _ops.Q(stmt, (), "rowcount")
-        yield _ops.Q("INSERT INTO clew_schema (version, applied_at) VALUES (%s, %s)", (v + 1, time.time()), "rowcount")
-    return SCHEMA_VERSION
+def _migrate_op(ctx: _ops.Context, schema: str | None) -> _ops.Op[int]:
+    """Migrations as an operation, so sync and async share them; under an advisory lock."""
+    prelude = [_ops.Q(stmt, (), "rowcount") for stmt in _migration_steps(schema)]
+    prelude.append(_ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one"))
+    return (yield from migrate(ctx, prelude))
 
 
 class PostgresStore(Store):
@@ -189,6 +177,7 @@ class PostgresStore(Store):
         pool_min: connections kept open.
         pool_max: connections at most.
         connect_timeout: seconds to wait for the server on open.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
     """
 
     def __init__(
@@ -200,10 +189,11 @@ class PostgresStore(Store):
         pool_min: int | str = 1,
         pool_max: int | str = 10,
         connect_timeout: float | str = 10.0,
+        seal_key: SealKey | None = None,
     ) -> None:
         self.url = _clew_url(url, schema)
         self.schema = schema
-        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec())
+        self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
         pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
         with _translate(url):
             # One direct connection first: its error says exactly what is wrong.
@@ -217,7 +207,7 @@ class PostgresStore(Store):
             raise
 
     def _migrate(self) -> int:
-        return int(self._execute(_migrate_op(self.schema), write=True))
+        return int(self._execute(_migrate_op(self._ctx, self.schema), write=True))
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:
@@ -252,6 +242,7 @@ class AsyncPostgresStore(AsyncStore):
         pool_min: int | str = 1,
         pool_max: int | str = 10,
         connect_timeout: float | str = 10.0,
+        seal_key: SealKey | None = None,
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
         pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
@@ -260,7 +251,7 @@ class AsyncPostgresStore(AsyncStore):
             await conn.close()
             pool = psycopg_pool.AsyncConnectionPool(url, **pool_args)
             await pool.open(wait=True, timeout=float(connect_timeout))
-        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec()), schema)
+        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), schema)
         try:
             await store._amigrate()
         except BaseException:
@@ -269,7 +260,7 @@ class AsyncPostgresStore(AsyncStore):
         return store
 
     async def _amigrate(self) -> int:
-        return int(await self._aexecute(_migrate_op(self.schema), write=True))
+        return int(await self._aexecute(_migrate_op(self._ctx, self.schema), write=True))
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from clew.codec import Codec
 from clew.store import _state
+from clew.store._seal import SealKey
 from clew.store._sql import Dialect
 
 Mode = Literal["one", "all", "rowcount", "many", "exec"]
@@ -41,9 +42,12 @@ Op = Generator[Q | list[Q], Any, T]
 class Context:
     """What operations share: dialect, codec and the writer's cache."""
 
-    def __init__(self, dialect: Dialect, codec: Codec, *, cache_size: int = 256) -> None:
+    def __init__(
+        self, dialect: Dialect, codec: Codec, *, cache_size: int = 256, seal_key: SealKey | None = None
+    ) -> None:
         self.d = dialect
         self.codec = codec
+        self.seal_key = seal_key
         self.encoder = _state.StateEncoder(codec)
         self._cache: dict[tuple[str, str], _state.StateCache] = {}
         self._cache_size = cache_size
@@ -51,7 +55,6 @@ class Context:
         self.fault: str | None = None  # tests: raise before running the named query
         # run id -> internal key; only trusted by commit, whose first write re-checks it
         self.run_keys: dict[str, int] = {}
-        self.known_branches: set[tuple[str, str]] = set()
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:

@@ -11,6 +11,7 @@ from typing import Any
 from clew.errors import (
     DecodeError,
     IntegrityError,
+    LeaseLostError,
     NotFoundError,
     PickleRefusedError,
 )
@@ -20,9 +21,10 @@ from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
     JournalEntry,
+    Lease,
     RunRecord,
 )
-from clew.store._seal import checkpoint_hash, journal_hash
+from clew.store._seal import checkpoint_hash, head_seal, journal_hash
 
 _BATCH = 500
 
@@ -30,8 +32,27 @@ _BATCH = 500
 # -- row mapping ---------------------------------------------------------------
 
 
-def labels_of(raw: Any) -> dict[str, str]:
-    return dict(json.loads(raw) if isinstance(raw, str | bytes) else raw)
+def labels_of(raw: Any, run_id: str = "?") -> dict[str, str]:
+    try:
+        labels = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError as exc:
+        raise IntegrityError(f"run {run_id!r}: its labels are not valid JSON ({exc}); the row was changed") from None
+    if not isinstance(labels, dict):
+        raise IntegrityError(f"run {run_id!r}: its labels are not a JSON object; the row was changed")
+    return labels
+
+
+def mapping_of(ctx: Context, data: Any, what: str) -> dict[str, Any]:
+    """A stored map (metadata, an error record), or IntegrityError naming ``what``."""
+    try:
+        value = ctx.codec.decode(bytes(data))
+    except PickleRefusedError:
+        raise
+    except DecodeError as exc:
+        raise IntegrityError(f"{what} cannot be read, its stored bytes were changed: {exc}") from exc
+    if not isinstance(value, dict):
+        raise IntegrityError(f"{what} is a {type(value).__name__}, not a map: its stored bytes were changed")
+    return value
 
 
 def run_record(ctx: Context, row: Sequence[Any]) -> RunRecord:
@@ -39,12 +60,10 @@ def run_record(ctx: Context, row: Sequence[Any]) -> RunRecord:
         run_id=row[0],
         agent=row[1],
         status=row[2],
-        labels=labels_of(row[3]),
-        metadata=ctx.codec.decode(bytes(row[4])),
+        labels=labels_of(row[3], row[0]),
+        metadata=mapping_of(ctx, row[4], f"run {row[0]!r} metadata"),
         created_at=row[5],
         updated_at=row[6],
-        lease_owner=row[7],
-        lease_expires_at=row[8],
     )
 
 
@@ -56,7 +75,7 @@ def checkpoint_record(ctx: Context, run_id: str, row: Sequence[Any]) -> Checkpoi
         branch=row[2],
         parent_id=row[3],
         kind=row[4],
-        metadata=ctx.codec.decode(bytes(row[5])),
+        metadata=mapping_of(ctx, row[5], f"checkpoint {row[0]} of run {run_id!r}: its metadata"),
         hash=bytes(row[6]).hex(),
         created_at=row[7],
     )
@@ -75,8 +94,29 @@ def journal_entry(ctx: Context, run_id: str, row: Sequence[Any]) -> JournalEntry
     )
 
 
-def branch_record(run_id: str, row: Sequence[Any]) -> BranchRecord:
-    return BranchRecord(run_id=run_id, name=row[0], head=row[1], base=row[2], created_at=row[3])
+def branch_record(ctx: Context, run_id: str, row: Sequence[Any]) -> BranchRecord:
+    name, head, base, created, status, error, owner, expires, epoch, _seal, updated, _mac = row
+    return BranchRecord(
+        run_id=run_id,
+        name=name,
+        head=head,
+        base=base,
+        created_at=created,
+        status=status,
+        error=mapping_of(ctx, error, f"run {run_id!r} branch {name!r}: its error") if error is not None else None,
+        lease_owner=owner,
+        lease_expires_at=expires,
+        epoch=int(epoch),
+        updated_at=updated,
+    )
+
+
+def head_row_seal(
+    ctx: Context, run_id: str, branch: str, head: str | None, head_hash: bytes | None
+) -> tuple[bytes, bytes | None]:
+    """The seal of a branch row pointing at ``head``, and its MAC if a seal key is set."""
+    seal = head_seal(run_id, branch, head, head_hash)
+    return seal, ctx.seal_key.mac(seal) if ctx.seal_key is not None else None
 
 
 # -- building blocks -----------------------------------------------------------
@@ -95,7 +135,26 @@ def branch_row(ctx: Context, rk: int, run_id: str, name: str) -> Generator[Q | l
     row = yield ctx.q("get_branch", (rk, name))
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no branch {name!r}")
-    return branch_record(run_id, row)
+    return branch_record(ctx, run_id, row)
+
+
+def check_fence(run_id: str, branch: str, locked: Any, lease: Lease | None, *, writing: str) -> tuple[str | None, str]:
+    """The branch's (head, status) from its locked row, after checking ``lease`` holds it.
+
+    Raises:
+        NotFoundError: no such branch.
+        LeaseLostError: ``lease`` was taken over or released.
+    """
+    if locked is None:
+        raise NotFoundError(f"run {run_id!r} has no branch {branch!r}")
+    head, status, owner, epoch = locked
+    if lease is not None and (owner != lease.owner or int(epoch) != lease.epoch):
+        holder = f"now held by {owner!r} (epoch {epoch})" if owner is not None else f"released (epoch {epoch})"
+        raise LeaseLostError(
+            f"run {run_id!r} branch {branch!r}: the lease of {lease.owner!r} (epoch {lease.epoch}) was lost, "
+            f"{holder}; {writing} was not written. This worker must stop: another one owns the branch"
+        )
+    return head, status
 
 
 def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, bytes]]:
@@ -128,17 +187,18 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
     return found
 
 
-def sealed_manifest(
+def _sealed_row(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes]]:
-    """A checkpoint's manifest, checked against its seal; with its branch and hash."""
+) -> Generator[Q | list[Q], Any, tuple[Any, bytes, Any]]:
+    """A checkpoint's row checked against its seal, with its manifest and metadata as
+    stored bytes: nothing of it is decoded before the seal holds."""
     row, journal = yield [
         ctx.q("get_sealed", (rk, checkpoint_id)),
         ctx.q("journal_hashes", (rk, checkpoint_id), "all"),
     ]
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
-    manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash = row
+    manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash, _seq = row
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
@@ -152,15 +212,37 @@ def sealed_manifest(
             created,
             [bytes(h) for (h,) in journal],
         )
-        if expect != bytes(stored):
-            raise IntegrityError(
-                f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
-                "metadata or journal was changed; run verify() to see what"
-            )
-        manifest = ctx.codec.loads(bytes(manifest_bytes))
     except DecodeError as exc:
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
-    return dict(manifest), branch, bytes(stored)
+    if expect != bytes(stored):
+        raise IntegrityError(
+            f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
+            "metadata or journal was changed; run verify() to see what"
+        )
+    return row, bytes(manifest_bytes), meta
+
+
+def sealed_checkpoint(
+    ctx: Context, rk: int, run_id: str, checkpoint_id: str
+) -> Generator[Q | list[Q], Any, CheckpointRecord]:
+    """A checkpoint's record, its seal checked before its metadata is decoded."""
+    row, _, meta = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
+    _, _, stored, parent, branch, kind, created, _, seq = row
+    return checkpoint_record(ctx, run_id, (checkpoint_id, seq, branch, parent, kind, meta, stored, created))
+
+
+def sealed_manifest(
+    ctx: Context, rk: int, run_id: str, checkpoint_id: str
+) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes]]:
+    """A checkpoint's manifest, checked against its seal; with its branch and hash."""
+    row, manifest_bytes, _ = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
+    try:
+        manifest = ctx.codec.loads(manifest_bytes)
+    except DecodeError as exc:
+        raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r}: its manifest is not a map")
+    return manifest, row[4], bytes(row[2])
 
 
 def load_fields(
@@ -218,6 +300,7 @@ def load_fields(
 def journal_rows(
     ctx: Context,
     rk: int,
+    run_id: str,
     branch: str,
     entries: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
@@ -230,7 +313,7 @@ def journal_rows(
     for i, (kind, data) in enumerate(entries):
         plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
         seq = first + i
-        h = journal_hash(seq, branch, kind, plain, now)
+        h = journal_hash(seq, branch, kind, plain, now, run_id)
         rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
         out.append((seq, h, plain, kind, data))
     return rows, out
@@ -244,11 +327,17 @@ def append_journal_rows(
     entries: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
     now: float,
+    lease: Lease | None = None,
 ) -> Generator[Q | list[Q], Any, list[tuple[int, bytes, bytes, str, Any]]]:
-    row = yield ctx.q("bump_journal_seq", (len(entries), rk, run_id))
+    # The run row first (it orders writers to one run), then the branch row, locked.
+    row, locked = yield [
+        ctx.q("bump_journal_seq", (len(entries), rk, run_id)),
+        ctx.q("lock_branch", (rk, branch)),
+    ]
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
-    rows, out = journal_rows(ctx, rk, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
+    check_fence(run_id, branch, locked, lease, writing="the journal entry")
+    rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
     yield ctx.q("insert_journal", rows, "many")
     return out

@@ -12,9 +12,19 @@ RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 RUN_STATUSES: tuple[str, ...] = ("running", "paused", "completed", "failed", "cancelled")
 
 
+BRANCH_STATUSES = RUN_STATUSES
+FINISHED: frozenset[str] = frozenset({"completed", "cancelled"})
+"""Branch statuses that never change again."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One execution of an agent."""
+    """One execution of an agent.
+
+    ``status`` is derived from its branches': ``running`` if any branch runs, else
+    ``paused`` if any waits for a person, else ``failed`` if any failed, else
+    ``completed`` if any completed, else ``cancelled``.
+    """
 
     run_id: str
     agent: str
@@ -23,19 +33,48 @@ class RunRecord:
     metadata: Mapping[str, Any]
     created_at: float
     updated_at: float
-    lease_owner: str | None = None
-    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's hold on a branch. ``epoch`` grows on every takeover: a fencing token.
+
+    Every write made with a lease (``commit``, ``append_journal``,
+    ``set_branch_status``) is refused with :class:`~clew.errors.LeaseLostError` once
+    another worker has taken the branch over, whatever the clocks say.
+    """
+
+    run_id: str
+    branch: str
+    owner: str
+    epoch: int
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
 class BranchRecord:
-    """A named line of checkpoints in a run; ``head`` is its newest checkpoint."""
+    """A named line of checkpoints in a run, with its own status and lease.
+
+    Attributes:
+        head: its newest checkpoint (None before the first).
+        base: the checkpoint it was forked from (None for ``main``).
+        status: ``running``, ``paused``, ``completed``, ``failed`` or ``cancelled``.
+        error: the error record of a failed (or cancelled) branch.
+        lease_owner: the worker holding it, if any; ``lease_expires_at`` its expiry.
+        epoch: the fencing token of its latest lease.
+    """
 
     run_id: str
     name: str
     head: str | None
     base: str | None
     created_at: float
+    status: str = "running"
+    error: Mapping[str, Any] | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    epoch: int = 0
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +128,7 @@ class Page(Generic[T]):
 class Problem:
     """One integrity failure found by ``verify``."""
 
-    kind: Literal["blob", "checkpoint", "journal", "manifest"]
+    kind: Literal["blob", "checkpoint", "journal", "manifest", "branch", "run"]
     ident: str
     message: str
 
@@ -103,6 +142,11 @@ class VerifyReport:
     blobs: int
     journal_entries: int
     problems: Sequence[Problem] = field(default_factory=tuple)
+    branches: int = 0
+    keyed: int = 0
+    """Checkpoints and heads whose keyed seal (MAC) checked out."""
+    unkeyed: int = 0
+    """Checkpoints and heads without a MAC this store's seal key could check."""
 
     @property
     def ok(self) -> bool:

@@ -1,12 +1,24 @@
-"""Hashes that seal checkpoints and journal entries into a chain."""
+"""Hashes that seal checkpoints, journal entries and branch heads into a chain, and the
+optional keyed seal (a MAC) that only the holder of a key can compute.
+
+The hashes have no key: they find any changed byte, but someone who can write the
+database can recompute them. A :class:`SealKey` adds a MAC over each checkpoint's hash
+and each branch head's seal; without the key, a chain can be changed only by leaving
+MACs that ``verify`` rejects. A lost key makes MACs unverifiable, never data unreadable:
+loads check the hashes, and only ``verify`` checks MACs.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ormsgpack
+
+from clew.errors import ConfigError
 
 HASH_SIZE = 32
 
@@ -32,6 +44,65 @@ def checkpoint_hash(
     return hashlib.blake2b(body, digest_size=HASH_SIZE).digest()
 
 
-def journal_hash(seq: int, branch: str, kind: str, plain: bytes, created_at: float) -> bytes:
-    body = _pack(["clew/journal/1", seq, branch, kind, plain, created_at])
+def journal_hash(seq: int, branch: str, kind: str, plain: bytes, created_at: float, run_id: str | None) -> bytes:
+    """An entry's hash; version 2 (with ``run_id``) binds the entry to its run.
+
+    Entries written before schema 4 have version 1 (``run_id`` None).
+    """
+    body = (
+        ["clew/journal/1", seq, branch, kind, plain, created_at]
+        if run_id is None
+        else ["clew/journal/2", run_id, seq, branch, kind, plain, created_at]
+    )
+    return hashlib.blake2b(_pack(body), digest_size=HASH_SIZE).digest()
+
+
+def head_seal(run_id: str, branch: str, head: str | None, head_hash: bytes | None) -> bytes:
+    """The seal of a branch row: which checkpoint is its head, and that checkpoint's hash."""
+    body = _pack(["clew/head/1", run_id, branch, head, head_hash or b""])
     return hashlib.blake2b(body, digest_size=HASH_SIZE).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class SealKey:
+    """A key for keyed seals: HMAC-BLAKE2b over each checkpoint hash and head seal.
+
+    Args:
+        key_id: a short name stored with each MAC, so keys can be rotated.
+        secret: at least 32 random bytes, kept outside the database.
+        old: earlier keys by id, still accepted by ``verify``.
+    """
+
+    key_id: str
+    secret: bytes
+    old: Mapping[str, bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key_id or "\0" in self.key_id:
+            raise ConfigError("SealKey: key_id must be a non-empty string without NUL characters")
+        if len(self.secret) < 32:
+            raise ConfigError(f"SealKey {self.key_id!r}: the secret must be at least 32 bytes, not {len(self.secret)}")
+
+    def mac(self, sealed: bytes) -> bytes:
+        """``key_id NUL digest``: the MAC stored beside a hash."""
+        return self.key_id.encode() + b"\0" + _digest(self.secret, sealed)
+
+    def check(self, sealed: bytes, mac: bytes) -> bool | None:
+        """True if ``mac`` is right, False if wrong, None if its key is not known here."""
+        key_id, sep, digest = mac.partition(b"\0")
+        if not sep:
+            return False
+        name = key_id.decode(errors="replace")
+        secret = self.secret if name == self.key_id else (self.old or {}).get(name)
+        if secret is None:
+            return None
+        return hmac.compare_digest(_digest(secret, sealed), digest)
+
+
+def _digest(secret: bytes, data: bytes) -> bytes:
+    return hashlib.blake2b(data, key=secret[:64], digest_size=HASH_SIZE, person=b"clew-seal").digest()
+
+
+def mac_key_id(mac: bytes | None) -> str | None:
+    """The key id a stored MAC names."""
+    return None if mac is None else mac.partition(b"\0")[0].decode(errors="replace")

@@ -1,4 +1,4 @@
-"""SQL text for each dialect, and the schema migrations. No I/O here.
+"""SQL text for each dialect. No I/O here; the schema itself is in ``_schema``.
 
 Queries are written once with ``?`` placeholders; the PostgreSQL dialect turns them
 into ``%s``. Where the dialects differ the text is given per dialect. Every table is
@@ -9,219 +9,144 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3
-
-_SQLITE_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS clew_schema (version INTEGER NOT NULL, applied_at REAL NOT NULL)""",
-    """CREATE TABLE runs (
-        rk INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL UNIQUE,
-        agent TEXT NOT NULL,
-        status TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        meta BLOB NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        lease_owner TEXT,
-        lease_expires REAL,
-        ckpt_seq INTEGER NOT NULL DEFAULT 0,
-        journal_seq INTEGER NOT NULL DEFAULT 0)""",
-    "CREATE INDEX runs_status ON runs (status, lease_expires)",
-    "CREATE INDEX runs_agent ON runs (agent, rk)",
-    """CREATE TABLE branches (
-        rk INTEGER NOT NULL, name TEXT NOT NULL, head TEXT, base TEXT,
-        created_at REAL NOT NULL, PRIMARY KEY (rk, name)) WITHOUT ROWID""",
-    """CREATE TABLE checkpoints (
-        rk INTEGER NOT NULL, checkpoint_id TEXT NOT NULL, seq INTEGER NOT NULL,
-        branch TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
-        manifest BLOB NOT NULL, meta BLOB NOT NULL, hash BLOB NOT NULL,
-        created_at REAL NOT NULL, PRIMARY KEY (rk, checkpoint_id)) WITHOUT ROWID""",
-    "CREATE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
-    # A rowid table on purpose: WITHOUT ROWID spills any row over ~1 KB to a whole
-    # overflow page, which more than tripled the file for ~1 KB tool results.
-    """CREATE TABLE blobs (
-        rk INTEGER NOT NULL, addr BLOB NOT NULL, data BLOB NOT NULL,
-        PRIMARY KEY (rk, addr))""",
-    """CREATE TABLE journal (
-        rk INTEGER NOT NULL, seq INTEGER NOT NULL, branch TEXT NOT NULL,
-        checkpoint_id TEXT, kind TEXT NOT NULL, data BLOB NOT NULL, hash BLOB NOT NULL,
-        created_at REAL NOT NULL, PRIMARY KEY (rk, seq))""",
-    "CREATE INDEX journal_pending ON journal (rk, branch) WHERE checkpoint_id IS NULL",
-    "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id)",
-]
-
-_PG_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS clew_schema (version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL)""",
-    """CREATE TABLE runs (
-        rk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        run_id TEXT NOT NULL UNIQUE,
-        agent TEXT NOT NULL,
-        status TEXT NOT NULL,
-        labels JSONB NOT NULL,
-        meta BYTEA NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        lease_owner TEXT,
-        lease_expires DOUBLE PRECISION,
-        ckpt_seq BIGINT NOT NULL DEFAULT 0,
-        journal_seq BIGINT NOT NULL DEFAULT 0)""",
-    "CREATE INDEX runs_status ON runs (status, lease_expires)",
-    "CREATE INDEX runs_agent ON runs (agent, rk)",
-    """CREATE TABLE branches (
-        rk BIGINT NOT NULL, name TEXT NOT NULL, head TEXT, base TEXT,
-        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (rk, name))""",
-    """CREATE TABLE checkpoints (
-        rk BIGINT NOT NULL, checkpoint_id TEXT NOT NULL, seq BIGINT NOT NULL,
-        branch TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
-        manifest BYTEA NOT NULL, meta BYTEA NOT NULL, hash BYTEA NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (rk, checkpoint_id))""",
-    "CREATE INDEX checkpoints_id ON checkpoints (checkpoint_id)",
-    """CREATE TABLE blobs (
-        rk BIGINT NOT NULL, addr BYTEA NOT NULL, data BYTEA NOT NULL,
-        PRIMARY KEY (rk, addr))""",
-    """CREATE TABLE journal (
-        rk BIGINT NOT NULL, seq BIGINT NOT NULL, branch TEXT NOT NULL,
-        checkpoint_id TEXT, kind TEXT NOT NULL, data BYTEA NOT NULL, hash BYTEA NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (rk, seq))""",
-    "CREATE INDEX journal_pending ON journal (rk, branch) WHERE checkpoint_id IS NULL",
-    "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id)",
-]
-
-# Migrations, in order; entry i brings the schema from version i to i + 1.
-# Version 2: the journal's indexes end in ``seq``, so reading a checkpoint's (or a
-# branch's pending) entries in order is an index range, not a scan of the run's journal.
-_JOURNAL_INDEXES_BY_SEQ = [
-    "DROP INDEX journal_pending",
-    "DROP INDEX journal_ckpt",
-    "CREATE INDEX journal_pending ON journal (rk, branch, seq) WHERE checkpoint_id IS NULL",
-    "CREATE INDEX journal_ckpt ON journal (rk, checkpoint_id, seq)",
-]
-# Version 3: a branch's own checkpoints in order, for listing history without walking
-# parent links one row at a time.
-_CHECKPOINTS_BY_BRANCH = ["CREATE INDEX checkpoints_branch ON checkpoints (rk, branch, seq)"]
-MIGRATIONS: dict[str, list[list[str]]] = {
-    "sqlite": [_SQLITE_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH],
-    "postgres": [_PG_SCHEMA[1:], _JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH],
-}
-SCHEMA_TABLE: dict[str, str] = {"sqlite": _SQLITE_SCHEMA[0], "postgres": _PG_SCHEMA[0]}
-
-_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at, lease_owner, lease_expires"
+_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at"
+_BRANCH_COLS = "name, head, base, created_at, status, error, lease_owner, lease_expires, epoch, seal, updated_at, mac"
+# A run's status, derived from its branches': the first of these that any branch has.
+_RUN_STATUS = (
+    "(SELECT CASE max(CASE status WHEN 'running' THEN 5 WHEN 'paused' THEN 4 WHEN 'failed' THEN 3"
+    " WHEN 'completed' THEN 2 ELSE 1 END) WHEN 5 THEN 'running' WHEN 4 THEN 'paused' WHEN 3 THEN 'failed'"
+    " WHEN 2 THEN 'completed' ELSE 'cancelled' END FROM clew_branches b WHERE b.rk = clew_runs.rk)"
+)
 _CKPT_COLS = "checkpoint_id, seq, branch, parent_id, kind, meta, hash, created_at"
 
 COMMON: dict[str, str] = {
     "schema_version": "SELECT max(version) FROM clew_schema",
     "record_version": "INSERT INTO clew_schema (version, applied_at) VALUES (?, ?)",
-    "run_key": "SELECT rk FROM runs WHERE run_id = ?",
-    "get_run": f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?",
+    "run_key": "SELECT rk FROM clew_runs WHERE run_id = ?",
+    "get_run": f"SELECT {_RUN_COLS} FROM clew_runs WHERE run_id = ?",
     "insert_run": (
-        "INSERT INTO runs (run_id, agent, status, labels, meta, created_at, updated_at,"
-        " lease_owner, lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING rk"
     ),
-    "update_run": (
-        "UPDATE runs SET status = coalesce(?, status), meta = coalesce(?, meta), updated_at = ?"
-        f" WHERE rk = ? RETURNING {_RUN_COLS}"
-    ),
+    "update_run": (f"UPDATE clew_runs SET meta = ?, updated_at = ? WHERE rk = ? RETURNING {_RUN_COLS}"),
     "bump_ckpt_seq": (
-        "UPDATE runs SET ckpt_seq = ckpt_seq + 1, status = coalesce(?, status), updated_at = ?"
-        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
+        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ? WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
     ),
     "bump_journal_seq": (
-        "UPDATE runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq"
+        "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq"
     ),
-    "insert_branch": "INSERT INTO branches (rk, name, head, base, created_at) VALUES (?, ?, ?, ?, ?)",
-    "get_branch": "SELECT name, head, base, created_at FROM branches WHERE rk = ? AND name = ?",
-    "list_branches": "SELECT name, head, base, created_at FROM branches WHERE rk = ? ORDER BY created_at, name",
-    "insert_blob": "INSERT INTO blobs (rk, addr, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    "refresh_run_status": f"UPDATE clew_runs SET status = {_RUN_STATUS}, updated_at = ? WHERE rk = ?",
+    "insert_branch": (
+        "INSERT INTO clew_branches (rk, name, head, base, created_at, status, lease_owner, lease_expires, epoch,"
+        " seal, updated_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    "get_branch": f"SELECT {_BRANCH_COLS} FROM clew_branches WHERE rk = ? AND name = ?",
+    "list_branches": f"SELECT {_BRANCH_COLS} FROM clew_branches WHERE rk = ? ORDER BY created_at, name",
+    "set_head": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ?"
+    ),
+    "set_branch_status": "UPDATE clew_branches SET status = ?, error = ?, updated_at = ? WHERE rk = ? AND name = ?",
+    "revoke_lease": (
+        "UPDATE clew_branches SET lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1 WHERE rk = ? AND name = ?"
+    ),
+    "insert_blob": "INSERT INTO clew_blobs (rk, addr, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     "insert_checkpoint": (
-        "INSERT INTO checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
-        " hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
+        " hash, created_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ),
-    "get_checkpoint": f"SELECT {_CKPT_COLS} FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
+    "get_checkpoint": f"SELECT {_CKPT_COLS} FROM clew_checkpoints WHERE rk = ? AND checkpoint_id = ?",
     "get_sealed": (
-        "SELECT c.manifest, c.meta, c.hash, c.parent_id, c.branch, c.kind, c.created_at, p.hash"
-        " FROM checkpoints c LEFT JOIN checkpoints p ON p.rk = c.rk AND p.checkpoint_id = c.parent_id"
+        "SELECT c.manifest, c.meta, c.hash, c.parent_id, c.branch, c.kind, c.created_at, p.hash, c.seq"
+        " FROM clew_checkpoints c LEFT JOIN clew_checkpoints p ON p.rk = c.rk AND p.checkpoint_id = c.parent_id"
         " WHERE c.rk = ? AND c.checkpoint_id = ?"
     ),
-    "journal_hashes": "SELECT hash FROM journal WHERE rk = ? AND checkpoint_id = ? ORDER BY seq",
-    "find_checkpoint": "SELECT r.run_id FROM checkpoints c JOIN runs r ON r.rk = c.rk WHERE c.checkpoint_id = ?",
-    "checkpoint_hash": "SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?",
+    "journal_hashes": "SELECT hash FROM clew_journal WHERE rk = ? AND checkpoint_id = ? ORDER BY seq",
+    "find_checkpoint": (
+        "SELECT r.run_id FROM clew_checkpoints c JOIN clew_runs r ON r.rk = c.rk WHERE c.checkpoint_id = ?"
+    ),
+    "checkpoint_hash": "SELECT hash FROM clew_checkpoints WHERE rk = ? AND checkpoint_id = ?",
     "branch_line": (
-        f"SELECT {_CKPT_COLS} FROM checkpoints WHERE rk = ? AND branch = ? AND seq <= ? ORDER BY seq DESC LIMIT ?"
+        f"SELECT {_CKPT_COLS} FROM clew_checkpoints WHERE rk = ? AND branch = ? AND seq <= ? ORDER BY seq DESC LIMIT ?"
     ),
     "all_checkpoints": (
-        "SELECT checkpoint_id, seq, branch, parent_id, kind, manifest, meta, hash, created_at"
-        " FROM checkpoints WHERE rk = ? ORDER BY seq"
+        "SELECT checkpoint_id, seq, branch, parent_id, kind, manifest, meta, hash, created_at, mac"
+        " FROM clew_checkpoints WHERE rk = ? ORDER BY seq"
     ),
     "pending_journal": (
-        "SELECT seq, hash FROM journal WHERE rk = ? AND branch = ? AND checkpoint_id IS NULL ORDER BY seq"
+        "SELECT seq, hash FROM clew_journal WHERE rk = ? AND branch = ? AND checkpoint_id IS NULL ORDER BY seq"
     ),
     "insert_journal": (
-        "INSERT INTO journal (rk, seq, branch, checkpoint_id, kind, data, hash, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO clew_journal (rk, seq, branch, checkpoint_id, kind, data, hash, created_at, hv)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2)"
     ),
-    "seal_journal": "UPDATE journal SET checkpoint_id = ? WHERE rk = ? AND branch = ? AND checkpoint_id IS NULL",
+    "seal_journal": "UPDATE clew_journal SET checkpoint_id = ? WHERE rk = ? AND branch = ? AND checkpoint_id IS NULL",
     "journal_of_checkpoint": (
-        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at FROM journal"
+        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at FROM clew_journal"
         " WHERE rk = ? AND checkpoint_id = ? ORDER BY seq"
     ),
     "journal_pending_rows": (
-        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at FROM journal"
+        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at FROM clew_journal"
         " WHERE rk = ? AND branch = ? AND checkpoint_id IS NULL ORDER BY seq"
     ),
     "all_journal": (
-        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at FROM journal WHERE rk = ? ORDER BY seq"
+        "SELECT seq, branch, checkpoint_id, kind, data, hash, created_at, hv FROM clew_journal"
+        " WHERE rk = ? ORDER BY seq"
     ),
-    "all_blobs": "SELECT addr, data FROM blobs WHERE rk = ?",
-    "count_blobs": "SELECT count(*) FROM blobs WHERE rk = ?",
-    "delete_journal": "DELETE FROM journal WHERE rk = ?",
-    "delete_checkpoints": "DELETE FROM checkpoints WHERE rk = ?",
-    "delete_blobs": "DELETE FROM blobs WHERE rk = ?",
-    "delete_branches": "DELETE FROM branches WHERE rk = ?",
-    "delete_run": "DELETE FROM runs WHERE rk = ?",
+    "verify_run": "SELECT labels, meta, status, ckpt_seq, journal_seq FROM clew_runs WHERE rk = ?",
+    "all_blobs": "SELECT addr, data FROM clew_blobs WHERE rk = ?",
+    "count_blobs": "SELECT count(*) FROM clew_blobs WHERE rk = ?",
+    "delete_journal": "DELETE FROM clew_journal WHERE rk = ?",
+    "delete_checkpoints": "DELETE FROM clew_checkpoints WHERE rk = ?",
+    "delete_blobs": "DELETE FROM clew_blobs WHERE rk = ?",
+    "delete_branches": "DELETE FROM clew_branches WHERE rk = ?",
+    "delete_run": "DELETE FROM clew_runs WHERE rk = ?",
     "acquire_lease": (
-        "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk = ?"
-        " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)"
+        "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = epoch + 1 WHERE rk = ? AND name = ?"
+        " AND status NOT IN ('completed', 'cancelled')"
+        " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?) RETURNING epoch"
     ),
-    "renew_lease": "UPDATE runs SET lease_expires = ? WHERE rk = ? AND lease_owner = ?",
-    "release_lease": "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE rk = ? AND lease_owner = ?",
-    "lease_of": "SELECT lease_owner, lease_expires FROM runs WHERE rk = ?",
+    "renew_lease": (
+        "UPDATE clew_branches SET lease_expires = ? WHERE rk = ? AND name = ? AND lease_owner = ?"
+        " AND epoch = coalesce(?, epoch) RETURNING epoch"
+    ),
+    "release_lease": (
+        "UPDATE clew_branches SET lease_owner = NULL, lease_expires = NULL"
+        " WHERE rk = ? AND name = ? AND lease_owner = ? AND epoch = coalesce(?, epoch)"
+    ),
+    "lease_of": "SELECT lease_owner, lease_expires, status FROM clew_branches WHERE rk = ? AND name = ?",
+    "run_ids": "SELECT rk, run_id FROM clew_runs WHERE rk IN ({marks})",
 }
 
 SQLITE: dict[str, str] = {
-    # The run id check: a writer's remembered run key may be a deleted run's.
-    "cas_head": (
-        "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS ?"
-        " AND EXISTS (SELECT 1 FROM runs WHERE runs.rk = branches.rk AND runs.run_id = ?)"
-    ),
-    "blobs_by_addr": "SELECT addr, data FROM blobs WHERE rk = ? AND addr IN ({marks})",
+    "lock_branch": "SELECT head, status, lease_owner, epoch FROM clew_branches WHERE rk = ? AND name = ?",
+    "blobs_by_addr": "SELECT addr, data FROM clew_blobs WHERE rk = ? AND addr IN ({marks})",
     "claim_expired": (
-        "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("
-        " SELECT rk FROM runs WHERE status IN ({marks})"
-        " AND (lease_expires IS NULL OR lease_expires < ?) AND agent = coalesce(?, agent)"
-        " ORDER BY lease_expires LIMIT ?)"
-        f" RETURNING {_RUN_COLS}"
+        "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = epoch + 1 WHERE (rk, name) IN ("
+        " SELECT b.rk, b.name FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
+        " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
+        " ORDER BY b.lease_expires LIMIT ?)"
+        " RETURNING rk, name, epoch, lease_expires"
     ),
-    "label_clause": "EXISTS (SELECT 1 FROM json_each(runs.labels) WHERE key = ? AND value = ?)",
+    "label_clause": "EXISTS (SELECT 1 FROM json_each(clew_runs.labels) WHERE key = ? AND value = ?)",
 }
 
 POSTGRES: dict[str, str] = {
-    "cas_head": (
-        "UPDATE branches SET head = ? WHERE rk = ? AND name = ? AND head IS NOT DISTINCT FROM ?"
-        " AND EXISTS (SELECT 1 FROM runs WHERE runs.rk = branches.rk AND runs.run_id = ?)"
-    ),
-    "blobs_by_addr": "SELECT addr, data FROM blobs WHERE rk = ? AND addr = ANY(?)",
+    # The row lock fences the branch: a takeover (which bumps its epoch) waits for this
+    # transaction, or this one sees the new epoch.
+    "lock_branch": "SELECT head, status, lease_owner, epoch FROM clew_branches WHERE rk = ? AND name = ? FOR UPDATE",
+    "blobs_by_addr": "SELECT addr, data FROM clew_blobs WHERE rk = ? AND addr = ANY(?)",
     "claim_expired": (
-        "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE rk IN ("
-        " SELECT rk FROM runs WHERE status IN ({marks})"
-        " AND (lease_expires IS NULL OR lease_expires < ?) AND agent = coalesce(?, agent)"
-        " ORDER BY lease_expires LIMIT ?"
-        " FOR UPDATE SKIP LOCKED)"
-        f" RETURNING {_RUN_COLS}"
+        "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = epoch + 1 WHERE (rk, name) IN ("
+        " SELECT b.rk, b.name FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
+        " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
+        " ORDER BY b.lease_expires LIMIT ? FOR UPDATE OF b SKIP LOCKED)"
+        " RETURNING rk, name, epoch, lease_expires"
     ),
     "label_clause": "labels ->> ? = ?",
     "insert_run": (
-        "INSERT INTO runs (run_id, agent, status, labels, meta, created_at, updated_at,"
-        " lease_owner, lease_expires) VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
+        " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?) RETURNING rk"
     ),
 }
 

@@ -17,7 +17,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,13 +26,14 @@ from clew.errors import (
     ClewError,
     ConfigError,
     ConflictError,
-    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store, drive
-from clew.store._sql import MIGRATIONS, SCHEMA_TABLE, SCHEMA_VERSION, SQLITE_DIALECT
+from clew.store._schema import SCHEMA_TABLE, SCHEMA_VERSION, migrate
+from clew.store._seal import SealKey
+from clew.store._sql import SQLITE_DIALECT
 
 T = TypeVar("T")
 _SYNC_MODES = {"off", "normal", "full", "extra"}
@@ -71,6 +71,7 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"``
             (survives a power loss).
         busy_timeout: seconds a writer waits for another process's write lock.
+        seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
     """
 
     def __init__(
@@ -80,12 +81,13 @@ class SQLiteStore(Store):
         codec: Codec | None = None,
         synchronous: str = "normal",
         busy_timeout: float = 30.0,
+        seal_key: SealKey | None = None,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
         self.path = path
         self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}"
-        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec())
+        self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec(), seal_key=seal_key)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         if path != ":memory:":
@@ -122,22 +124,14 @@ class SQLiteStore(Store):
             version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
             if version == SCHEMA_VERSION:
                 return version
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # the lock: a second process waits, then finds it done
             try:
-                version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
-                if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.url} has schema version {version}; this clew knows up to {SCHEMA_VERSION}: upgrade clew"
-                    )
-                for v in range(version, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS["sqlite"][v]:
-                        conn.execute(stmt)
-                    conn.execute("INSERT INTO clew_schema (version, applied_at) VALUES (?, ?)", (v + 1, time.time()))
+                result = drive(migrate(self._ctx, []), lambda q: self._run_query(conn, q))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return SCHEMA_VERSION
+            return result
 
     def _run_query(self, conn: sqlite3.Connection, q: _ops.Q | list[_ops.Q]) -> Any:
         if isinstance(q, list):
@@ -194,6 +188,11 @@ class AsyncSQLiteStore(AsyncStore):
         self.url = self._sync.url
         self._ctx = self._sync._ctx
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="clew-sqlite")
+
+    @property
+    def sync_store(self) -> SQLiteStore:
+        """The sync store on the same connection (for sync callers of this database, memory:// too)."""
+        return self._sync
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
         if self._pool is None:

@@ -55,7 +55,13 @@ Key = tuple[str, str]
 class Memory:
     """What one saver remembers between calls: hints and buffers, never the truth.
 
-    ``heads`` maps (run, checkpoint) to the branch this saver last saw it heading;
+    ``heads`` maps (run, checkpoint) to the branch this saver last knew it heading,
+    for routing writes. ``expected`` maps (run, checkpoint) to the branch a read of
+    this saver found it heading: a put on top of it expects it to head that branch
+    still, which is how a second writer on a thread is told from a deliberate fork.
+    An explicit read that finds the checkpoint heading nothing (time travel,
+    ``update_state`` on an older checkpoint) clears it; the writer's own next
+    checkpoint does not, so a second task that read the same head still conflicts.
     ``buffer`` holds writes for checkpoints not stored yet (LangGraph saves a
     checkpoint in the background while the next step's tasks already write).
     """
@@ -64,6 +70,7 @@ class Memory:
         self._lock = threading.Lock()
         self._size = size
         self._heads: OrderedDict[Key, str] = OrderedDict()
+        self._expected: OrderedDict[Key, str] = OrderedDict()
         self._stored: OrderedDict[Key, None] = OrderedDict()
         self._buffer: OrderedDict[Key, list[tuple[str, Any]]] = OrderedDict()
         self._runs: OrderedDict[str, None] = OrderedDict()
@@ -78,23 +85,32 @@ class Memory:
         with self._lock:
             return self._heads.get((run, cid))
 
+    def expected(self, run: str, cid: str) -> str | None:
+        with self._lock:
+            return self._expected.get((run, cid))
+
     def stored(self, run: str, cid: str) -> bool:
         with self._lock:
             return (run, cid) in self._stored
 
-    def saw(self, run: str, cid: str, branch: str | None) -> None:
+    def saw(self, run: str, cid: str, branch: str | None, *, explicit: bool = True) -> None:
+        """A read found ``cid`` heading ``branch`` (None: no branch); ``explicit`` for get_tuple."""
         with self._lock:
             self._put(self._stored, (run, cid), None)
             if branch:
                 self._put(self._heads, (run, cid), branch)
+                self._put(self._expected, (run, cid), branch)
             else:
                 self._heads.pop((run, cid), None)
+                if explicit:
+                    self._expected.pop((run, cid), None)
 
     def advanced(self, run: str, parent: str | None, cid: str, branch: str) -> None:
         with self._lock:
             if parent is not None and self._heads.get((run, parent)) == branch:
                 del self._heads[(run, parent)]
             self._put(self._heads, (run, cid), branch)
+            self._put(self._expected, (run, cid), branch)
             self._put(self._stored, (run, cid), None)
 
     def hold(self, run: str, cid: str, entry: tuple[str, Any]) -> None:
@@ -116,7 +132,7 @@ class Memory:
     def forget(self, run: str) -> None:
         with self._lock:
             self._runs.pop(run, None)
-            for d in (self._heads, self._stored, self._buffer):
+            for d in (self._heads, self._expected, self._stored, self._buffer):
                 for key in [k for k in d if k[0] == run]:
                     del d[key]
 

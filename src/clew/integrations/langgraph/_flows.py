@@ -42,6 +42,9 @@ from clew.integrations.langgraph._core import (
 )
 from clew.store import BranchRecord, CheckpointRecord, JournalEntry
 
+_LOAD_PAGE = 400
+"""Checkpoints a listing loads at once, sharing the blobs they have in common."""
+
 # -- reading -------------------------------------------------------------------
 
 
@@ -99,9 +102,9 @@ def get_tuple(ctx: Ctx, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
         yield from verified(ctx, run)
     except NotFoundError:
         return None
-    head = head_branch(branches, cid, record.branch)
-    ctx.mem.saw(run, cid, head)
-    return m.to_tuple(ctx.serde, thread, ns, record, state, writes, head)
+    ctx.mem.saw(run, cid, head_branch(branches, cid, record.branch))
+    named = config if config.get("configurable", {}).get("checkpoint_id") else None
+    return m.to_tuple(ctx.serde, thread, ns, record, state, writes, named)
 
 
 def _runs_to_list(ctx: Ctx, config: RunnableConfig | None) -> Flow[list[tuple[str, str, str]]]:
@@ -143,22 +146,39 @@ def list_checkpoints(
     found.sort(key=lambda f: f[0].checkpoint_id, reverse=True)
     if limit is not None:
         found = found[:limit]
-    journals: dict[str, list[JournalEntry]] = {}
-    for rec, (run, thread, ns), branches, records in found:
-        try:
-            state = yield call("load_state", run, rec.checkpoint_id)
-            if len(found) > 4:  # one read of the journal beats a few reads per checkpoint
-                if run not in journals:
-                    journals[run] = yield call("list_journal", run)
-                writes = m.pending_writes(ctx.serde, rec.checkpoint_id, journals[run])
-            else:
-                kids = [r.checkpoint_id for r in records.values() if r.parent_id == rec.checkpoint_id]
-                writes = yield from writes_of(ctx, run, rec, branches, kids)
-        except NotFoundError:  # deleted while we listed
-            continue
-        head = head_branch(branches, rec.checkpoint_id, rec.branch)
-        ctx.mem.saw(run, rec.checkpoint_id, head)
-        yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes, head))
+    journals: dict[str, dict[str, list[JournalEntry]]] = {}
+    for start in range(0, len(found), _LOAD_PAGE):
+        page = found[start : start + _LOAD_PAGE]
+        states: dict[tuple[str, str], dict[str, Any]] = {}
+        for run in dict.fromkeys(where[0] for _, where, _, _ in page):
+            cids = [rec.checkpoint_id for rec, where, _, _ in page if where[0] == run]
+            try:  # each blob the page's checkpoints share is decoded once
+                loaded = yield call("load_states", run, cids)
+            except NotFoundError:  # deleted while we listed: load what is left one by one
+                loaded = {}
+                for cid in cids:
+                    try:
+                        loaded[cid] = yield call("load_state", run, cid)
+                    except NotFoundError:
+                        continue
+            states.update(((run, cid), state) for cid, state in loaded.items())
+        for rec, (run, thread, ns), branches, records in page:
+            state = states.get((run, rec.checkpoint_id))
+            if state is None:
+                continue
+            try:
+                if len(found) > 4:  # one read of the journal beats a few reads per checkpoint
+                    if run not in journals:
+                        journals[run] = m.by_checkpoint((yield call("list_journal", run)))
+                    entries = journals[run].get(rec.checkpoint_id, [])
+                    writes = m.pending_writes(ctx.serde, rec.checkpoint_id, entries)
+                else:
+                    kids = [r.checkpoint_id for r in records.values() if r.parent_id == rec.checkpoint_id]
+                    writes = yield from writes_of(ctx, run, rec, branches, kids)
+            except NotFoundError:  # deleted while we listed
+                continue
+            ctx.mem.saw(run, rec.checkpoint_id, head_branch(branches, rec.checkpoint_id, rec.branch), explicit=False)
+            yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes))
 
 
 # -- writing -------------------------------------------------------------------
@@ -180,7 +200,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
     lg_meta = _lg_metadata(config, metadata)
     state = dict(checkpoint["channel_values"])
     kind = m.kind_of(lg_meta)
-    expect = (ctx.mem.head(run, parent) if parent else None) or m.expected_branch(config, parent)
+    expect = ctx.mem.expected(run, parent) if parent else None
     journal = ctx.mem.release(run, cid)  # writes that came before their checkpoint
 
     def go(branch: str, clew_parent: str | None, lg_parent: Any = ...) -> Flow[str]:
@@ -195,7 +215,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
             metadata=meta,
             journal=journal,
             checkpoint_id=cid,
-            status=m.status_after(journal),
+            status=m.status_after(checkpoint, journal),
         )
         ctx.mem.advanced(run, clew_parent, cid, branch)
         return branch
@@ -233,26 +253,26 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
     created = yield from ensure_run(ctx, run, thread, ns)
     try:
         try:
-            branch = yield from place(created)
+            yield from place(created)
         except NotFoundError:
             if (yield from run_exists(run)):
                 raise
             ctx.mem.forget(run)  # deleted by someone else since we saw it: start it again
-            branch = yield from place((yield from ensure_run(ctx, run, thread, ns)))
+            yield from place((yield from ensure_run(ctx, run, thread, ns)))
     except ConflictError as exc:
         try:
             yield call("get_checkpoint", run, cid)
         except NotFoundError:
             pass
         else:  # stored already: a checkpoint id is written once, a repeated put changes nothing
-            return m.make_config(thread, ns, cid, ctx.mem.head(run, cid))
+            return m.make_config(thread, ns, cid)
         if parent is None:  # another writer made the thread's first checkpoint just now
-            branch = yield from as_root((yield call("list_branches", run)), ...)
+            yield from as_root((yield call("list_branches", run)), ...)
         elif ctx.on_conflict == "fork":
-            branch = yield from fork_and_go(f"conflict-{cid}", parent)
+            yield from fork_and_go(f"conflict-{cid}", parent)
         else:
             raise _conflict(thread, ns, parent, cid) from exc
-    return m.make_config(thread, ns, cid, branch)
+    return m.make_config(thread, ns, cid)
 
 
 def probe_writes(ctx: Ctx, config: RunnableConfig) -> Flow[bool | None]:
@@ -302,12 +322,16 @@ def put_writes(
             branch = m.LATE
             if all(b.name != m.LATE for b in branches):
                 try:
-                    yield call("fork", run, checkpoint_id=cid, branch=m.LATE)
+                    yield call("fork", run, checkpoint_id=cid, branch=m.LATE, status="completed")
                 except ConflictError:  # made by another writer just now
                     pass
     yield from append(ctx, run, entry, branch)
+    if branch == m.LATE:  # writes of a checkpoint with a child already: the thread moved on
+        return
     if m.has_interrupt(writes):
-        yield call("update_run", run, status="paused")
+        yield call("set_branch_status", run, branch=branch, status="paused")
+    elif m.has_error(writes):  # a node raised: the thread stays there until it is run again
+        yield call("set_branch_status", run, branch=branch, status="failed")
 
 
 def delete_thread(ctx: Ctx, thread_id: str) -> Flow[None]:

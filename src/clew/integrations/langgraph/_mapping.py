@@ -21,11 +21,11 @@ rest of the checkpoint     metadata ``__langgraph__`` (``v``, ``ts``, versions, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from langchain_core import messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -36,9 +36,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME
-from langgraph.types import Command, Interrupt, Overwrite, Send
 
-from clew.codec import register_class, register_type
+from clew.codec import register_class
+from clew.integrations import langchain_types  # noqa: F401 - registers the classes threads hold
 from clew.store import CheckpointRecord, JournalEntry
 
 AGENT = "langgraph"
@@ -47,9 +47,10 @@ LATE = "late-writes"
 LG = "__langgraph__"
 """Checkpoint metadata key holding the LangGraph checkpoint's own fields (versions, ``ts``...)."""
 PARENT = "parent"
-HEAD_KEY = "__clew_head__"
-"""Configurable key marking a config read at a branch head: ``"<checkpoint_id>|<branch>"``."""
 
+_TRIGGER = "branch:to:"
+START = "__start__"
+TASKS = "__pregel_tasks"
 _KINDS = {"input": "input", "loop": "step", "update": "edit", "fork": "fork"}
 _WRITE_KINDS = {INTERRUPT: "interrupt", RESUME: "resume", ERROR: "error"}
 WRITE_KINDS = frozenset({"writes", *_WRITE_KINDS.values()})
@@ -64,16 +65,6 @@ class Serialized:
 
 
 register_class(Serialized)
-register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]), key="langgraph.types:Send")
-# Readable in any process that imports this module, even before the graph's code runs.
-for _cls in (
-    *(getattr(messages, name) for name in messages.__all__ if name.endswith(("Message", "MessageChunk"))),
-    Interrupt,
-    Command,
-    Overwrite,
-):
-    if isinstance(_cls, type) and _cls.__module__.startswith(("langchain_core.", "langgraph.")):
-        register_class(_cls)
 
 
 # -- configs -------------------------------------------------------------------
@@ -96,20 +87,9 @@ def labels_for(thread_id: str, checkpoint_ns: str) -> dict[str, str]:
     return {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
 
 
-def make_config(thread_id: str, ns: str, checkpoint_id: str, head_of: str | None = None) -> RunnableConfig:
-    """A checkpoint's config; ``head_of`` names the branch it heads when read."""
-    # Always present, so that merged into an older config it overwrites a stale mark.
-    mark = f"{checkpoint_id}|{head_of}" if head_of else ""
-    return {
-        "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id, HEAD_KEY: mark}
-    }
-
-
-def expected_branch(config: RunnableConfig, parent: str | None) -> str | None:
-    """The branch the caller saw ``parent`` heading, if its config says so."""
-    mark = (config.get("configurable") or {}).get(HEAD_KEY) or ""
-    cid, _, branch = str(mark).partition("|")
-    return branch if parent is not None and cid == parent and branch else None
+def make_config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    """A checkpoint's config, with exactly the keys LangGraph's own savers return."""
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
 
 # -- checkpoints ---------------------------------------------------------------
@@ -159,9 +139,13 @@ def to_tuple(
     record: CheckpointRecord,
     state: Mapping[str, Any],
     writes: list[PendingWrite],
-    head_of: str | None,
+    config: RunnableConfig | None = None,
 ) -> CheckpointTuple:
-    """A stored checkpoint as LangGraph's :class:`CheckpointTuple`."""
+    """A stored checkpoint as LangGraph's :class:`CheckpointTuple`.
+
+    ``config`` is the caller's, when it named this checkpoint: returned as given, as
+    LangGraph's in-memory and SQLite savers do.
+    """
     rest = {k: v for k, v in (record.metadata.get(LG) or {}).items() if k != PARENT}
     checkpoint: Any = {
         **rest,
@@ -172,11 +156,9 @@ def to_tuple(
     checkpoint.setdefault("channel_versions", {})
     checkpoint.setdefault("versions_seen", {})
     parent = lg_parent_of(record)
-    parent_config: RunnableConfig | None = (
-        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}} if parent else None
-    )
+    parent_config = make_config(thread_id, ns, parent) if parent else None
     return CheckpointTuple(
-        make_config(thread_id, ns, record.checkpoint_id, head_of),
+        config if config is not None else make_config(thread_id, ns, record.checkpoint_id),
         checkpoint,
         lg_metadata(record),  # type: ignore[arg-type]  # a plain dict with the TypedDict's keys
         parent_config,
@@ -226,6 +208,20 @@ def writes_entry(
     return kind, {"checkpoint": checkpoint_id, "task": task_id, "path": task_path, "writes": rows}
 
 
+def copy_writes(writes: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The writes as they are now, before LangGraph goes on.
+
+    ``put_writes`` is called from a background thread while LangGraph applies the
+    same writes, and its reducers may change the written objects in place
+    (``add_messages`` gives messages their ids). The stock savers serialize on entry;
+    this copies on entry, so what is stored is what was written.
+    """
+    try:
+        return copy.deepcopy(list(writes))
+    except Exception:  # an uncopyable value: keep the objects themselves
+        return list(writes)
+
+
 def entry_values(data: Mapping[str, Any]) -> list[Any]:
     return [row[2] for row in data["writes"]]
 
@@ -239,9 +235,61 @@ def has_interrupt(writes: Sequence[tuple[str, Any]]) -> bool:
     return any(channel == INTERRUPT for channel, _ in writes)
 
 
-def status_after(entries: Sequence[tuple[str, Any]]) -> str:
-    """A run's status once these journal entries are recorded: paused on an interrupt."""
-    return "paused" if any(row[1] == INTERRUPT for _, data in entries for row in data["writes"]) else "running"
+def has_error(writes: Sequence[tuple[str, Any]]) -> bool:
+    return any(channel == ERROR for channel, _ in writes)
+
+
+def next_nodes(checkpoint: Checkpoint) -> set[str]:
+    """The nodes LangGraph will run from this checkpoint (its ``StateSnapshot.next``).
+
+    A node runs when one of its trigger channels (``branch:to:<node>``, or ``__start__``
+    for the input) holds a value at a newer version than the node has seen; a ``Send``
+    waits in ``__pregel_tasks``.
+    """
+    values = checkpoint.get("channel_values") or {}
+    seen = checkpoint.get("versions_seen") or {}
+    out: set[str] = set()
+    for channel, version in (checkpoint.get("channel_versions") or {}).items():
+        if channel.startswith(_TRIGGER):
+            node = channel[len(_TRIGGER) :]
+        elif channel == START:
+            node = START
+        else:
+            continue
+        before = (seen.get(node) or {}).get(channel)
+        if channel in values and (before is None or _newer(version, before)):
+            out.add(node)
+    if values.get(TASKS):
+        out.add(TASKS)
+    return out
+
+
+def _newer(version: Any, before: Any) -> bool:
+    return bool(version > before) if type(version) is type(before) else True
+
+
+def status_after(checkpoint: Checkpoint, entries: Sequence[tuple[str, Any]]) -> str:
+    """A thread's status once this checkpoint (with writes that came before it) is stored.
+
+    ``paused`` on an interrupt, ``failed`` when a node raised, ``running`` while
+    LangGraph has nodes left to run from it, ``completed`` when it has none: the
+    graph reached its end.
+    """
+    channels = {row[1] for _, data in entries for row in data["writes"]}
+    if INTERRUPT in channels:
+        return "paused"
+    if ERROR in channels:
+        return "failed"
+    return "running" if next_nodes(checkpoint) else "completed"
+
+
+def by_checkpoint(entries: Iterable[JournalEntry]) -> dict[str, list[JournalEntry]]:
+    """A run's write entries grouped by the checkpoint they belong to."""
+    out: dict[str, list[JournalEntry]] = {}
+    for entry in entries:
+        if entry.kind in WRITE_KINDS and isinstance(entry.data, dict) and "checkpoint" in entry.data:
+            out.setdefault(str(entry.data["checkpoint"]), []).append(entry)
+    return out
 
 
 def pending_writes(

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 
@@ -30,13 +29,14 @@ from clew.integrations.langgraph import _core as c
 from clew.integrations.langgraph import _flows as f
 from clew.integrations.langgraph import _mapping as m
 from clew.integrations.langgraph import _rewrite as rw
-from clew.store import AsyncStore, Store
+from clew.store import AsyncSQLiteStore, AsyncStore, Store
 
 T = TypeVar("T")
-_STRIPES = 64
+StoreCall = Callable[[c.Call], Any]
+AStoreCall = Callable[[c.Call], Awaitable[Any]]
 
 
-def _drive(flow: c.Flow[T], store: Store) -> T:
+def _drive(flow: c.Flow[T], run: StoreCall) -> T:
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -46,12 +46,12 @@ def _drive(flow: c.Flow[T], store: Store) -> T:
             return stop.value  # type: ignore[no-any-return]  # the flow's declared result
         send, error = None, None
         try:
-            send = getattr(store, step.method)(*step.args, **step.kwargs)
+            send = run(step)
         except ClewError as exc:
             error = exc
 
 
-async def _adrive(flow: c.Flow[T], store: AsyncStore) -> T:
+async def _adrive(flow: c.Flow[T], run: AStoreCall) -> T:
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -61,12 +61,12 @@ async def _adrive(flow: c.Flow[T], store: AsyncStore) -> T:
             return stop.value  # type: ignore[no-any-return]  # the flow's declared result
         send, error = None, None
         try:
-            send = await getattr(store, step.method)(*step.args, **step.kwargs)
+            send = await run(step)
         except ClewError as exc:
             error = exc
 
 
-def _iterate(stream: c.Stream, store: Store) -> Iterator[Any]:
+def _iterate(stream: c.Stream, run: StoreCall) -> Iterator[Any]:
     send: Any = None
     error: BaseException | None = None
     try:
@@ -80,14 +80,14 @@ def _iterate(stream: c.Stream, store: Store) -> Iterator[Any]:
                 yield step.value
                 continue
             try:
-                send = getattr(store, step.method)(*step.args, **step.kwargs)
+                send = run(step)
             except ClewError as exc:
                 error = exc
     finally:
         stream.close()
 
 
-async def _aiterate(stream: c.Stream, store: AsyncStore) -> AsyncIterator[Any]:
+async def _aiterate(stream: c.Stream, run: AStoreCall) -> AsyncIterator[Any]:
     send: Any = None
     error: BaseException | None = None
     try:
@@ -101,11 +101,63 @@ async def _aiterate(stream: c.Stream, store: AsyncStore) -> AsyncIterator[Any]:
                 yield step.value
                 continue
             try:
-                send = await getattr(store, step.method)(*step.args, **step.kwargs)
+                send = await run(step)
             except ClewError as exc:
                 error = exc
     finally:
         stream.close()
+
+
+class _RunLocks:
+    """One lock per thread namespace (run), shared by sync and async callers.
+
+    A run's ``put`` and ``put_writes`` go one at a time whatever the caller's style,
+    so a write cannot slip between a checkpoint's commit and the lookup of its head.
+    Async callers never block the event loop: they poll the lock. Locks of different
+    runs are never shared, so a sync subgraph inside an async node cannot wait on
+    its parent's lock.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list[Any]] = {}  # run -> [lock, users]
+
+    def _enter(self, run: str) -> threading.Lock:
+        with self._guard:
+            entry = self._locks.setdefault(run, [threading.Lock(), 0])
+            entry[1] += 1
+            return entry[0]  # type: ignore[no-any-return]  # [lock, users]
+
+    def _leave(self, run: str) -> None:
+        with self._guard:
+            entry = self._locks[run]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[run]
+
+    @contextmanager
+    def hold(self, run: str) -> Iterator[None]:
+        lock = self._enter(run)
+        try:
+            with lock:
+                yield
+        finally:
+            self._leave(run)
+
+    @asynccontextmanager
+    async def ahold(self, run: str) -> AsyncIterator[None]:
+        lock = self._enter(run)
+        try:
+            delay = 0.0005
+            while not lock.acquire(blocking=False):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            self._leave(run)
 
 
 class ClewSaver(BaseCheckpointSaver[int]):
@@ -115,7 +167,11 @@ class ClewSaver(BaseCheckpointSaver[int]):
     thread whose message list grows by a few messages a step costs storage in
     proportion to what it adds, and each checkpoint is sealed in the run's hash chain
     (``clew verify``). Sync methods run on ``store``, async ones on ``astore``; give
-    one or both (open on the same database). ``from_url`` / ``afrom_url`` open them.
+    one or both (open on the same database). Every saver serves both kinds of call:
+    with ``astore`` alone, sync calls use its SQLite connection or a sync pool on its
+    PostgreSQL database (opened on first use, closed by :meth:`close`); with ``store``
+    alone, async calls run its operations on a worker thread. ``from_url`` /
+    ``afrom_url`` open them.
 
     Args:
         store: a :class:`~clew.Store`, for ``invoke``, ``get_state``...
@@ -151,66 +207,79 @@ class ClewSaver(BaseCheckpointSaver[int]):
         if on_conflict not in ("raise", "fork"):
             raise ConfigError(f"on_conflict must be 'raise' or 'fork', not {on_conflict!r}")
         super().__init__(serde=serde)
+        if store is None and isinstance(astore, AsyncSQLiteStore):
+            store = astore.sync_store  # the same database (memory:// included), no second connection
         self.store = store
         self.astore = astore
         self._ctx = c.Ctx(self.serde, c.Memory(), on_conflict, verify_reads)
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._locks = _RunLocks()
+        self._opened: Store | None = None  # a sync store this saver opened itself, closed by close()
+        self._opening = threading.Lock()
 
     @classmethod
     @contextmanager
     def from_url(cls, url: str, **options: Any) -> Iterator[ClewSaver]:
         """Open a store with :func:`clew.open` and a saver on it; closes the store on exit."""
         with clew.open(url) as store:
-            yield cls(store, **options)
+            saver = cls(store, **options)
+            try:
+                yield saver
+            finally:
+                saver.close()
 
     @classmethod
     @asynccontextmanager
     async def afrom_url(cls, url: str, **options: Any) -> AsyncIterator[ClewSaver]:
-        """Open an async store (and, unless ``memory://``, a sync one on the same database)."""
+        """Open an async store with :func:`clew.open_async` and a saver on it; closes it on exit.
+
+        The saver serves sync calls too (``subgraph.invoke`` inside an async node,
+        ``asyncio.to_thread(graph.get_state)``): on SQLite and ``memory://`` through
+        the same connection, on PostgreSQL through a sync pool opened on first use.
+        """
         astore = await clew.open_async(url)
         try:
-            store = None if url.startswith("memory:") else clew.open(url)
-        except BaseException:
-            await astore.close()
-            raise
-        try:
-            yield cls(store, astore=astore, **options)
+            saver = cls(astore=astore, **options)
+            try:
+                yield saver
+            finally:
+                saver.close()
         finally:
             await astore.close()
-            if store is not None:
-                store.close()
+
+    def close(self) -> None:
+        """Close what the saver opened itself (a sync pool for an async PostgreSQL store).
+
+        The stores given to it stay open: they are the caller's.
+        """
+        with self._opening:
+            opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
 
     # -- plumbing ------------------------------------------------------------
-    def _sync(self) -> Store:
-        if self.store is None:
-            raise ConfigError(
-                "this ClewSaver has only an async store: use the graph's async methods (ainvoke, "
-                "aget_state...) or give it a sync one too: ClewSaver(clew.open(url), astore=...)"
-            )
-        return self.store
+    def _sync(self) -> StoreCall:
+        store = self.store or self._opened
+        if store is None:
+            assert self.astore is not None  # one of the two is always given
+            with self._opening:  # an async store without a sync twin: open one on its database
+                if self._opened is None:
+                    self._opened = clew.open(self.astore.url, codec=self.astore.codec)
+                store = self._opened
+        return lambda step: getattr(store, step.method)(*step.args, **step.kwargs)
 
-    def _async(self) -> AsyncStore:
-        if self.astore is None:
-            raise ConfigError(
-                "this ClewSaver has only a sync store: use the graph's sync methods (invoke, get_state...) "
-                "or give it an async one too: ClewSaver(store, astore=await clew.open_async(url))"
-            )
-        return self.astore
+    def _async(self) -> AStoreCall:
+        if self.astore is not None:
+            astore = self.astore
+            return lambda step: getattr(astore, step.method)(*step.args, **step.kwargs)
+        store = self.store
+        assert store is not None  # one of the two is always given
+        # A sync store only: each call runs on a worker thread, so the event loop never blocks.
+        return lambda step: asyncio.to_thread(getattr(store, step.method), *step.args, **step.kwargs)
 
     @staticmethod
-    def _stripe(config: RunnableConfig) -> int:
+    def _run(config: RunnableConfig) -> str:
         thread, ns, _ = m.parse_config(config)
-        return hash(m.run_id_for(thread, ns)) % _STRIPES
-
-    def _alock(self, config: RunnableConfig) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        stripes = self._alocks.get(loop)
-        if stripes is None:
-            stripes = self._alocks[loop] = [asyncio.Lock() for _ in range(_STRIPES)]
-        return stripes[self._stripe(config)]
+        return m.run_id_for(thread, ns)
 
     # -- sync ----------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -236,17 +305,19 @@ class ClewSaver(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Commit a checkpoint on the branch its parent heads (see ``docs/langgraph.md``)."""
-        with self._locks[self._stripe(config)]:
-            return _drive(f.put(self._ctx, config, checkpoint, metadata), self._sync())
+        run = self._sync()
+        with self._locks.hold(self._run(config)):
+            return _drive(f.put(self._ctx, config, checkpoint, metadata), run)
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         """Record a task's writes against the checkpoint ``config`` names, as a journal entry."""
-        store = self._sync()
-        stored = _drive(f.probe_writes(self._ctx, config), store)
-        with self._locks[self._stripe(config)]:
-            _drive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), store)
+        writes = m.copy_writes(writes)
+        run = self._sync()
+        stored = _drive(f.probe_writes(self._ctx, config), run)
+        with self._locks.hold(self._run(config)):
+            _drive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), run)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every run (namespace) of a thread."""
@@ -289,17 +360,19 @@ class ClewSaver(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """See :meth:`put`."""
-        async with self._alock(config):
-            return await _adrive(f.put(self._ctx, config, checkpoint, metadata), self._async())
+        run = self._async()
+        async with self._locks.ahold(self._run(config)):
+            return await _adrive(f.put(self._ctx, config, checkpoint, metadata), run)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         """See :meth:`put_writes`."""
-        astore = self._async()
-        stored = await _adrive(f.probe_writes(self._ctx, config), astore)
-        async with self._alock(config):
-            await _adrive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), astore)
+        writes = m.copy_writes(writes)
+        run = self._async()
+        stored = await _adrive(f.probe_writes(self._ctx, config), run)
+        async with self._locks.ahold(self._run(config)):
+            await _adrive(f.put_writes(self._ctx, config, writes, task_id, task_path, stored), run)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """See :meth:`delete_thread`."""

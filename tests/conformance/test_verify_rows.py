@@ -1,0 +1,178 @@
+"""``verify`` covers every row it is responsible for: branches, the run row, counters,
+journal placement; and a keyed seal catches a chain forged without the key.
+
+Each case is a targeted edit behind the store's back, the way someone with write
+access to the database would make it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+import clew
+from clew.store._seal import checkpoint_hash, head_seal
+from tests.conftest import StoreFactory
+from tests.helpers.raw import Raw
+
+
+class Chain:
+    """main: c1 <- c2 <- c3; alt forked at c1 with c4; a pending entry on alt."""
+
+    def __init__(self, store: clew.Store, raw: Raw, run_id: str) -> None:
+        self.store, self.raw, self.run_id = store, raw, run_id
+        self.rk = raw.rk(run_id)
+        c1 = store.commit(run_id, state={"n": 1, "log": ["a"]}, parent=None, journal=[("tool", {"q": 1})])
+        c2 = store.commit(run_id, state={"n": 2, "log": ["a", "b"]}, parent=c1.checkpoint_id)
+        store.append_journal(run_id, [("call.intent", {"key": "k"})])
+        c3 = store.commit(run_id, state={"n": 3, "log": ["a", "b", "c"]}, parent=c2.checkpoint_id)
+        store.fork(run_id, checkpoint_id=c1.checkpoint_id, branch="alt")
+        c4 = store.commit(run_id, state={"n": 4}, parent=c1.checkpoint_id, branch="alt")
+        store.append_journal(run_id, [("call.intent", {"key": "pending"})], branch="alt")
+        self.ids = [c.checkpoint_id for c in (c1, c2, c3, c4)]
+        assert store.verify(run_id).ok
+
+
+@pytest.fixture
+def chain(store: clew.Store, raw: Raw, run_id: str) -> Chain:
+    return Chain(store, raw, run_id)
+
+
+def _kinds(report: clew.VerifyReport) -> set[tuple[str, str]]:
+    return {(p.kind, p.ident) for p in report.problems}
+
+
+EDITS: dict[str, tuple[Callable[[Chain], None], tuple[str, str] | None]] = {
+    "head-missing": (
+        lambda c: c.raw.execute("UPDATE branches SET head = 'nowhere' WHERE rk = ? AND name = 'main'", c.rk),
+        ("branch", "main"),
+    ),
+    "head-rolled-back": (
+        lambda c: c.raw.execute("UPDATE branches SET head = ? WHERE rk = ? AND name = 'main'", c.ids[1], c.rk),
+        ("branch", "main"),
+    ),
+    "head-on-another-line": (
+        lambda c: c.raw.execute("UPDATE branches SET head = ? WHERE rk = ? AND name = 'main'", c.ids[3], c.rk),
+        ("branch", "main"),
+    ),
+    "base-missing": (
+        lambda c: c.raw.execute("UPDATE branches SET base = 'gone' WHERE rk = ? AND name = 'alt'", c.rk),
+        ("branch", "alt"),
+    ),
+    "every-checkpoint-deleted": (
+        lambda c: c.raw.execute("DELETE FROM checkpoints WHERE rk = ?", c.rk),
+        ("branch", "main"),
+    ),
+    "branch-row-deleted": (
+        lambda c: c.raw.execute("DELETE FROM branches WHERE rk = ? AND name = 'alt'", c.rk),
+        ("branch", "alt"),
+    ),
+    "status-not-derived": (
+        lambda c: c.raw.execute("UPDATE runs SET status = 'completed' WHERE rk = ?", c.rk),
+        ("run", None),  # type: ignore[dict-item]
+    ),
+    "counter-rolled-back": (
+        lambda c: c.raw.execute("UPDATE runs SET ckpt_seq = 1 WHERE rk = ?", c.rk),
+        ("run", None),  # type: ignore[dict-item]
+    ),
+    "labels-damaged": (  # jsonb refuses text that is not JSON: there, valid JSON of the wrong shape
+        lambda c: c.raw.execute(
+            "UPDATE runs SET labels = ? WHERE rk = ?", "[1]" if c.raw.backend == "postgres" else "{not json", c.rk
+        ),
+        ("run", None),  # type: ignore[dict-item]
+    ),
+    "sealed-entry-unsealed": (
+        lambda c: c.raw.execute(
+            "UPDATE journal SET checkpoint_id = NULL"
+            " WHERE rk = ? AND seq = (SELECT min(seq) FROM journal WHERE rk = ?)",
+            c.rk,
+            c.rk,
+        ),
+        ("checkpoint", None),  # type: ignore[dict-item]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_verify_finds_a_targeted_edit(chain: Chain, name: str) -> None:
+    edit, expected = EDITS[name]
+    edit(chain)
+    report = chain.store.verify(chain.run_id)
+    assert not report.ok, name
+    kind, ident = expected  # type: ignore[misc]
+    assert any(p.kind == kind and (ident is None or p.ident == ident) for p in report.problems), report.problems
+    assert report.branches == (1 if name == "branch-row-deleted" else 2)
+
+
+def test_verify_finds_a_pending_entry_moved_to_another_run(store: clew.Store, raw: Raw, chain: Chain) -> None:
+    other = store.create_run(agent="other").run_id
+    store.commit(other, state={"x": 1}, parent=None)
+    ork = raw.rk(other)
+    seq = raw.scalar("SELECT seq FROM journal WHERE rk = ? AND checkpoint_id IS NULL AND branch = 'alt'", chain.rk)
+    top = raw.scalar("SELECT journal_seq FROM runs WHERE rk = ?", ork)
+    raw.execute("UPDATE journal SET rk = ?, seq = ?, branch = 'main' WHERE rk = ? AND seq = ?", ork, top, chain.rk, seq)
+    report = store.verify(other)
+    assert ("journal", str(top)) in _kinds(report), report.problems
+
+
+def test_a_forged_chain_needs_the_seal_key(shared_stores: StoreFactory) -> None:
+    """Without a key, someone who can write the database can re-seal a changed head
+    checkpoint; with one, verify rejects what they made."""
+    key = clew.SealKey("k1", os.urandom(32))
+    store = shared_stores.open(seal_key=key)
+    run_id = store.create_run(agent="a").run_id
+    c1 = store.commit(run_id, state={"amount": 10}, parent=None)
+    c2 = store.commit(run_id, state={"amount": 20}, parent=c1.checkpoint_id, metadata={"approved": False})
+    assert store.verify(run_id, require_keyed=True).ok
+    assert store.verify(run_id).keyed == 3  # two checkpoints and the head of main
+    raw = Raw(shared_stores, store)
+    try:
+        # The forger rewrites c2's metadata and re-seals it and the head with clew's own (unkeyed) functions.
+        rk = raw.rk(run_id)
+        row = raw.rows(
+            "SELECT manifest, created_at FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, c2.checkpoint_id
+        )[0]
+        meta = store.codec.dumps({"approved": True}, "metadata")[0]
+        parent_hash = bytes.fromhex(c1.hash)
+        forged = checkpoint_hash(parent_hash, c2.checkpoint_id, "main", "step", bytes(row[0]), meta, row[1], [])
+        raw.execute(
+            "UPDATE checkpoints SET meta = ?, hash = ? WHERE rk = ? AND checkpoint_id = ?",
+            store.codec.wrap(meta),
+            forged,
+            rk,
+            c2.checkpoint_id,
+        )
+        raw.execute(
+            "UPDATE branches SET seal = ? WHERE rk = ? AND name = 'main'",
+            head_seal(run_id, "main", c2.checkpoint_id, forged),
+            rk,
+        )
+    finally:
+        raw.close()
+    unkeyed = shared_stores.open()  # a store without the key: the forgery is consistent
+    assert unkeyed.verify(run_id).ok and unkeyed.verify(run_id).unkeyed > 0
+    report = store.verify(run_id)
+    assert {("checkpoint", c2.checkpoint_id), ("branch", "main")} <= _kinds(report), report.problems
+    assert all("keyed seal" in p.message for p in report.problems)
+    # A lost key makes the chain unverifiable, never unreadable.
+    assert unkeyed.load_state(run_id, c1.checkpoint_id) == {"amount": 10}
+    with pytest.raises(clew.errors.IntegrityError, match=r"without the key|keyed seal"):
+        store.verify(run_id).raise_for_problems()
+
+
+def test_require_keyed_reports_rows_without_a_mac(shared_stores: StoreFactory) -> None:
+    plain = shared_stores.open()
+    run_id = plain.create_run(agent="a").run_id
+    plain.commit(run_id, state={"x": 1}, parent=None)
+    keyed = shared_stores.open(seal_key=clew.SealKey("k1", os.urandom(32)))
+    assert keyed.verify(run_id).ok
+    report = keyed.verify(run_id, require_keyed=True)
+    assert not report.ok and {p.kind for p in report.problems} == {"checkpoint", "branch"}
+
+
+def test_a_seal_key_must_be_long_enough() -> None:
+    with pytest.raises(clew.errors.ConfigError, match="32 bytes"):
+        clew.SealKey("k", b"short")
+
