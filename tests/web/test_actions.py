@@ -68,30 +68,21 @@ def test_resuming_a_completed_run_is_a_conflict_and_changes_nothing(store: clew.
     assert r.status_code == 404
 
 
-def test_cancel_goes_to_the_agent_with_actor_and_reason(store: clew.Store) -> None:
-    calls: list[tuple[object, ...]] = []
-
-    def with_cancel(s: clew.Store) -> clew.Agent[dict[str, object]]:
-        agent = make_agent(s)
-        if not callable(getattr(agent, "cancel", None)):  # before Agent.cancel lands: stand in for it
-
-            def cancel(run_id: str, branch: str | None = None, *, actor: str, reason: str | None) -> None:
-                calls.append((run_id, branch, actor, reason))
-                s.update_run(run_id, status="cancelled")
-
-            agent.cancel = cancel  # type: ignore[attr-defined]
-        return agent
-
+def test_cancel_records_actor_and_reason(store: clew.Store) -> None:
     make_agent(store).start({"q": "a"}, run_id="r1")
-    c = client_for(store, agent=with_cancel)
+    c = client_for(store, agent=make_agent)
     assert 'action="/actions/cancel"' in c.get("/runs/r1").text
     token = csrf_of(c)
-    r = c.post("/actions/cancel", data={"csrf": token, "run_id": "r1", "branch": "main", "actor": "ann", "reason": ""})
+    form = {"csrf": token, "run_id": "r1", "branch": "main", "actor": "ann"}
+    r = c.post("/actions/cancel", data={**form, "reason": ""})
     assert r.status_code == 400 and "reason" in r.text
-    r = c.post(
-        "/actions/cancel", data={"csrf": token, "run_id": "r1", "branch": "main", "actor": "ann", "reason": "dup"}
-    )
+    assert store.get_branch("r1").status == "paused"
+    r = c.post("/actions/cancel", data={**form, "reason": "a duplicate ticket"})
     assert r.status_code == 303, r.text
-    assert store.get_run("r1").status == "cancelled"
-    if calls:
-        assert calls == [("r1", "main", "ann", "dup")]
+    assert store.get_branch("r1").status == "cancelled" and store.get_run("r1").status == "cancelled"
+    entry = next(j for j in store.list_journal("r1") if j.kind == "cancel")
+    assert (entry.data["actor"], entry.data["reason"], entry.data["was"]) == ("ann", "a duplicate ticket", "paused")
+    page = c.get("/runs/r1").text
+    assert 'cancelled</b> by <span class="actor">ann</span>: “a duplicate ticket”' in page
+    r = c.post("/actions/cancel", data={**form, "reason": "again"})
+    assert r.status_code == 409 and "already cancelled" in r.text

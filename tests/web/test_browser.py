@@ -1,4 +1,4 @@
-"""End to end in real headless Chromium: the demo's run, its tree, a diff, a comparison, a resume and a fork.
+"""End to end in real headless Chromium: the demo's run, its tree, a diff, a comparison, a resume, a fork, a cancel.
 
 Debian's ``chromium`` driven by Playwright through its executable path (no browser
 download). Screenshots of each page go to test-artifacts/inspector/.
@@ -181,6 +181,16 @@ def test_inspect_compare_resume_and_fork_in_chromium(site: tuple[str, Path, Path
         expect(page.locator(".flash")).to_contain_text("forked refund: now paused")
         expect(page.locator("#branch-refund")).to_contain_text("paused")
         shot(page, "8-forked")
+
+        # Cancel the new branch, with who and why.
+        cancel = page.locator("#branch-refund ~ tr.action-row form[action='/actions/cancel']").first
+        cancel.locator("input[name=actor]").fill("erin")
+        cancel.locator("input[name=reason]").fill("customer withdrew the request")
+        cancel.get_by_role("button").click()
+        expect(page.locator(".flash")).to_contain_text("cancelled refund")
+        expect(page.locator("#branch-refund")).to_contain_text("cancelled")
+        expect(page.locator(".timeline")).to_contain_text("customer withdrew the request")
+        shot(page, "9-cancelled")
         browser.close()
     assert errors == []
 
@@ -202,5 +212,9 @@ def test_inspect_compare_resume_and_fork_in_chromium(site: tuple[str, Path, Path
         refund = store.get_checkpoint("ticket-c77", store.get_branch("ticket-c77", "refund").head)
         assert refund.kind == "interrupt"
         assert store.load_state("ticket-c77", refund.checkpoint_id)["strategy"] == "refund"
+        assert store.get_branch("ticket-c77", "refund").status == "cancelled"
+        assert store.get_branch("ticket-c77", "main").status == "completed"
+        cancelled = next(j for j in store.list_journal("ticket-c77") if j.kind == "cancel")
+        assert (cancelled.data["actor"], cancelled.data["reason"]) == ("erin", "customer withdrew the request")
         assert store.verify("ticket-c77").ok and store.verify("ticket-c42").ok
     assert counters.read_text().split().count("email") == 1  # one reply sent, by the resume

@@ -5,12 +5,9 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import clew
-from clew.store import BranchRecord, RunRecord
 from clew.web._diff import MISSING, changes
-from clew.web._model import branch_status
 from tests.web._agents import make_agent
 from tests.web.conftest import client_for
 
@@ -124,16 +121,3 @@ def test_runs_page_filters_and_pages(store: clew.Store) -> None:
     assert "no runs match" in c.get("/?agent=nobody").text
     assert "prefix search read the newest 5 runs" in c.get("/?q=run-").text
     assert c.get("/?since=soon").status_code == 400
-
-
-def test_branch_status_is_the_branchs_own_where_the_store_keeps_one() -> None:
-    run = RunRecord("r", "a", "completed", {}, {"branch": "main"}, 0.0, 0.0)
-    br = BranchRecord("r", "side", None, None, 0.0)
-
-    class WithStatus:
-        name, head, base, created_at, status = "side", None, None, 0.0, "cancelled"
-
-    own: Any = WithStatus()
-    assert branch_status(run, own, None) == "cancelled"
-    assert branch_status(run, BranchRecord("r", "main", None, None, 0.0), None) == "completed"
-    assert branch_status(run, br, None) == "running"

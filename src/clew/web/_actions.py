@@ -29,8 +29,6 @@ class Actions:
             return "read-only mode: actions are off"
         if self.agent is None:
             return "no agent loaded: start clew ui with --agent module:attr to resume, fork and cancel runs"
-        if action == "cancel" and not callable(getattr(self.agent, "cancel", None)):
-            return "this clew has no Agent.cancel yet"
         return None
 
     def info(self) -> dict[str, Any]:
@@ -74,10 +72,9 @@ class Actions:
         return {"run_id": result, "branch": branch, "status": "created", "checkpoint_id": None}
 
     def cancel(self, run_id: str, *, branch: str | None, actor: str, reason: str | None) -> dict[str, Any]:
-        # Agent.cancel arrives with per-branch status; looked up so this works before and after.
-        cancel: Any = getattr(self._agent("cancel"), "cancel", None)
-        result = cancel(run_id, branch or None, actor=actor, reason=reason)
-        return {"run_id": run_id, "branch": branch, "status": "cancelled", "result": repr(result)[:200]}
+        done = self._agent("cancel").cancel(run_id, branch or None, actor=actor, reason=reason)
+        names = ", ".join(b.name for b in done)
+        return {"run_id": run_id, "branch": names or branch, "status": "cancelled", "checkpoint_id": None}
 
 
 ACTIONS = ("resume", "fork", "cancel")

@@ -13,7 +13,7 @@ from typing import Any
 
 from clew.audit import compare_branches, diff_states, to_jsonable
 from clew.errors import ConfigError, NotFoundError
-from clew.store import BranchRecord, CheckpointRecord, JournalEntry, RunRecord, Store
+from clew.store import CheckpointRecord, JournalEntry, RunRecord, Store
 from clew.web._diff import MISSING, changes
 
 PAUSE_KINDS = frozenset({"interrupt", "unknown_outcome", "edit"})
@@ -127,22 +127,6 @@ def _search(
     return {"items": [run_summary(r) for r in found[:limit]], "next_cursor": None, "scanned": scanned}
 
 
-def branch_status(run: RunRecord, br: BranchRecord, head: CheckpointRecord | None) -> str:
-    """A branch's status: its own where the store keeps one, else derived from the run and its head."""
-    own = getattr(br, "status", None)
-    if isinstance(own, str):
-        return own
-    if br.name == run.metadata.get("branch", "main"):
-        return run.status
-    if head is None:
-        return "running"
-    if head.kind in PAUSE_KINDS:
-        return "paused"
-    if head.kind == "step" and head.metadata.get("next") is None:
-        return "completed"
-    return "stopped"
-
-
 def ckpt_summary(c: CheckpointRecord) -> dict[str, Any]:
     m = c.metadata
     return {
@@ -239,8 +223,15 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
                 "head": br.head,
                 "base": br.base,
                 "created_at": br.created_at,
-                "status": branch_status(run, br, head),
-                "pause": to_jsonable(head.metadata.get("interrupt")) if head and head.kind in PAUSE_KINDS else None,
+                "status": br.status,
+                "error": to_jsonable(br.error),
+                "pause": to_jsonable(head.metadata.get("interrupt"))
+                if head and br.status == "paused" and head.kind in PAUSE_KINDS
+                else None,
+                "lease_owner": br.lease_owner,
+                "lease_expires_at": br.lease_expires_at,
+                "epoch": br.epoch,
+                "updated_at": br.updated_at,
                 "pending": events(pending.get(br.name, [])),
             }
         )
@@ -317,17 +308,15 @@ def diff(store: Store, checkpoint_id: str, against: str | None, run_id: str | No
 
 def side(store: Store, run_id: str, branch: str) -> dict[str, Any]:
     """One side of a comparison: a branch's steps, calls, outcome and duration."""
-    run = store.get_run(run_id)
     br = store.get_branch(run_id, branch)
     hist = list(reversed(branch_history(store, run_id, branch)))
-    head = hist[-1] if hist else None
     steps = []
     for c in hist:
         steps.append({**ckpt_summary(c), "events": events(store.list_journal(run_id, checkpoint_id=c.checkpoint_id))})
     return {
         "run_id": run_id,
         "branch": branch,
-        "status": branch_status(run, br, head),
+        "status": br.status,
         "head": br.head,
         "steps": steps,
         "duration_ms": round(sum(float(s["duration_ms"] or 0) for s in steps), 3),
