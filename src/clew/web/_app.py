@@ -9,6 +9,7 @@ from clew._extras import require
 
 require("starlette", "ui", "clew ui")
 require("jinja2", "ui", "clew ui")
+require("python_multipart", "ui", "clew ui")  # the forms of the actions
 
 from starlette.applications import Starlette  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
