@@ -11,9 +11,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from clew.cli import app
+from clew.cli._app import COMMANDS as FUNCTIONS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-COMMANDS = ["demo", "runs", "history", "show", "compare", "verify", "export", "ui"]
+COMMANDS = [f.__name__ for f in FUNCTIONS]
 
 
 def _help(*args: str) -> str:
@@ -32,6 +33,13 @@ def render() -> str:
         "",
         "Exit codes: 0 ok, 1 other clew error, 2 bad usage or configuration, 3 not found,",
         "4 conflict or lease held, 5 integrity failure, 6 store unavailable. Add `--debug` for a traceback.",
+        "",
+        "The store is `--store URL`, else `$CLEW_URL`, else `sqlite:///clew.db`; `--db FILE` is short for",
+        "`--store sqlite:///FILE`. Commands that read refuse a SQLite file that does not exist. Run and",
+        "checkpoint ids may be shortened to any unique prefix. Tables show ids whole; piped (or with",
+        "`--wide`) no column is shortened. `--json` output is strict JSON with ISO 8601 times in UTC.",
+        "Commands that run steps (`resume`, `fork`, `edit`, `recover`, `worker`) take the agent as",
+        "`MODULE:AGENT` (imported from the working directory) and use the agent's store.",
         "",
         "```",
         _help(),

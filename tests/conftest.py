@@ -35,6 +35,25 @@ def pg_url() -> str:
     pytest.skip(f"no PostgreSQL: {_pg_state['error']}")
 
 
+_pgbouncers: dict[str, str] = {}
+
+
+def pgbouncer_url(mode: str) -> str:
+    """pgbouncer in ``mode`` (transaction or session) in front of the test server; fails under CI=true."""
+    if mode not in _pgbouncers:
+        server = pg_url()
+        try:
+            _pgbouncers[mode] = _pg.start_pgbouncer(server, mode)
+        except Exception as exc:
+            _pgbouncers[mode] = f"error: {exc}"
+    found = _pgbouncers[mode]
+    if not found.startswith("error: "):
+        return found
+    if IN_CI:
+        pytest.fail(f"pgbouncer is required under CI=true: {found}")
+    pytest.skip(f"no pgbouncer: {found}")
+
+
 def _drop_schema(url: str, schema: str) -> None:
     import psycopg
 
@@ -45,21 +64,24 @@ def _drop_schema(url: str, schema: str) -> None:
 class StoreFactory:
     """Opens stores on one backend; every store it opens sees the same database."""
 
-    def __init__(self, backend: str, tmp_path: Path) -> None:
+    def __init__(self, backend: str, tmp_path: Path, *, via: str = "direct") -> None:
         self.backend = backend
+        self.via = via  # PostgreSQL: "direct", or pgbouncer's mode ("transaction", "session")
         self.schema = f"t_{uuid.uuid4().hex[:12]}"
         self.path = tmp_path / "clew.db"
         self._stores: list[clew.Store] = []
         self._memory: clew.Store | None = None
         if backend == "postgres":
             self.pg = pg_url()
+            self.front = self.pg if via == "direct" else pgbouncer_url(via)
 
     @property
     def url(self) -> str:
         if self.backend == "sqlite":
             return f"sqlite:///{self.path}"
         if self.backend == "postgres":
-            return f"{self.pg}?schema={self.schema}"
+            pooler = "" if self.via == "direct" else f"&pooler={self.via}"
+            return f"{self.front}?schema={self.schema}{pooler}"
         return "memory://"
 
     @property

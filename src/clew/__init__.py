@@ -4,10 +4,12 @@ Checkpoint state at meaningful points, resume after a crash without redoing fini
 work, pause for a person, branch from any checkpoint, replay, and audit every step.
 """
 
+import logging
+
 from clew import errors
 from clew._open import open, open_async
 from clew.codec import Codec, register_class, register_type
-from clew.runtime import Agent, CallInfo, CallTimeoutError, CodeVersionWarning, Context, Retry, Run
+from clew.runtime import Agent, CallInfo, CallNotStartedError, CallTimeoutError, CodeVersionWarning, Context, Retry, Run
 from clew.store import (
     AsyncStore,
     BranchRecord,
@@ -23,11 +25,15 @@ from clew.store import (
 
 __version__ = "0.1.0"
 
+# A library logs, the application decides where to: nothing is printed until logging is configured.
+logging.getLogger("clew").addHandler(logging.NullHandler())
+
 __all__ = [
     "Agent",
     "AsyncStore",
     "BranchRecord",
     "CallInfo",
+    "CallNotStartedError",
     "CallTimeoutError",
     "CheckpointRecord",
     "CodeVersionWarning",

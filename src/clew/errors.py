@@ -7,11 +7,14 @@
     │   └── MissingExtraError (ImportError)  an optional extra is not installed
     ├── CodecError
     │   ├── UnknownTypeError (TypeError)     a value clew cannot encode; names the field path
+    │   ├── EncodeError (ValueError)         a value clew refuses to write: nested too deep, containing
+    │   │                                    itself, text that is not UTF-8, a class defined in a function
     │   ├── DecodeError (ValueError)         bytes that are not a valid clew blob
     │   └── PickleRefusedError               a pickled blob read without the pickle opt-in
     ├── IntegrityError                       stored bytes do not match their hash
     ├── StoreError
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
+    │   │   └── CommitUnknownError           the connection died during COMMIT: outcome unknown
     │   ├── NotFoundError (LookupError)      unknown run, branch or checkpoint
     │   ├── ConflictError                    a branch head moved under a writer
     │   │   └── LeaseLostError (+LeaseError) a worker's lease was taken over: it must stop
@@ -36,9 +39,11 @@ __all__ = [
     "ClewError",
     "CodeVersionError",
     "CodecError",
+    "CommitUnknownError",
     "ConfigError",
     "ConflictError",
     "DecodeError",
+    "EncodeError",
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
@@ -93,6 +98,19 @@ class UnknownTypeError(CodecError, TypeError):
         )
 
 
+class EncodeError(CodecError, ValueError):
+    """A value clew refuses to write, because it could not be read back whole.
+
+    Attributes:
+        path: where the value sits, e.g. ``state.messages[3]['content']``.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        shown = path if len(path) <= 120 else path[:100] + "..." + path[-17:]
+        super().__init__(f"cannot encode {shown}: {problem}")
+
+
 class DecodeError(CodecError, ValueError):
     """Bytes that are not a valid clew blob."""
 
@@ -111,6 +129,16 @@ class StoreError(ClewError):
 
 class StoreUnavailableError(StoreError, ConnectionError):
     """The database cannot be reached or opened."""
+
+
+class CommitUnknownError(StoreUnavailableError):
+    """The connection died while a transaction was committing: it may or may not have committed.
+
+    :meth:`clew.Store.commit` settles this itself when it can (it reconnects and
+    re-reads the branch head); the error reaches the caller only when the server
+    stays out of reach. Find out by re-reading the head (``store.get_branch(run_id,
+    branch).head``) once the server is back.
+    """
 
 
 class NotFoundError(StoreError, LookupError):

@@ -55,7 +55,7 @@ def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
 def test_runs_json(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli("runs", "--db", db, "--json", capsys=capsys)
     assert code == 0
-    runs = json.loads(out)
+    runs = json.loads(out)["runs"]
     assert [r["run_id"] for r in runs] == ["note-1"]
     assert runs[0]["agent"] == "writer"
 
@@ -78,6 +78,8 @@ def test_compare_branches(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     diffs = {d["field"]: d for d in json.loads(out)["diffs"]}
     assert diffs["text"]["main"] == "fine"
     assert diffs["text"]["alt"] != "fine"
+    # main went on to write a second word; alt forked before it
+    assert diffs["words"] == {"field": "words", "change": "list", "removed": ["hello"], "added": []}
 
 
 def test_export_is_json_lines_ending_with_verify(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,7 +108,12 @@ def test_verify_ok_then_tampered(db: str, capsys: pytest.CaptureFixture[str]) ->
     [
         (["history", "nope"], 3, "run 'nope' not found"),
         (["runs", "--store", "ftp://x"], 2, "unknown store scheme"),
-        (["runs", "--db", "/no/such/dir/x.db"], 6, "does not exist"),
+        (["runs", "--db", "/no/such/dir/x.db"], 3, "no database at /no/such/dir/x.db"),
+        (["runs", "--store", "sqlite:////no/such/dir/x.db"], 3, "no database at"),
+        (["runs", "--status", "canceled"], 2, "'canceled'"),
+        (["runs", "--limit", "-1"], 2, "limit"),
+        (["runs", "--since", "yesterday"], 2, "--since"),
+        (["runs", "--label", "novalue"], 2, "KEY=VALUE"),
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(
@@ -120,10 +127,23 @@ def test_errors_are_one_line_with_an_exit_code(
     assert "Traceback" not in err
 
 
-def test_console_script_runs(db: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "clew.cli", "runs", "--db", db], capture_output=True, text=True)
+@pytest.mark.parametrize("module", ["clew", "clew.cli"])
+def test_python_dash_m_runs(db: str, module: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", module, "runs", "--db", db], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "note-1" in proc.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli("--version", capsys=capsys)
+    assert code == 0
+    assert out.strip() == f"clew {clew.__version__}"
+
+
+def test_a_read_never_creates_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli("runs", "--db", str(tmp_path / "typo.db"), capsys=capsys)
+    assert code == 3 and "no database at" in err
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_reference_is_current() -> None:

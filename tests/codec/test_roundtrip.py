@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clew.codec import Codec
+from clew.codec import Codec, register_class
 from tests.codec._support import (
     Box,
     Color,
@@ -204,6 +204,7 @@ def test_dataclass_round_trip_does_not_call_init_or_post_init() -> None:
             calls.append("post_init")
             self.derived = self.x * 2
 
+    register_class(Tracked)  # defined in a function: encodable once registered
     original = Tracked(4)
     original.derived = 99  # changed after construction: the stored value wins
     calls.clear()
@@ -233,6 +234,7 @@ def test_pydantic_extra_fields_are_kept() -> None:
         model_config = pydantic.ConfigDict(extra="allow")
         a: int = 1
 
+    register_class(Loose)
     value = Loose(a=2, note=(1, {2}))  # type: ignore[call-arg]  # an extra field, allowed by the config
     out = roundtrip(value)
     assert_same(value, out)
@@ -247,6 +249,8 @@ def test_pydantic_alias_frozen_and_root_models() -> None:
     class Ids(pydantic.RootModel[list[uuid.UUID]]):
         pass
 
+    register_class(Aliased)
+    register_class(Ids)
     for value in (Aliased(userId=5), Ids([uuid.UUID(int=1)])):
         out = roundtrip(value)
         assert_same(value, out)

@@ -22,7 +22,9 @@ from clew.codec import Codec
 from clew.errors import (
     ConfigError,
     ConflictError,
+    EncodeError,
     IntegrityError,
+    InvalidStateError,
     LeaseError,
     NotFoundError,
     PickleRefusedError,
@@ -227,6 +229,53 @@ def _lease_lost(env: Env) -> object:
     return env.store.renew_lease(env.run_id, owner="never-held", ttl=60)
 
 
+def _nested(depth: int, make: Callable[[Any], Any]) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = make(value)
+    return value
+
+
+def _self_list() -> list[Any]:
+    loop: list[Any] = ["a"]
+    loop.append(loop)
+    return loop
+
+
+def _self_dict() -> dict[str, Any]:
+    loop: dict[str, Any] = {"a": 1}
+    loop["me"] = {"again": loop}
+    return loop
+
+
+def _local_dataclass() -> Any:
+    @dataclasses.dataclass
+    class Local:
+        x: int = 1
+
+    return Local()
+
+
+def _commit(state: Any) -> Callable[[Env], object]:
+    return lambda env: env.store.commit(env.run_id, state=state, parent=env.good)
+
+
+def _field(value: Any) -> Callable[[Env], object]:
+    return lambda env: env.store.commit(env.run_id, state={**GOOD_STATE, "bad": value}, parent=env.good)
+
+
+def _encode_path(expected: str) -> Callable[[Env, BaseException], None]:
+    def check(env: Env, exc: BaseException) -> None:
+        assert isinstance(exc, EncodeError) and exc.path == expected
+        assert env.raw.counts(env.run_id)["checkpoints"] == 1
+
+    return check
+
+
+class Chat(dict):  # type: ignore[type-arg]
+    """Not a state type: a dict subclass."""
+
+
 def _labels_damaged(env: Env) -> object:
     bad = "[1]" if env.raw.backend == "postgres" else "{not json"  # jsonb itself refuses text that is not JSON
     good = env.raw.scalar("SELECT labels FROM runs WHERE run_id = ?", env.run_id)
@@ -261,6 +310,131 @@ def _metadata_replaced(env: Env, reseal: bool) -> object:
 
 
 CASES = [
+    # values clew refuses to write because they could not be read back whole
+    Case("state-not-a-mapping", _commit([("a", 1)]), InvalidStateError, (ValueError,), ("mapping", "list")),
+    Case("state-field-name-not-str", _commit({1: "x"}), InvalidStateError, (ValueError,), ("field names must be str",)),
+    Case("state-field-name-surrogate", _commit({"\udc80": 1}), InvalidStateError, (ValueError,), ("UTF-8",)),
+    Case(
+        "deep-nested-lists",
+        _field(_nested(10_000, lambda v: [v])),
+        EncodeError,
+        (ValueError,),
+        ("state.bad[0][0]", "nests deeper than"),
+    ),
+    Case(
+        "deep-nested-dicts",
+        _field(_nested(10_000, lambda v: {"k": v})),
+        EncodeError,
+        (ValueError,),
+        ("state.bad['k']", "nests deeper than"),
+    ),
+    Case(
+        "deep-nested-tuples",
+        _field(_nested(10_000, lambda v: (v,))),
+        EncodeError,
+        (ValueError,),
+        ("nests",),
+    ),
+    Case(
+        "self-referencing-list",
+        _field(_self_list()),
+        EncodeError,
+        (ValueError,),
+        ("contains itself",),
+        check=_encode_path("state.bad[1][1]"),  # a list field is chunked: item 1 is walked alone
+    ),
+    Case(
+        "self-referencing-dict",
+        _field(_self_dict()),
+        EncodeError,
+        (ValueError,),
+        ("contains itself",),
+        check=_encode_path("state.bad['me']['again']"),
+    ),
+    Case(
+        "self-referencing-top-level-list",
+        lambda env: env.store.commit(env.run_id, state={"messages": _self_list()}, parent=env.good),
+        EncodeError,
+        (ValueError,),
+        ("contains itself",),
+    ),
+    Case(
+        "lone-surrogate-in-text",
+        _field({"note": "caf\udce9"}),
+        EncodeError,
+        (ValueError,),
+        ("surrogate",),
+        check=_encode_path("state.bad['note']"),
+    ),
+    Case(
+        "lone-surrogate-in-key",
+        _field({"\ud800": 1}),
+        EncodeError,
+        (ValueError,),
+        ("surrogate",),
+        check=_encode_path("state.bad<key>"),
+    ),
+    Case(
+        "lone-surrogate-in-journal",
+        lambda env: env.store.append_journal(env.run_id, [("tool", {"out": "\udc80"})]),
+        EncodeError,
+        (ValueError,),
+        ("surrogate",),
+    ),
+    Case(
+        "dataclass-defined-in-a-function",
+        _field([_local_dataclass()]),
+        EncodeError,
+        (ValueError,),
+        ("state.bad[0]", "inside a function", "module level"),
+        check=_encode_path("state.bad[0]"),
+    ),
+    # bad arguments
+    Case("list-runs-negative-limit", lambda env: env.store.list_runs(limit=-1), ConfigError, (ValueError,), ("-1",)),
+    Case("list-runs-zero-limit", lambda env: env.store.list_runs(limit=0), ConfigError, (ValueError,), ("limit",)),
+    Case(
+        "list-runs-status-typo",
+        lambda env: env.store.list_runs(status="canceled"),
+        ConfigError,
+        (ValueError,),
+        ("'canceled'", "cancelled"),
+    ),
+    Case("empty-run-id", lambda env: env.store.create_run("", agent="x"), ConfigError, (ValueError,), ("run_id=''",)),
+    Case(
+        "agent-empty-run-id",
+        lambda env: _agent(env).start({"a": 1}, run_id=""),
+        ConfigError,
+        (ValueError,),
+        ("run_id=''",),
+    ),
+    Case(
+        "agent-state-type-not-a-model",
+        lambda env: clew.Agent("x", state=int, store=env.store),
+        ConfigError,
+        (ValueError,),
+        ("int", "Pydantic model"),
+    ),
+    Case(
+        "agent-state-type-dict-subclass",
+        lambda env: clew.Agent("x", state=Chat, store=env.store),
+        ConfigError,
+        (ValueError,),
+        ("Chat",),
+    ),
+    Case(
+        "agent-unknown-ephemeral-field",
+        lambda env: clew.Agent("x", state=KBResult, store=env.store, ephemeral=("client",)),
+        ConfigError,
+        (ValueError,),
+        ("client", "KBResult", "query"),
+    ),
+    Case(
+        "agent-ephemeral-as-a-str",
+        lambda env: clew.Agent("x", state=KBResult, store=env.store, ephemeral="query"),
+        ConfigError,
+        (ValueError,),
+        ("tuple of field names",),
+    ),
     # rows damaged behind the store's back: clew errors, never json or attribute errors
     Case("run-labels-damaged", _labels_damaged, IntegrityError, (), ("labels",)),
     Case(
@@ -448,6 +622,12 @@ CASES = [
     # pickle: code execution on load, so never without the opt-in
     Case("pickle-without-opt-in", _pickled, PickleRefusedError, (), ("allow_pickle",), FILES, moves_head=True),
 ]
+
+
+def _agent(env: Env) -> clew.Agent[Any]:
+    agent = clew.Agent("bad", state=dict, store=env.store)
+    agent.step(start=True)(lambda state, ctx: None)
+    return agent
 
 
 @pytest.fixture

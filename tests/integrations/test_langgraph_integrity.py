@@ -53,7 +53,6 @@ def _rewrite_rows(stores: StoreFactory, table: str, key: str, col: str, change: 
     """Apply ``change`` to the stored bytes of every row; returns how many rows changed."""
     changed = 0
     with _db(stores) as conn:
-        table = f"clew_{table}"
         rows = conn.execute(f"SELECT {key}, {col} FROM {table}").fetchall()
         for k, data in rows:
             new = change(bytes(data))

@@ -65,9 +65,7 @@ def test_subpackage_all(module: str) -> None:
 def test_store_and_async_store_are_twins() -> None:
     def methods(cls: type) -> dict[str, inspect.Signature]:
         return {
-            n: inspect.signature(f)
-            for n, f in inspect.getmembers(cls, inspect.isfunction)
-            if not n.startswith("_")
+            n: inspect.signature(f) for n, f in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")
         }
 
     sync, async_ = methods(Store), methods(AsyncStore)

@@ -167,7 +167,7 @@ def test_configuration_errors(store: clew.Store) -> None:
         agent.step(name="two", start=True)(one)
     with pytest.raises(ConfigError):
         clew.Agent("cfg", state=dict, store=store, on_version_mismatch="ignore")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="state type"):
+    with pytest.raises(ConfigError, match="state type"):
         clew.Agent("cfg", state=list, store=store)  # type: ignore[arg-type]
 
 

@@ -114,5 +114,5 @@ def test_state_at_and_recover_take_ephemeral_values(stores: StoreFactory) -> Non
 
 
 def test_unknown_ephemeral_field_is_refused(store: clew.Store) -> None:
-    with pytest.raises(TypeError, match="nope"):
+    with pytest.raises(clew.errors.ConfigError, match="nope"):
         clew.Agent("eph", state=Chat, store=store, ephemeral=("nope",))

@@ -114,7 +114,7 @@ def test_call_timeout_raises_call_timeout_error(store: clew.Store) -> None:
     assert time.monotonic() - started < 0.45  # did not wait for the call
     assert run.status == "failed"
     assert isinstance(seen[0], TimeoutError)
-    assert run.error is not None and run.error["type"] == "clew.runtime._effects.CallTimeoutError"
+    assert run.error is not None and run.error["type"] == "clew.CallTimeoutError"
     [outcome] = journal(store, run.run_id, "call.outcome")
     assert outcome.data["ok"] is False and "CallTimeoutError" in outcome.data["error"]["type"]
     assert store.get_branch(run.run_id).error["type"].endswith("CallTimeoutError")

@@ -18,7 +18,7 @@ from clew.web import create_app
 from tests.web._agents import make_agent
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "examples" / "support_agent.py"
+DEMO = ROOT / "examples" / "support_agent.py"  # runs clew.examples.support_agent
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from pathlib import Path
 import clew
 from clew.web import load_agent
 from tests.web._agents import make_agent
-from tests.web.conftest import DEMO, client_for, csrf_of
+from tests.web.conftest import client_for, csrf_of
 
 
 def test_a_fork_edit_the_state_type_rejects_writes_nothing(demo_copy: Path) -> None:
     with clew.open(f"sqlite:///{demo_copy}") as store:
-        c = client_for(store, agent=load_agent(f"{DEMO}:make_agent"))
+        c = client_for(store, agent=load_agent("clew.examples.support_agent:make_agent", store))
         token = csrf_of(c)
         run = c.get("/api/v1/runs/ticket-c42").json()
         billing = next(x for x in run["checkpoints"] if x["step"] == "lookup_billing")["checkpoint_id"]

@@ -161,3 +161,4 @@ def test_runs_paging_walks_every_run_once(store: clew.Store, limit: int) -> None
     assert [x["run_id"] for x in c.get("/api/v1/runs?q=run-3").json()["items"]] == ["run-3"]
     assert len(c.get("/api/v1/runs?q=run-").json()["items"]) == 7
     assert c.get("/api/v1/runs?since=1h").json()["items"] and not c.get("/api/v1/runs?since=2999-01-01").json()["items"]
+    assert not c.get("/api/v1/runs?until=1h").json()["items"] and c.get("/api/v1/runs?until=2999-01-01").json()["items"]

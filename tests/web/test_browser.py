@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import clew
-from clew.web import load_agent
+from clew.examples import support_agent as demo
 from tests.conftest import IN_CI
-from tests.web.conftest import DEMO, ROOT
+from tests.web.conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "inspector"
 ARGS = [
@@ -55,11 +55,11 @@ def site(demo_copy: Path, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     counters = tmp_path / "counters"
     counters.write_text("kb\nkb\n")  # the knowledge base's outage is over
     env = {**os.environ, "CLEW_DEMO_COUNTERS": str(counters)}
-    module = load_agent(f"{DEMO}:make_agent")
-    sys.modules["support_agent"].COUNTERS = counters  # type: ignore[attr-defined]
+    demo.COUNTERS = counters
     with clew.open(f"sqlite:///{demo_copy}") as store:
-        ticket = sys.modules["support_agent"].Ticket  # type: ignore[attr-defined]
-        run = module(store).start(ticket(customer_id="c-77", question="Where is my invoice?"), run_id="ticket-c77")
+        run = demo.make_agent(store).start(
+            demo.Ticket(customer_id="c-77", question="Where is my invoice?"), run_id="ticket-c77"
+        )
         assert run.status == "paused"
     port = _free_port()
     proc = subprocess.Popen(
@@ -73,7 +73,7 @@ def site(demo_copy: Path, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
             "--port",
             str(port),
             "--agent",
-            f"{DEMO}:make_agent",
+            "clew.examples.support_agent:make_agent",
             "--run",
             "ticket-c42",
         ],

@@ -66,10 +66,12 @@ def test_binding_beyond_localhost_makes_and_prints_a_token(tmp_path: Path) -> No
 
 def test_a_bad_agent_spec_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
+    clew.open(f"sqlite:///{db}").close()
     for spec, words in [
         ("nocolon", "module:attr"),
         ("no_such_module_xyz:make", "cannot import"),
         ("tests.web._agents:nothing_here", "has no 'nothing_here'"),
+        ("tests.web._agents:clew", "not a clew.Agent"),
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "clew.cli", "ui", "--db", str(db), "--agent", spec],

@@ -119,5 +119,6 @@ def test_runs_page_filters_and_pages(store: clew.Store) -> None:
     labelled = c.get("/?label=env%3Dprod").text
     assert "run-3" in labelled and "run-1" in labelled and "run-2" not in labelled
     assert "no runs match" in c.get("/?agent=nobody").text
-    assert "prefix search read the newest 5 runs" in c.get("/?q=run-").text
+    assert all(f"run-{i}" in c.get("/?q=run-").text for i in range(5))
+    assert "run-3" in c.get("/?q=run-3").text and "run-4" not in c.get("/?q=run-3").text
     assert c.get("/?since=soon").status_code == 400

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +93,13 @@ def compare_branches(store: Store, run_id: str, a: str, b: str) -> BranchCompari
 
 
 def to_jsonable(value: Any) -> Any:
-    """A JSON-friendly rendering of a decoded value (for export and display)."""
+    """A JSON-friendly rendering of a decoded value (for export and display).
+
+    NaN and the infinities, which JSON cannot hold, become the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytes):
@@ -112,11 +119,20 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+def _line(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
 def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[str]:
     """The run as JSON Lines: the run, its branches, every checkpoint (with its state
-    and journal), oldest first, and the verification result last."""
+    and journal), oldest first, and the verification result last. Times are ISO 8601
+    in UTC; every line is strict JSON."""
     run = store.get_run(run_id)
-    yield json.dumps(
+    yield _line(
         {
             "type": "run",
             "run_id": run.run_id,
@@ -124,12 +140,12 @@ def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[st
             "status": run.status,
             "labels": dict(run.labels),
             "metadata": to_jsonable(run.metadata),
-            "created_at": run.created_at,
+            "created_at": _iso(run.created_at),
         }
     )
     seen: dict[str, CheckpointRecord] = {}
     for br in store.list_branches(run_id):
-        yield json.dumps({"type": "branch", "name": br.name, "head": br.head, "base": br.base})
+        yield _line({"type": "branch", "name": br.name, "head": br.head, "base": br.base})
         for c in _all(store, run_id, br.name):
             seen.setdefault(c.checkpoint_id, c)
     for c in sorted(seen.values(), key=lambda c: c.seq):
@@ -141,18 +157,24 @@ def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[st
             "parent_id": c.parent_id,
             "kind": c.kind,
             "hash": c.hash,
-            "created_at": c.created_at,
+            "created_at": _iso(c.created_at),
             "metadata": to_jsonable(c.metadata),
             "journal": [
-                {"seq": j.seq, "kind": j.kind, "data": to_jsonable(j.data), "hash": j.hash, "created_at": j.created_at}
+                {
+                    "seq": j.seq,
+                    "kind": j.kind,
+                    "data": to_jsonable(j.data),
+                    "hash": j.hash,
+                    "created_at": _iso(j.created_at),
+                }
                 for j in store.list_journal(run_id, checkpoint_id=c.checkpoint_id)
             ],
         }
         if states:
             rec["state"] = to_jsonable(store.load_state(run_id, c.checkpoint_id))
-        yield json.dumps(rec)
+        yield _line(rec)
     report = store.verify(run_id)
-    yield json.dumps(
+    yield _line(
         {
             "type": "verify",
             "ok": report.ok,

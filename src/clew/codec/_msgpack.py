@@ -21,7 +21,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import _types as t
-from clew.errors import DecodeError, PickleRefusedError, UnknownTypeError
+from clew.errors import DecodeError, EncodeError, PickleRefusedError, UnknownTypeError
 
 _OPTS = (
     ormsgpack.OPT_SORT_KEYS
@@ -33,7 +33,10 @@ _OPTS = (
     | ormsgpack.OPT_PASSTHROUGH_TUPLE
     | ormsgpack.OPT_PASSTHROUGH_UUID
 )
-_NATIVE = (str, bytes, bool, float, type(None))
+_NATIVE = (bytes, bool, float, type(None))
+
+#: How deep containers may nest in one value (msgpack readers stop near 255).
+MAX_DEPTH = 200
 
 # ormsgpack replaces whatever an ext_hook raised with a bare ValueError("ext_hook
 # failed"); the hook keeps the innermost failure here so decode() can report it.
@@ -53,18 +56,23 @@ def _type_name(value: object) -> str:
 class Encoder:
     """Encodes values; ``uses_pickle`` tells whether the pickle fallback was taken."""
 
-    __slots__ = ("_allow_pickle", "uses_pickle")
+    __slots__ = ("_active", "_allow_pickle", "uses_pickle")
 
     def __init__(self, *, allow_pickle: bool = False) -> None:
         self._allow_pickle = allow_pickle
         self.uses_pickle = False
+        self._active: set[int] = set()  # the containers on the path being walked
 
     def encode(self, value: Any, path: str = "value") -> bytes:
         try:
             return ormsgpack.packb(value, default=self._default, option=_OPTS)
-        except (TypeError, _Unknown, OverflowError):
+        except (TypeError, _Unknown, OverflowError, EncodeError, RecursionError):
             pass  # fall through to the walker, which names the path or handles the case
-        return ormsgpack.packb(self._prepare(value, path), option=_OPTS)
+        self._active.clear()
+        try:
+            return ormsgpack.packb(self._prepare(value, path), option=_OPTS)
+        except RecursionError:
+            raise EncodeError(path, "it nests too deeply; flatten it, or store it as text (JSON)") from None
 
     # -- fast path -------------------------------------------------------------
     def _default(self, value: Any) -> Any:
@@ -79,17 +87,28 @@ class Encoder:
     # -- slow path: walk the value, naming paths -------------------------------
     def _prepare(self, value: Any, path: str) -> Any:
         cls = type(value)
+        if cls is str:
+            return _text(value, path)
         if cls in _NATIVE:
             return value
         if cls is int:
             return value if -(2**63) <= value < 2**64 else self._ext_or_fail(value, path)
-        if cls is list:
-            return [self._prepare(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if cls is dict:
-            if all(type(k) is str for k in value):
-                return {k: self._prepare(v, f"{path}[{k!r}]") for k, v in value.items()}
+        key = id(value)
+        if key in self._active:
+            raise EncodeError(
+                path, "it contains itself; clew stores values as trees, so break the cycle (store an id instead)"
+            )
+        if len(self._active) >= MAX_DEPTH:
+            raise EncodeError(path, f"it nests deeper than {MAX_DEPTH} levels; flatten it, or store it as text (JSON)")
+        self._active.add(key)
+        try:
+            if cls is list:
+                return [self._prepare(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            if cls is dict and all(type(k) is str for k in value):
+                return {_text(k, f"{path}<key>"): self._prepare(v, f"{path}[{k!r}]") for k, v in value.items()}
             return self._ext_or_fail(value, path)
-        return self._ext_or_fail(value, path)
+        finally:
+            self._active.discard(key)
 
     def _ext_or_fail(self, value: Any, path: str) -> ormsgpack.Ext:
         ext = self._to_ext(value, self._pack_walked, path)
@@ -123,6 +142,16 @@ class Encoder:
         user = t.user_type_for(cls)
         if user is not None:
             return ormsgpack.Ext(t.EXT_USER, ormsgpack.packb([user.key, pack(user.encode(value), path)]))
+        if t.local_class(cls) and (
+            isinstance(value, enum.Enum)
+            or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+            or t.is_pydantic_instance(value)
+        ):
+            raise EncodeError(
+                path,
+                f"class {cls.__qualname__} is defined inside a function, so no other process can find it to "
+                "decode; define it at module level (or clew.codec.register_class it in every process that reads it)",
+            )
         if isinstance(value, enum.Enum):
             key = t.remember_class(cls)
             return ormsgpack.Ext(t.EXT_ENUM, ormsgpack.packb([key, pack(value.value, f"{path}.value")]))
@@ -153,6 +182,18 @@ class Encoder:
             {name: pack(v, f"{path}.{name}") for name, v in fields.items()},
             option=ormsgpack.OPT_SORT_KEYS,
         )
+
+
+def _text(value: str, path: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(
+            path,
+            f"the text holds a lone surrogate ({value[exc.start]!r} at index {exc.start}), which is not UTF-8; "
+            "clean it (e.g. text.encode('utf-8', 'replace').decode()) or store bytes",
+        ) from None
+    return value
 
 
 class Decoder:

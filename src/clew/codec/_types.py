@@ -83,8 +83,21 @@ def register_type(
 
 
 def register_class(cls: type) -> None:
-    """Make a dataclass, Pydantic model or Enum decodable before any is encoded."""
+    """Make a dataclass, Pydantic model or Enum decodable before any is encoded.
+
+    A class defined inside a function can be stored only once registered: a reader
+    must register it too, as it cannot be found by its module and name.
+    """
     _classes[class_key(cls)] = cls
+    _registered.add(cls)
+
+
+_registered: set[type] = set()
+
+
+def local_class(cls: type) -> bool:
+    """A class defined inside a function, not registered: no other process can find it by name."""
+    return "<locals>" in cls.__qualname__ and cls not in _registered
 
 
 def user_type_for(cls: type) -> UserType | None:

@@ -1,9 +1,19 @@
 """The agent runtime: steps, the tool-call ledger, retries, interrupts, fork and recovery."""
 
 from clew.runtime._agent import Agent, Step
+from clew.runtime._calls import CallNotStartedError, CallTimeoutError
 from clew.runtime._context import CallInfo, Context
-from clew.runtime._effects import CallTimeoutError
 from clew.runtime._engine import CodeVersionWarning, Run
 from clew.runtime._policy import Retry
 
-__all__ = ["Agent", "CallInfo", "CallTimeoutError", "CodeVersionWarning", "Context", "Retry", "Run", "Step"]
+__all__ = [
+    "Agent",
+    "CallInfo",
+    "CallNotStartedError",
+    "CallTimeoutError",
+    "CodeVersionWarning",
+    "Context",
+    "Retry",
+    "Run",
+    "Step",
+]

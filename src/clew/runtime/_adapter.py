@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from clew.errors import InvalidStateError
+from clew.errors import ConfigError, InvalidStateError
 
 S = TypeVar("S")
 
@@ -18,6 +18,8 @@ class StateAdapter(Generic[S]):
 
     def __init__(self, state_type: type[S], ephemeral: tuple[str, ...] = ()) -> None:
         self.type = state_type
+        if isinstance(ephemeral, str) or not all(isinstance(e, str) for e in ephemeral):
+            raise ConfigError(f"ephemeral={ephemeral!r}: give a tuple of field names, e.g. ('client',)")
         self.ephemeral = frozenset(ephemeral)
         self.kind = (
             "pydantic"
@@ -29,12 +31,17 @@ class StateAdapter(Generic[S]):
             else ""
         )
         if not self.kind:
-            raise TypeError(f"state type must be a Pydantic model, a dataclass or dict, not {state_type!r}")
+            raise ConfigError(
+                f"state={state_type!r}: the state type must be a Pydantic model class, a dataclass or dict"
+            )
         self._validator = pydantic.TypeAdapter(state_type) if self.kind != "dict" else None
         known = self.field_names()
         unknown = self.ephemeral - known if known is not None else frozenset()
         if unknown:
-            raise TypeError(f"ephemeral fields {sorted(unknown)} are not fields of {state_type.__name__}")
+            raise ConfigError(
+                f"ephemeral={tuple(ephemeral)!r}: {sorted(unknown)} are not fields of {state_type.__name__} "
+                f"(its fields: {sorted(known or ())})"
+            )
 
     @property
     def type_name(self) -> str:

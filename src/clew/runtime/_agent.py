@@ -54,6 +54,10 @@ class Step:
 
 class AgentBase(Generic[S]):
     _NO_ANSWER: Any = object()
+    _stop: threading.Event | None = None  # set by a draining worker: stop after the current step
+
+    def _should_stop(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     def __init__(
         self,
@@ -161,6 +165,21 @@ class AgentBase(Generic[S]):
         )
         # A new branch's first lease has epoch 1 (see Store.create_run).
         return self._keeper(Lease(run.run_id, "main", self.worker_id, 1, now + self.lease_ttl))
+
+    def _enqueue(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
+        """Create the run and its first checkpoint with no lease: queued for any worker."""
+        if self._start is None:
+            raise ConfigError(f"agent {self.name!r} has no start step: mark one with @agent.step(start=True)")
+        self._adapter.check(state)
+        run = yield store(
+            "create_run",
+            run_id=run_id,
+            agent=self.name,
+            labels=labels,
+            state=self._adapter.to_fields(state),
+            checkpoint_metadata={**self._meta(), "next": self._start},
+        )
+        return run.run_id
 
     def _keeper(self, lease: Lease) -> LeaseKeeper:
         return LeaseKeeper(lease, self.lease_ttl, self.lease_margin)
@@ -290,6 +309,21 @@ class AgentBase(Generic[S]):
         yield store("release_lease", run_id=lease.run_id, owner=lease.owner, branch=lease.branch, epoch=lease.epoch)
 
 
+def _log_result(agent: str, result: Run[Any]) -> None:
+    if result.status == "failed":
+        err = result.error or {}
+        log.warning(
+            "run %s failed (agent %s, branch %s): %s: %s",
+            result.run_id,
+            agent,
+            result.branch,
+            err.get("type"),
+            err.get("message"),
+        )
+    else:
+        log.info("run %s %s (agent %s, branch %s)", result.run_id, result.status, agent, result.branch)
+
+
 class Agent(AgentBase[S]):
     """A durable agent: named steps over a typed state, on a store.
 
@@ -358,7 +392,19 @@ class Agent(AgentBase[S]):
                         is_async=False,
                     )
                 )
+                _log_result(self.name, result)
                 return result
+        except Exception as exc:
+            lease = keeper.lease
+            log.error(
+                "run %s (agent %s, branch %s) stopped by %s: %s",
+                lease.run_id,
+                self.name,
+                lease.branch,
+                type(exc).__name__,
+                exc,
+            )
+            raise
         finally:
             self._sync(self._finish(keeper))
 
@@ -370,7 +416,29 @@ class Agent(AgentBase[S]):
             UnknownTypeError: the state holds a value clew cannot store.
         """
         keeper = self._sync(self._begin(state, run_id, labels))
+        log.info("run %s started (agent %s)", keeper.lease.run_id, self.name)
         return self._run_sync(keeper, self._ephemeral_of(state))
+
+    def enqueue(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+        """Create a run with its first checkpoint and leave it for a worker; returns its id.
+
+        The run is ``running`` with no lease, so the next worker that claims work
+        (:meth:`serve`, ``clew worker``, :meth:`recover`) executes it. Ephemeral fields
+        are not stored: give them to the worker (``serve(ephemeral=...)``).
+        """
+        rid: str = self._sync(self._enqueue(state, run_id, labels))
+        log.info("run %s queued (agent %s)", rid, self.name)
+        return rid
+
+    def serve(self, *, concurrency: int = 1, poll: float = 1.0, ephemeral: Mapping[str, Any] | None = None) -> None:
+        """Work as a long-running worker until SIGTERM/SIGINT: execute queued runs and
+        recover runs whose worker died, ``concurrency`` at a time. On the signal, each
+        run in progress finishes its current step, checkpoints and releases its lease.
+        See ``docs/operating.md``.
+        """
+        from clew.runtime._worker import Worker
+
+        Worker(self, concurrency=concurrency, poll=poll, ephemeral=ephemeral).run()
 
     def resume(
         self,
@@ -393,6 +461,7 @@ class Agent(AgentBase[S]):
             LeaseLostError: another worker took the branch over while this one ran it.
         """
         lease = self._sync(_engine.prepare_resume(self, run_id, branch, answer, actor, self.worker_id))
+        log.info("run %s resumed (agent %s, branch %s, actor %s)", run_id, self.name, lease.branch, actor)
         return self._run_sync(self._keeper(lease), ephemeral)
 
     def cancel(
@@ -421,6 +490,48 @@ class Agent(AgentBase[S]):
         """Change a paused run's state; records an ``edit`` checkpoint with actor and reason."""
         return self._sync(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
 
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[True] = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S]: ...
+
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[False],
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> str: ...
+
+    @overload
+    def fork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: bool = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S] | str: ...
+
     def fork(
         self,
         checkpoint_id: str,
@@ -446,9 +557,7 @@ class Agent(AgentBase[S]):
 
     def replay(self, checkpoint_id: str, *, branch: str, run_id: str | None = None) -> Run[S]:
         """Run again from a checkpoint on a new branch (a fork without an update)."""
-        result = self.fork(checkpoint_id, branch=branch, run_id=run_id)
-        assert isinstance(result, Run)
-        return result
+        return self.fork(checkpoint_id, branch=branch, run_id=run_id)
 
     def history(self, run_id: str, *, branch: str = "main") -> list[CheckpointRecord]:
         """A branch's checkpoints, newest first (metadata only)."""
@@ -474,8 +583,17 @@ class Agent(AgentBase[S]):
             claimed = st.claim_expired(owner=self.worker_id, ttl=self.lease_ttl, limit=1, agent=self.name)
             if not claimed:
                 break
+            lease = claimed[0]
+            log.info(
+                "run %s (branch %s) recovered by %s (agent %s, epoch %d)",
+                lease.run_id,
+                lease.branch,
+                self.worker_id,
+                self.name,
+                lease.epoch,
+            )
             try:
-                results.append(self._run_sync(self._keeper(claimed[0]), ephemeral))
+                results.append(self._run_sync(self._keeper(lease), ephemeral))
             except LeaseLostError as exc:
                 log.warning("recover: %s", exc)
         return results
@@ -531,6 +649,7 @@ class Agent(AgentBase[S]):
                 result: Run[S] = await self._async(
                     _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
                 )
+                _log_result(self.name, result)
                 return result
         finally:
             await self._async(self._finish(keeper))
@@ -570,6 +689,48 @@ class Agent(AgentBase[S]):
     ) -> CheckpointRecord:
         """The async twin of :meth:`edit`."""
         return await self._async(self._edit(run_id, update, actor, reason, branch))  # type: ignore[no-any-return]
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[True] = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S]: ...
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: Literal[False],
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> str: ...
+
+    @overload
+    async def afork(
+        self,
+        checkpoint_id: str,
+        *,
+        branch: str,
+        update: Mapping[str, Any] | None = ...,
+        actor: str | None = ...,
+        reason: str | None = ...,
+        run: bool = ...,
+        run_id: str | None = ...,
+        ephemeral: Mapping[str, Any] | None = ...,
+    ) -> Run[S] | str: ...
 
     async def afork(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from clew.runtime._policy import NO_RETRY, Retry
 from clew.store import JournalEntry
 
 MISSING: Any = object()
+log = logging.getLogger("clew.runtime")
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:
@@ -296,6 +298,9 @@ class Context:
                 )
                 if not retry.retries(exc, attempt):
                     raise
+                log.info(
+                    "run %s call %s failed (attempt %d: %s); retrying", self.run_id, key, attempt, type(exc).__name__
+                )
                 yield Sleep(retry.delay(attempt))
                 attempt += 1
                 continue

@@ -10,7 +10,6 @@ ones in a worker thread so the event loop never blocks.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import time
 from collections.abc import Callable, Generator
@@ -18,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clew.errors import ConfigError
+from clew.runtime._calls import CallNotStartedError, CallTimeoutError, acall_in_thread, call_in_thread
+
+__all__ = ["CallNotStartedError", "CallTimeoutError", "Effect", "Invoke", "Program", "Sleep", "StoreCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,6 @@ Effect = StoreCall | Invoke | Sleep
 Program = Generator[Effect, Any, Any]
 
 
-class CallTimeoutError(TimeoutError):
-    """A tool call ran past its timeout (the thread running it is abandoned)."""
-
-
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="clew-call")
-
-
 def _invoke_sync(eff: Invoke) -> Any:
     if inspect.iscoroutinefunction(eff.fn):
         raise ConfigError(
@@ -62,11 +57,7 @@ def _invoke_sync(eff: Invoke) -> Any:
         )
     if eff.timeout is None:
         return eff.fn(*eff.args, **eff.kwargs)
-    future = _pool.submit(eff.fn, *eff.args, **eff.kwargs)
-    try:
-        return future.result(timeout=eff.timeout)
-    except concurrent.futures.TimeoutError:
-        raise CallTimeoutError(f"{getattr(eff.fn, '__qualname__', eff.fn)} ran past {eff.timeout}s") from None
+    return call_in_thread(eff.fn, eff.args, eff.kwargs, eff.timeout)
 
 
 def run_sync(program: Program, store: Any) -> Any:
@@ -99,14 +90,8 @@ async def _invoke_async(eff: Invoke) -> Any:
             return await asyncio.wait_for(coro, eff.timeout)
         except TimeoutError:
             raise CallTimeoutError(f"{getattr(eff.fn, '__qualname__', eff.fn)} ran past {eff.timeout}s") from None
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_pool, lambda: eff.fn(*eff.args, **eff.kwargs))
-    if eff.timeout is None:
-        return await future
-    try:
-        return await asyncio.wait_for(future, eff.timeout)
-    except TimeoutError:
-        raise CallTimeoutError(f"{getattr(eff.fn, '__qualname__', eff.fn)} ran past {eff.timeout}s") from None
+    # A plain function: on a thread of its own, so that no number of hung calls delays it.
+    return await acall_in_thread(eff.fn, eff.args, eff.kwargs, eff.timeout)
 
 
 async def run_async(program: Program, store: Any) -> Any:

@@ -13,6 +13,7 @@ the async driver. A checkpoint's metadata holds what the loop needs to continue:
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from clew.store import BranchRecord, CheckpointRecord, JournalEntry
 if TYPE_CHECKING:
     from clew.runtime._agent import AgentBase
 
+log = logging.getLogger("clew.runtime")
 S = TypeVar("S")
 PAUSE_KINDS = frozenset({"interrupt", "unknown_outcome", "edit"})
 
@@ -52,7 +54,8 @@ class Run(Generic[S]):
 
     Attributes:
         run_id: the run.
-        status: ``completed``, ``paused`` or ``failed``.
+        status: ``completed``, ``paused`` or ``failed``; ``running`` when a draining
+            worker stopped it after a step (another worker continues it).
         branch: the branch that was advanced.
         checkpoint_id: its head.
         state: the state at the head.
@@ -224,6 +227,7 @@ def execute(
                 fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
                 state = agent._adapter.from_fields(fields, ephemeral)
                 if step.retry.retries(exc, attempt):
+                    log.info("run %s step %s failed (attempt %d: %s); retrying", run_id, nxt, attempt, err["type"])
                     yield Sleep(step.retry.delay(attempt))
                     attempt += 1
                     # the failed try's completed calls are in the journal now: replay them
@@ -264,6 +268,8 @@ def execute(
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         fresh = True
+        if agent._should_stop():  # a worker draining: this step is checkpointed, another worker goes on
+            return Run(run_id, "running", branch, head.checkpoint_id, state)
 
 
 RESUMABLE = ("paused", "failed", "running")

@@ -9,11 +9,13 @@ classes keep the same methods with the same signatures.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
+from clew.errors import CommitUnknownError, StoreUnavailableError
 from clew.store import _history, _ops
 from clew.store._records import (
     BranchRecord,
@@ -25,6 +27,7 @@ from clew.store._records import (
     RunRecord,
     VerifyReport,
 )
+from clew.store._settle import settle_commit
 
 DEFAULT_BRANCH = "main"
 T = TypeVar("T")
@@ -171,11 +174,22 @@ class Store(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """Runs, newest first, filtered by status, agent and labels (all must match).
 
         ``status`` is the run's derived status; ``branch_status`` matches runs with any
         branch in that status (``branch_status="paused"``: every run waiting for a person).
+
+        Args:
+            prefix: only runs whose id starts with it.
+            created_after: only runs created at or after this time (epoch seconds).
+            created_before: only runs created before this time (epoch seconds).
+
+        Raises:
+            ConfigError: a limit below 1, an unknown status or a bad cursor.
         """
         return self._execute(
             _ops.list_runs(
@@ -186,6 +200,9 @@ class Store(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -231,24 +248,37 @@ class Store(_Common, abc.ABC):
             ConflictError: the branch head is not ``parent`` (another writer won), or
                 the branch is cancelled.
             LeaseLostError: ``lease`` no longer holds the branch.
+            CommitUnknownError: the connection died during COMMIT and the server stayed out
+                of reach, so whether the checkpoint was written is unknown (when the store
+                can reconnect it settles this itself: it returns the checkpoint if written,
+                else commits again once).
             UnknownTypeError: a value in ``state`` cannot be encoded; names its path.
         """
-        return self._execute(
-            _ops.commit(
-                self._ctx,
-                run_id,
-                branch=branch,
-                parent=parent,
-                state=state,
-                metadata=metadata,
-                kind=kind,
-                status=status,
-                journal=journal,
-                checkpoint_id=checkpoint_id,
-                lease=lease,
-            ),
-            write=True,
+        checkpoint_id = checkpoint_id or _ops.new_id()
+        op = functools.partial(
+            _ops.commit,
+            self._ctx,
+            run_id,
+            branch=branch,
+            parent=parent,
+            state=state,
+            metadata=metadata,
+            kind=kind,
+            status=status,
+            journal=journal,
+            checkpoint_id=checkpoint_id,
+            lease=lease,
         )
+        try:
+            return self._execute(op(), write=True)
+        except CommitUnknownError as unknown:
+            # Settle it: the checkpoint exists only if the commit happened; if it did
+            # not, nothing was written and the commit runs once more.
+            try:
+                found = self._execute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)
+            except StoreUnavailableError:
+                raise unknown from None
+            return found if found is not None else self._execute(op(), write=True)
 
     def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
         """One checkpoint's metadata. Raises NotFoundError."""
@@ -522,6 +552,9 @@ class AsyncStore(_Common, abc.ABC):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> Page[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._aexecute(
@@ -533,6 +566,9 @@ class AsyncStore(_Common, abc.ABC):
                 labels=labels,
                 limit=limit,
                 cursor=cursor,
+                prefix=prefix,
+                created_after=created_after,
+                created_before=created_before,
             ),
             write=False,
         )
@@ -556,22 +592,29 @@ class AsyncStore(_Common, abc.ABC):
         lease: Lease | None = None,
     ) -> CheckpointRecord:
         """See :meth:`Store.commit`."""
-        return await self._aexecute(
-            _ops.commit(
-                self._ctx,
-                run_id,
-                branch=branch,
-                parent=parent,
-                state=state,
-                metadata=metadata,
-                kind=kind,
-                status=status,
-                journal=journal,
-                checkpoint_id=checkpoint_id,
-                lease=lease,
-            ),
-            write=True,
+        checkpoint_id = checkpoint_id or _ops.new_id()
+        op = functools.partial(
+            _ops.commit,
+            self._ctx,
+            run_id,
+            branch=branch,
+            parent=parent,
+            state=state,
+            metadata=metadata,
+            kind=kind,
+            status=status,
+            journal=journal,
+            checkpoint_id=checkpoint_id,
+            lease=lease,
         )
+        try:
+            return await self._aexecute(op(), write=True)
+        except CommitUnknownError as unknown:
+            try:
+                found = await self._aexecute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)
+            except StoreUnavailableError:
+                raise unknown from None
+            return found if found is not None else await self._aexecute(op(), write=True)
 
     async def get_checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
         """See :meth:`Store.get_checkpoint`."""

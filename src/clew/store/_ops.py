@@ -81,6 +81,8 @@ def create_run(
     checkpoint_metadata: Mapping[str, Any] | None = None,
 ) -> Op[RunRecord]:
     _check_status(status)
+    if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+        raise ConfigError(f"run_id={run_id!r}: give a non-empty str, or None for a generated id")
     if lease_owner is not None:
         _check_ttl(lease_ttl, "create_run", "lease_ttl")
     run_id = run_id or new_id()
@@ -188,12 +190,24 @@ def list_runs(
     labels: Mapping[str, str] | None,
     limit: int,
     cursor: str | None,
+    prefix: str | None = None,
+    created_after: float | None = None,
+    created_before: float | None = None,
 ) -> Op[Page[RunRecord]]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"list_runs: limit must be a positive integer, not {limit!r}")
     ph = "?" if ctx.d.name == "sqlite" else "%s"
     where: list[str] = []
     params: list[Any] = []
+    if prefix:
+        where.append(f"substr(run_id, 1, {len(prefix)}) = {ph}")
+        params.append(prefix)
+    if created_after is not None:
+        where.append(f"created_at >= {ph}")
+        params.append(float(created_after))
+    if created_before is not None:
+        where.append(f"created_at < {ph}")
+        params.append(float(created_before))
     if status is not None:
         _check_status(status)
         where.append(f"status = {ph}")

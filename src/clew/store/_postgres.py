@@ -5,28 +5,42 @@ transaction; a branch head moves by compare-and-set (an ``UPDATE ... WHERE head 
 NOT DISTINCT FROM parent`` that a concurrent writer turns into zero rows); a run's
 row lock orders the commits of that run only, so different runs never wait on each
 other; expired leases are claimed with ``FOR UPDATE SKIP LOCKED``. Migrations are
-versioned in ``clew_schema`` and applied under an advisory lock.
+versioned in ``clew_schema`` and applied under a transaction-scoped advisory lock.
+
+Made for the infrastructure PostgreSQL runs on (see docs/postgres.md): each
+operation's queries travel in pipeline mode, a batch per round trip; connections
+are checked after an idle spell and keep TCP keepalives on; an operation whose
+connection died before its COMMIT was sent is run again once on a fresh connection
+(its earlier queries are replayed and must give the same answers); a COMMIT whose
+answer was lost raises :class:`~clew.errors.CommitUnknownError`. Behind a pooler in
+transaction mode (``?pooler=transaction``) no session state and no server-side
+prepared statement is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
+import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from clew._extras import require
 from clew.codec import Codec
 from clew.errors import (
     ClewError,
+    CommitUnknownError,
     ConfigError,
     ConflictError,
+    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
 from clew.store import _ops
-from clew.store._base import AsyncStore, Store, adrive, drive
-from clew.store._schema import migrate
+from clew.store._base import AsyncStore, Store
+from clew.store._pgconfig import PgOptions, parse, where
+from clew.store._schema import SCHEMA_VERSION, migrate
 from clew.store._seal import SealKey
 from clew.store._sql import POSTGRES_DIALECT
 
@@ -34,70 +48,123 @@ psycopg = require("psycopg", "postgres", "the PostgreSQL store")
 psycopg_pool = require("psycopg_pool", "postgres", "the PostgreSQL store")
 
 T = TypeVar("T")
+log = logging.getLogger("clew.store")
 _LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+#: A pooled connection idle this long is pinged before use (one round trip): servers
+#: and proxies drop idle connections (idle_session_timeout, Cloud SQL, Supabase).
+CHECK_AFTER = 1.0
+_POOLER_HINT = "behind a connection pooler (pgbouncer, Supavisor, RDS Proxy) add ?pooler=transaction (or =session)"
 
 
 def _describe(url: str, exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "does not exist" in msg and "database" in msg:
-        return f"PostgreSQL at {_where(url)}: {msg}; create it (createdb) or fix the URL"
+        return f"PostgreSQL at {where(url)}: {msg}; create it (createdb) or fix the URL"
+    if "unsupported startup parameter" in msg:
+        return f"PostgreSQL at {where(url)}: {msg}: {_POOLER_HINT} to the store URL"
     return (
-        f"cannot reach PostgreSQL at {_where(url)}: {msg}; is the server running and the URL right "
+        f"cannot reach PostgreSQL at {where(url)}: {msg}; is the server running and the URL right "
         "(postgresql://user@host:port/dbname)?"
     )
 
 
+def _pool_message(url: str, pool: Any, opts: PgOptions, exc: BaseException) -> str:
+    stats = pool.get_stats() if pool is not None else {}
+    if stats.get("pool_size", 0) >= opts.pool_max and stats.get("pool_available", 0) == 0:
+        return (
+            f"no free connection to PostgreSQL at {where(url)} within pool_timeout={opts.pool_timeout:g} s: "
+            f"all {opts.pool_max} connections of the pool (pool_max={opts.pool_max}) are in use; raise pool_max "
+            "in the store URL (the server's max_connections permitting), or pool_timeout, or share the store "
+            "among fewer threads"
+        )
+    return (
+        f"cannot reach PostgreSQL at {where(url)}: no connection could be made within "
+        f"pool_timeout={opts.pool_timeout:g} s ({exc}); is the server up?"
+    )
+
+
 @contextlib.contextmanager
-def _translate(url: str) -> Iterator[None]:
+def _translate(url: str, opts: PgOptions, pool: Any = None) -> Iterator[None]:
     """Turn psycopg exceptions into clew errors: the only place they are caught."""
     try:
         yield
     except ClewError:
         raise
     except psycopg.errors.UniqueViolation as exc:
-        raise ConflictError(f"PostgreSQL at {_where(url)}: {exc}") from exc
+        raise ConflictError(f"PostgreSQL at {where(url)}: {exc}") from exc
     except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
-        raise ConflictError(f"PostgreSQL at {_where(url)}: concurrent writers collided ({exc}); retry") from exc
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise ConflictError(f"PostgreSQL at {where(url)}: concurrent writers collided ({exc}); retry") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise StoreError(
+            f"PostgreSQL at {where(url)} cancelled a query ({exc}); statement_timeout is "
+            f"{opts.statement_timeout or 'the server default'}: raise it in the store URL (?statement_timeout=30s)"
+        ) from exc
+    except psycopg.errors.LockNotAvailable as exc:
+        raise StoreError(
+            f"PostgreSQL at {where(url)}: a lock was not granted within lock_timeout "
+            f"{opts.lock_timeout or '(server default)'} ({exc}): another transaction holds it; retry, or raise "
+            "lock_timeout in the store URL"
+        ) from exc
+    except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:
+        raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {_POOLER_HINT}") from exc
+    except psycopg_pool.PoolTimeout as exc:
+        raise StoreUnavailableError(_pool_message(url, pool, opts, exc)) from exc
+    except psycopg.OperationalError as exc:
+        if "unsupported startup parameter" in str(exc) or re.search(r"invalid \w+ value", str(exc)):
+            raise ConfigError(_describe(url, exc)) from exc
         raise StoreUnavailableError(_describe(url, exc)) from exc
     except psycopg.Error as exc:
-        raise StoreError(f"PostgreSQL at {_where(url)}: {exc}") from exc
+        raise StoreError(f"PostgreSQL at {where(url)}: {exc}") from exc
 
 
-def _clew_url(url: str, schema: str | None) -> str:
-    """The URL that opens this store again with :func:`clew.open` (schema included)."""
-    return f"{url}?schema={schema}" if schema else url
+def _stamp(conn: Any) -> None:
+    """Pool callback: remember when a connection went idle."""
+    conn._clew_idle_since = time.monotonic()
 
 
-def _options(schema: str | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"autocommit": True}
-    if schema:
-        if not schema.replace("_", "").isalnum():
-            raise ConfigError(f"schema name {schema!r} must be letters, digits and underscores")
-        kwargs["options"] = f"-c search_path={schema}"
-    return kwargs
+class _Health:
+    """When to ping a pooled connection before use: after an idle spell, or when it sat
+    idle while another connection was found dead (a restart or failover kills them all)."""
+
+    def __init__(self) -> None:
+        self.lost_at = 0.0
+
+    def suspect(self, conn: Any) -> bool:
+        since = getattr(conn, "_clew_idle_since", 0.0)
+        return since <= self.lost_at or time.monotonic() - since >= CHECK_AFTER
+
+    def check(self, conn: Any) -> None:
+        if self.suspect(conn):
+            conn.execute("")
+
+    async def acheck(self, conn: Any) -> None:
+        if self.suspect(conn):
+            await conn.execute("")
 
 
-def _pool_args(
-    schema: str | None, pool_min: int | str, pool_max: int | str, connect_timeout: float | str
-) -> dict[str, Any]:
-    """The arguments both connection pools are made with (options may come from a URL as str)."""
+async def _astamp(conn: Any) -> None:
+    _stamp(conn)
+
+
+def _pool_args(opts: PgOptions) -> dict[str, Any]:
+    """The arguments both connection pools are made with."""
     return {
-        "min_size": int(pool_min),
-        "max_size": int(pool_max),
-        "kwargs": _options(schema),
+        "min_size": opts.pool_min,
+        "max_size": opts.pool_max,
+        "kwargs": opts.connect_kwargs(),
         "open": False,
-        "timeout": float(connect_timeout),
+        "timeout": opts.pool_timeout,
+        "name": f"clew {where(opts.url)}",
     }
 
 
-def _migration_steps(schema: str | None) -> list[str]:
-    return [f'CREATE SCHEMA IF NOT EXISTS "{schema}"'] if schema else []
+def _prelude(opts: PgOptions) -> _ops.Q | None:
+    """Behind a pooler, the settings are made local to each transaction (sent with its first batch)."""
+    if opts.pooler == "none" or not opts.settings:
+        return None
+    calls = ", ".join("set_config(%s, %s, true)" for _ in opts.settings)
+    params = [x for kv in opts.settings.items() for x in kv]
+    return _ops.Q(f"SELECT {calls}", params, "exec")
 
 
 class _Pipelined:
@@ -160,62 +227,200 @@ class _APipelined(_Pipelined):
         return results if isinstance(q, list) else results[0]
 
 
+class _Diverged(StoreUnavailableError):
+    """A replayed query answered differently on the fresh connection: the operation cannot be resumed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"the connection to PostgreSQL at {where(url)} was lost mid-operation and the data changed before it "
+            "could be run again; nothing of it was written: retry"
+        )
+
+
+class _Attempt:
+    """One try of an operation on one connection, and how far it got.
+
+    ``phase``: ``"run"`` while queries are sent (a failure here leaves nothing
+    committed), ``"commit"`` once COMMIT is on its way (a failure here leaves the
+    outcome unknown), ``"done"`` when the server acknowledged it.
+    """
+
+    def __init__(self) -> None:
+        self.phase = "run"
+        self.conn: Any = None
+        self.result: Any = None
+
+    def lost_connection(self) -> bool:
+        return self.conn is not None and bool(self.conn.closed)
+
+
+class _Replay:
+    """An operation's queries and their answers so far, to resume it on a new connection."""
+
+    def __init__(self, op: _ops.Op[Any]) -> None:
+        self.op = op
+        self.history: list[tuple[Any, Any]] = []
+        self.done = False
+        self.result: Any = None
+        try:
+            self.pending: Any = next(op)
+        except StopIteration as stop:
+            self.done, self.result = True, stop.value
+
+    def answer(self, q: Any, results: Any) -> None:
+        self.history.append((q, results))
+        try:
+            self.pending = self.op.send(results)
+        except StopIteration as stop:
+            self.done, self.result = True, stop.value
+
+
+def _unknown(url: str, exc: BaseException) -> CommitUnknownError:
+    return CommitUnknownError(
+        f"the connection to PostgreSQL at {where(url)} died while committing ({str(exc).strip() or exc!r}); "
+        "the transaction may or may not have committed: when the server answers again, re-read what it wrote "
+        "(for a checkpoint, store.get_branch(run_id, branch).head) before trying again"
+    )
+
+
+def _after_failure(
+    url: str, health: _Health, tries: int, attempt: _Attempt, exc: StoreUnavailableError, *, write: bool
+) -> bool:
+    """What a lost connection means for the operation: True to try again, or raise, or return (phase done)."""
+    if attempt.lost_connection():
+        health.lost_at = time.monotonic()
+    if attempt.phase == "done" or (attempt.phase == "commit" and not write):
+        return False  # the answer is complete (a read's COMMIT changes nothing)
+    if attempt.phase == "commit":
+        raise _unknown(url, exc.__cause__ or exc) from exc
+    if tries == 1 and attempt.lost_connection():
+        log.warning("PostgreSQL connection lost (%s); running the operation again on a fresh connection", exc)
+        return True
+    raise exc
+
+
 def _migrate_op(ctx: _ops.Context, schema: str | None) -> _ops.Op[int]:
     """Migrations as an operation, so sync and async share them; under an advisory lock."""
-    prelude = [_ops.Q(stmt, (), "rowcount") for stmt in _migration_steps(schema)]
+    prelude = [_ops.Q(f'CREATE SCHEMA IF NOT EXISTS "{schema}"', (), "rowcount")] if schema else []
     prelude.append(_ops.Q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,), "one"))
     return (yield from migrate(ctx, prelude))
 
 
-class PostgresStore(Store):
+def _version_op(url: str, schema: str | None) -> _ops.Op[int]:
+    """For a read-only store: the schema must exist and be current (nothing is created or migrated)."""
+    row = yield _ops.Q("SELECT to_regclass('clew_schema') IS NOT NULL", (), "one")
+    if not row[0]:
+        raise StoreError(
+            f"no clew tables at {where(url)}{f' in schema {schema!r}' if schema else ''}: nothing to read "
+            "(a read-only store never creates them); check the URL and its ?schema="
+        )
+    row = yield _ops.Q("SELECT max(version) FROM clew_schema", (), "one")
+    version = int(row[0] or 0)
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where(url)} has clew schema version {version} and this clew reads version {SCHEMA_VERSION}: "
+            + ("upgrade clew" if version > SCHEMA_VERSION else "open the store read-write once to migrate it")
+        )
+    return version
+
+
+class _PgCommon:
+    url: str
+    opts: PgOptions
+    _pool: Any
+    _health: _Health
+
+    def _start(self, write: bool) -> Any:
+        if self._pool is None:
+            raise StoreError(f"{self.url}: store is closed")
+        if write and self.opts.read_only:
+            raise ConfigError(f"{self.url} is open read-only (mode=ro): open the store without mode=ro to write")
+        return self._pool
+
+
+class PostgresStore(_PgCommon, Store):
     """A store in a PostgreSQL database.
 
     Args:
-        url: ``postgresql://user@host:port/dbname``.
+        url: ``postgresql://user@host:port/dbname``, with any libpq options in its query
+            (``sslmode``, ``application_name``, ``connect_timeout``...) and clew's own
+            (see :data:`clew.store._pgconfig.CLEW_OPTIONS` and docs/postgres.md).
         codec: how values are encoded; the default refuses pickle.
-        schema: a schema to keep clew's tables in (created if missing).
-        pool_min: connections kept open.
-        pool_max: connections at most.
-        connect_timeout: seconds to wait for the server on open.
         seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
+        **options: clew's options (``schema``, ``pool_max``, ``pooler``...), overriding the URL's.
+
+    Raises:
+        ConfigError: an unknown option or a bad value.
+        StoreUnavailableError: the server cannot be reached.
     """
 
     def __init__(
-        self,
-        url: str,
-        *,
-        codec: Codec | None = None,
-        schema: str | None = None,
-        pool_min: int | str = 1,
-        pool_max: int | str = 10,
-        connect_timeout: float | str = 10.0,
-        seal_key: SealKey | None = None,
+        self, url: str, *, codec: Codec | None = None, seal_key: SealKey | None = None, **options: Any
     ) -> None:
-        self.url = _clew_url(url, schema)
-        self.schema = schema
+        self.opts = opts = parse(url, options)
+        self.url = opts.url
+        self.schema = opts.schema
+        self._pool: Any = None
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
-        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
-        with _translate(url):
+        self._prelude = _prelude(opts)
+        self._health = health = _Health()
+        target = opts.for_replica() if opts.read_only else opts
+        with _translate(self.url, opts):
             # One direct connection first: its error says exactly what is wrong.
-            psycopg.connect(url, connect_timeout=int(float(connect_timeout)), autocommit=True).close()
-            self._pool: Any = psycopg_pool.ConnectionPool(url, **pool_args)
-            self._pool.open(wait=True, timeout=float(connect_timeout))
+            psycopg.connect(target.conninfo, **target.connect_kwargs()).close()
+            self._pool = psycopg_pool.ConnectionPool(
+                target.conninfo,
+                **_pool_args(target),
+                check=health.check,
+                reset=_stamp,
+                configure=self._configure,
+            )
+            self._pool.open(wait=True, timeout=opts.connect_timeout)
         try:
             self._migrate()
         except BaseException:
             self.close()
             raise
 
+    def _configure(self, conn: Any) -> None:
+        conn.read_only = self.opts.read_only or None
+        _stamp(conn)
+
     def _migrate(self) -> int:
+        if self.opts.read_only:
+            return int(self._execute(_version_op(self.url, self.schema), write=False))
         return int(self._execute(_migrate_op(self._ctx, self.schema), write=True))
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
-        if self._pool is None:
-            raise StoreError(f"{self.url}: store is closed")
-        with _translate(self.url), self._pool.connection() as conn:
+        pool = self._start(write)
+        replay = _Replay(op)
+        for tries in (1, 2):
+            attempt = _Attempt()
+            try:
+                with _translate(self.url, self.opts, pool):
+                    self._attempt(pool, replay, attempt)
+            except StoreUnavailableError as exc:
+                if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
+                    continue
+            return replay.result  # type: ignore[no-any-return]  # the op's return value
+        raise AssertionError("unreachable")
+
+    def _attempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
+        with pool.connection() as conn:
+            attempt.conn = conn
             runner = _Pipelined(conn)
-            with conn.pipeline() as runner.pipeline, conn.transaction():
-                return drive(op, runner)
+            with conn.pipeline() as runner.pipeline:
+                with conn.transaction():
+                    if self._prelude is not None:
+                        runner(self._prelude)
+                    for q, seen in replay.history:
+                        if runner(q) != seen:
+                            raise _Diverged(self.url)
+                    while not replay.done:
+                        q = replay.pending
+                        replay.answer(q, runner(q))
+                    attempt.phase = "commit"
+                attempt.phase = "done"
 
     def close(self) -> None:
         pool, self._pool = getattr(self, "_pool", None), None
@@ -223,35 +428,40 @@ class PostgresStore(Store):
             pool.close()
 
 
-class AsyncPostgresStore(AsyncStore):
+class AsyncPostgresStore(_PgCommon, AsyncStore):
     """The async twin of :class:`PostgresStore`; make one with ``await AsyncPostgresStore.open(url)``."""
 
-    def __init__(self, url: str, pool: Any, ctx: _ops.Context, schema: str | None) -> None:
-        self.url = _clew_url(url, schema)
-        self.schema = schema
+    def __init__(self, opts: PgOptions, pool: Any, ctx: _ops.Context, health: _Health) -> None:
+        self.opts = opts
+        self._health = health
+        self.url = opts.url
+        self.schema = opts.schema
         self._pool = pool
         self._ctx = ctx
+        self._prelude = _prelude(opts)
 
     @classmethod
     async def open(
-        cls,
-        url: str,
-        *,
-        codec: Codec | None = None,
-        schema: str | None = None,
-        pool_min: int | str = 1,
-        pool_max: int | str = 10,
-        connect_timeout: float | str = 10.0,
-        seal_key: SealKey | None = None,
+        cls, url: str, *, codec: Codec | None = None, seal_key: SealKey | None = None, **options: Any
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
-        pool_args = _pool_args(schema, pool_min, pool_max, connect_timeout)
-        with _translate(url):
-            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=int(float(connect_timeout)))
+        opts = parse(url, options)
+        target = opts.for_replica() if opts.read_only else opts
+        read_only = opts.read_only or None
+        health = _Health()
+
+        async def configure(conn: Any) -> None:
+            await conn.set_read_only(read_only)
+            _stamp(conn)
+
+        with _translate(opts.url, opts):
+            conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
             await conn.close()
-            pool = psycopg_pool.AsyncConnectionPool(url, **pool_args)
-            await pool.open(wait=True, timeout=float(connect_timeout))
-        store = cls(url, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), schema)
+            pool = psycopg_pool.AsyncConnectionPool(
+                target.conninfo, **_pool_args(target), check=health.acheck, reset=_astamp, configure=configure
+            )
+            await pool.open(wait=True, timeout=opts.connect_timeout)
+        store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), health)
         try:
             await store._amigrate()
         except BaseException:
@@ -260,16 +470,40 @@ class AsyncPostgresStore(AsyncStore):
         return store
 
     async def _amigrate(self) -> int:
+        if self.opts.read_only:
+            return int(await self._aexecute(_version_op(self.url, self.schema), write=False))
         return int(await self._aexecute(_migrate_op(self._ctx, self.schema), write=True))
 
     async def _aexecute(self, op: _ops.Op[T], *, write: bool) -> T:
-        if self._pool is None:
-            raise StoreError(f"{self.url}: store is closed")
-        with _translate(self.url):
-            async with self._pool.connection() as conn:
-                runner = _APipelined(conn)
-                async with conn.pipeline() as runner.pipeline, conn.transaction():
-                    return await adrive(op, runner.acall)
+        pool = self._start(write)
+        replay = _Replay(op)
+        for tries in (1, 2):
+            attempt = _Attempt()
+            try:
+                with _translate(self.url, self.opts, pool):
+                    await self._aattempt(pool, replay, attempt)
+            except StoreUnavailableError as exc:
+                if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
+                    continue
+            return replay.result  # type: ignore[no-any-return]  # the op's return value
+        raise AssertionError("unreachable")
+
+    async def _aattempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
+        async with pool.connection() as conn:
+            attempt.conn = conn
+            runner = _APipelined(conn)
+            async with conn.pipeline() as runner.pipeline:
+                async with conn.transaction():
+                    if self._prelude is not None:
+                        await runner.acall(self._prelude)
+                    for q, seen in replay.history:
+                        if await runner.acall(q) != seen:
+                            raise _Diverged(self.url)
+                    while not replay.done:
+                        q = replay.pending
+                        replay.answer(q, await runner.acall(q))
+                    attempt.phase = "commit"
+                attempt.phase = "done"
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from clew.errors import (
     ClewError,
     ConfigError,
     ConflictError,
+    SchemaVersionError,
     StoreError,
     StoreUnavailableError,
 )
@@ -71,6 +73,8 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"``
             (survives a power loss).
         busy_timeout: seconds a writer waits for another process's write lock.
+        mode: ``"rw"``, or ``"ro"`` to read an existing file only: it is never created
+            nor migrated, and writes raise :class:`~clew.errors.ConfigError`.
         seal_key: a key for keyed seals (see :class:`~clew.store.SealKey`).
     """
 
@@ -81,15 +85,27 @@ class SQLiteStore(Store):
         codec: Codec | None = None,
         synchronous: str = "normal",
         busy_timeout: float = 30.0,
+        mode: str = "rw",
         seal_key: SealKey | None = None,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
+        if mode not in ("ro", "rw"):
+            raise ConfigError(f"mode must be 'ro' (read-only) or 'rw', not {mode!r}")
         self.path = path
-        self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}"
+        self.read_only = mode == "ro"
+        self.url = "memory://" if path == ":memory:" else f"sqlite:///{path}" + ("?mode=ro" if self.read_only else "")
         self._ctx = _ops.Context(SQLITE_DIALECT, codec or Codec(), seal_key=seal_key)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        if self.read_only:
+            self._conn = self._open_read_only(path, busy_timeout)
+            try:
+                self._check_version()
+            except BaseException:
+                self.close()
+                raise
+            return
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
@@ -112,12 +128,43 @@ class SQLiteStore(Store):
             self.close()
             raise
 
+    def _open_read_only(self, path: str, busy_timeout: float) -> sqlite3.Connection:
+        """Open an existing file read-only: nothing is created, nothing migrated."""
+        if path == ":memory:":
+            raise ConfigError("memory:// cannot be opened read-only: it starts empty")
+        if not os.path.isfile(path):
+            raise StoreUnavailableError(
+                f"no SQLite store at {path!r}: the file does not exist (opened read-only, so it is not created); "
+                "check the path"
+            )
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        with _translate(f"opening {self.url}"):
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        return conn
+
+    def _check_version(self) -> None:
+        with self._lock, _translate(f"opening {self.url}"):
+            conn = self._connection()
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clew_schema'").fetchone()
+            if found is None:
+                raise StoreError(f"{self.path!r} holds no clew store (no clew_schema table); check the path")
+            version = conn.execute("SELECT max(version) FROM clew_schema").fetchone()[0] or 0
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.url} has schema version {version} and this clew reads version {SCHEMA_VERSION}: "
+                    + ("upgrade clew" if version > SCHEMA_VERSION else "open it read-write once to migrate it")
+                )
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"{self.url}: store is closed")
         return self._conn
 
     def _migrate(self) -> int:
+        if self.read_only:
+            self._check_version()
+            return SCHEMA_VERSION
         with self._lock, _translate(f"migrating {self.url}"):
             conn = self._connection()
             conn.execute(SCHEMA_TABLE["sqlite"])
@@ -147,6 +194,8 @@ class SQLiteStore(Store):
         return cur.rowcount if q.mode == "rowcount" else None
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
+        if write and self.read_only:
+            raise ConfigError(f"{self.url} is open read-only (mode=ro): open it without mode=ro to write")
         with self._lock, _translate(self.url):
             conn = self._connection()
             began = False

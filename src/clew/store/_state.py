@@ -33,6 +33,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import Codec
+from clew.errors import InvalidStateError
 
 FANOUT = 8
 LEAF_MAX_ITEMS = 64
@@ -116,6 +117,25 @@ def join_arrays(plains: list[bytes], n: int) -> bytes:
     return array_header(n) + b"".join(array_body(p) for p in plains)
 
 
+def check_fields(state: object, path: str = "state") -> None:
+    """A state is a mapping of field names (valid UTF-8 text) to values.
+
+    Raises:
+        InvalidStateError: it is something else.
+    """
+    if not isinstance(state, Mapping):
+        raise InvalidStateError(
+            f"{path} must be a mapping of field names to values (a dict), not {type(state).__name__}"
+        )
+    for name in state:
+        if type(name) is not str:
+            raise InvalidStateError(f"{path} field names must be str, not {type(name).__name__} ({name!r})")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidStateError(f"{path} field name {name!r} is not valid UTF-8 (a lone surrogate)") from None
+
+
 class StateEncoder:
     """Turns states into manifests and the blobs they need (pure, reusable)."""
 
@@ -123,6 +143,7 @@ class StateEncoder:
         self.codec = codec
 
     def encode(self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state") -> EncodedState:
+        check_fields(state, path)
         out = EncodedState(manifest={})
         prev_fields = previous.fields if previous else {}
         for name in sorted(state):

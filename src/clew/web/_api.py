@@ -37,8 +37,10 @@ def runs_query(request: Request) -> dict[str, Any]:
     return {
         "agent": p.get("agent") or None,
         "status": p.get("status") or None,
+        "branch_status": p.get("branch_status") or None,
         "labels": _model.parse_labels(p.getlist("label")),
-        "since": _model.parse_since(p.get("since")),
+        "since": _model.parse_time("since", p.get("since")),
+        "until": _model.parse_time("until", p.get("until")),
         "q": (p.get("q") or "").strip() or None,
         "limit": _int(request, "limit", 50),
         "cursor": p.get("cursor") or None,

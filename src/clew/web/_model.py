@@ -12,13 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from clew.audit import compare_branches, diff_states, to_jsonable
-from clew.errors import ConfigError, NotFoundError
+from clew.errors import ConfigError
 from clew.store import CheckpointRecord, JournalEntry, RunRecord, Store
 from clew.web._diff import MISSING, changes
 
 PAUSE_KINDS = frozenset({"interrupt", "unknown_outcome", "edit"})
-# An id-prefix search reads at most this many runs (newest first): list_runs has no prefix filter.
-PREFIX_SCAN = 5000
 
 
 def run_summary(r: RunRecord) -> dict[str, Any]:
@@ -34,8 +32,8 @@ def run_summary(r: RunRecord) -> dict[str, Any]:
     }
 
 
-def parse_since(value: str | None) -> float | None:
-    """``since`` as a timestamp: seconds since the epoch, an ISO date/time, or ``1h``/``2d``/``30m`` ago."""
+def parse_time(name: str, value: str | None) -> float | None:
+    """A time filter as a timestamp: seconds since the epoch, an ISO date/time, or ``1h``/``2d``/``30m`` ago."""
     if not value:
         return None
     v = value.strip()
@@ -47,7 +45,7 @@ def parse_since(value: str | None) -> float | None:
             return float(v)
         when = dt.datetime.fromisoformat(v)
     except ValueError:
-        raise ConfigError(f"since={value!r}: use an ISO date (2026-11-30T08:00), seconds, or 30m, 2h, 1d") from None
+        raise ConfigError(f"{name}={value!r}: use an ISO date (2026-11-30T08:00), seconds, or 30m, 2h, 1d") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
@@ -70,61 +68,27 @@ def list_runs(
     *,
     agent: str | None = None,
     status: str | None = None,
+    branch_status: str | None = None,
     labels: Mapping[str, str] | None = None,
     since: float | None = None,
+    until: float | None = None,
     q: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """One page of runs, newest first. ``q`` is an id prefix; ``since`` a timestamp."""
-    limit = max(1, min(limit, 500))
-    if q:
-        return _search(store, q, agent=agent, status=status, labels=labels, since=since, limit=limit)
+    """One page of runs, newest first. ``q`` is an id prefix; ``since`` and ``until`` bound the creation time."""
     page = store.list_runs(
-        status=status or None, agent=agent or None, labels=labels or None, limit=limit, cursor=cursor
+        status=status or None,
+        branch_status=branch_status or None,
+        agent=agent or None,
+        labels=labels or None,
+        prefix=q or None,
+        created_after=since,
+        created_before=until,
+        limit=max(1, min(limit, 500)),
+        cursor=cursor,
     )
-    items = list(page.items)
-    next_cursor = page.next_cursor
-    if since is not None and any(r.created_at < since for r in items):
-        items = [r for r in items if r.created_at >= since]  # newest first: nothing older follows
-        next_cursor = None
-    return {"items": [run_summary(r) for r in items], "next_cursor": next_cursor, "scanned": None}
-
-
-def _search(
-    store: Store,
-    q: str,
-    *,
-    agent: str | None,
-    status: str | None,
-    labels: Mapping[str, str] | None,
-    since: float | None,
-    limit: int,
-) -> dict[str, Any]:
-    found: list[RunRecord] = []
-    try:
-        exact = store.get_run(q)
-    except NotFoundError:
-        exact = None
-    if exact is not None:  # a whole id: that run, at once
-        return {"items": [run_summary(exact)], "next_cursor": None, "scanned": 0}
-    scanned, cursor = 0, None
-    while scanned < PREFIX_SCAN and len(found) < limit:
-        page = store.list_runs(
-            status=status or None, agent=agent or None, labels=labels or None, limit=500, cursor=cursor
-        )
-        scanned += len(page.items)
-        for r in page.items:
-            if since is not None and r.created_at < since:
-                cursor = None
-                break
-            if r.run_id.startswith(q):
-                found.append(r)
-        else:
-            cursor = page.next_cursor
-        if cursor is None:
-            break
-    return {"items": [run_summary(r) for r in found[:limit]], "next_cursor": None, "scanned": scanned}
+    return {"items": [run_summary(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
 def ckpt_summary(c: CheckpointRecord) -> dict[str, Any]:

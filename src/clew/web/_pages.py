@@ -30,7 +30,7 @@ def runs_page(request: Request) -> Response:
         request,
         "runs.html",
         body=body,
-        filters={k: p.get(k, "") for k in ("agent", "status", "since", "q")},
+        filters={k: p.get(k, "") for k in ("agent", "status", "branch_status", "since", "until", "q")},
         labels=p.getlist("label"),
         statuses=RUN_STATUSES,
         next_url=("/?" + urlencode([*keep, ("cursor", body["next_cursor"])])) if body["next_cursor"] else None,

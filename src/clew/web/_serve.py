@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,31 +18,38 @@ from clew.web._app import create_app
 from clew.web._security import LOCAL_HOSTS, new_token
 
 
-def load_agent(spec: str) -> Agent[Any] | Callable[[Store], Agent[Any]]:
-    """``module:attr`` or ``path/to/file.py:attr``: an Agent, or a function making one from a store."""
+def load_agent(spec: str, store: Store) -> Agent[Any]:
+    """The agent at ``module:attr`` or ``path/to/file.py:attr``.
+
+    ``attr`` is an :class:`~clew.Agent`, or a function that makes one: called with
+    ``store`` if it takes an argument (the demo's ``make_agent(store)``), else with none.
+    """
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise ConfigError(f"--agent {spec!r}: write it as module:attr or path/to/file.py:attr")
     try:
         if target.endswith(".py"):
             path = Path(target).resolve()
-            name = path.stem
-            loaded = importlib.util.spec_from_file_location(name, path)
+            loaded = importlib.util.spec_from_file_location(path.stem, path)
             if loaded is None or loaded.loader is None or not path.exists():
                 raise ConfigError(f"--agent {spec!r}: no such file {str(path)!r}")
             module = importlib.util.module_from_spec(loaded)
-            sys.modules[name] = module
+            sys.modules[path.stem] = module
             loaded.loader.exec_module(module)
         else:
+            if "" not in sys.path:
+                sys.path.insert(0, "")  # as python -m does: modules of the working directory
             module = importlib.import_module(target)
     except ImportError as exc:
         raise ConfigError(f"--agent {spec!r}: cannot import {target!r}: {exc}") from exc
     obj = getattr(module, attr, None)
     if obj is None:
         raise ConfigError(f"--agent {spec!r}: {target!r} has no {attr!r}")
-    if not isinstance(obj, Agent) and not callable(obj):
-        raise ConfigError(f"--agent {spec!r}: {attr!r} is neither an Agent nor a function making one from a store")
-    return obj  # type: ignore[no-any-return]  # checked above: an Agent or a callable
+    if not isinstance(obj, Agent) and callable(obj):
+        obj = obj(store) if inspect.signature(obj).parameters else obj()
+    if not isinstance(obj, Agent):
+        raise ConfigError(f"--agent {spec!r} is a {type(obj).__name__}, not a clew.Agent nor a function making one")
+    return obj
 
 
 def serve(

@@ -1,0 +1,5 @@
+"""``python -m clew``: the ``clew`` command."""
+
+from clew.cli import run
+
+run()

@@ -1,0 +1,73 @@
+"""Helpers of the PostgreSQL suite: a schema per test, an admin connection, backends to kill."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+TERMINATE = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+)
+
+
+def new_name(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def admin(server: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(server, autocommit=True)
+
+
+def terminate(server: str, app: str) -> int:
+    """Kill every server process of the connections named ``app``; returns how many."""
+    with admin(server) as conn:
+        return len(conn.execute(TERMINATE, (app,)).fetchall())
+
+
+def table(server: str, schema: str, name: str) -> str:
+    """A clew table's qualified name (tables carry a ``clew_`` prefix from schema 4 on)."""
+    with admin(server) as conn:
+        for candidate in (f"clew_{name}", name):
+            found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".{candidate}',)).fetchone()
+            if found and found[0]:
+                return f'"{schema}".{candidate}'
+    raise AssertionError(f"no {name} table in schema {schema}")
+
+
+def slow_commits(server: str, schema: str, seconds: float) -> None:
+    """Make every COMMIT that writes a checkpoint sleep ``seconds`` (a deferred trigger runs at COMMIT)."""
+    target = table(server, schema, "checkpoints")
+    with admin(server) as conn:
+        conn.execute(
+            f'CREATE FUNCTION "{schema}".slow_commit() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+        )
+        conn.execute(
+            f"CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {target} DEFERRABLE INITIALLY DEFERRED "
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".slow_commit()'
+        )
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def committing(server: str, app: str) -> list[int]:
+    """Server processes of ``app`` that are inside COMMIT (sleeping in the deferred trigger)."""
+    with admin(server) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query = 'COMMIT' "
+            "AND wait_event = 'PgSleep'",
+            (app,),
+        ).fetchall()
+    return [r[0] for r in rows]
