@@ -162,3 +162,19 @@ def test_runs_paging_walks_every_run_once(store: clew.Store, limit: int) -> None
     assert len(c.get("/api/v1/runs?q=run-").json()["items"]) == 7
     assert c.get("/api/v1/runs?since=1h").json()["items"] and not c.get("/api/v1/runs?since=2999-01-01").json()["items"]
     assert not c.get("/api/v1/runs?until=1h").json()["items"] and c.get("/api/v1/runs?until=2999-01-01").json()["items"]
+
+
+def test_runs_by_a_branchs_status(store: clew.Store) -> None:
+    agent = make_agent(store)
+    agent.start({"q": "a"}, run_id="waiting")
+    agent.start({"q": "b"}, run_id="forked")
+    agent.resume("forked", {"ok": 1}, actor="ann")
+    start = agent.history("forked")[-1].checkpoint_id
+    agent.fork(start, branch="again", actor="bo", reason="retry")  # pauses on the new branch
+    store.create_run("idle", agent="helper")
+    c = client_for(store)
+    body = c.get("/api/v1/runs?branch_status=paused").json()
+    check(body, "/api/v1/runs", "get", 200)
+    assert [r["run_id"] for r in body["items"]] == ["forked", "waiting"]
+    assert [r["run_id"] for r in c.get("/api/v1/runs?status=running").json()["items"]] == ["idle"]
+    assert "forked" in c.get("/?branch_status=paused").text
