@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clew.audit import compare_branches, diff_states, to_jsonable
-from clew.errors import ConfigError
+from clew.errors import ConfigError, NotFoundError
 from clew.store import CheckpointRecord, JournalEntry, RunRecord, Store
 from clew.web._diff import MISSING, changes
 
@@ -76,7 +76,18 @@ def list_runs(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """One page of runs, newest first. ``q`` is an id prefix; ``since`` and ``until`` bound the creation time."""
+    """One page of runs, newest first. ``q`` is an id prefix; ``since`` and ``until`` bound the creation time.
+
+    A ``q`` that is a whole run id gives that run alone, at once: a prefix is matched by
+    reading runs newest first, which on a big store takes a while when few match.
+    """
+    if q and cursor is None:
+        try:
+            exact = store.get_run(q)
+        except NotFoundError:
+            exact = None
+        if exact is not None:
+            return {"items": [run_summary(exact)], "next_cursor": None}
     page = store.list_runs(
         status=status or None,
         branch_status=branch_status or None,
