@@ -4,8 +4,12 @@
     python -m bench --quick    # a smoke run (under 2 minutes): small sizes, results to a temp dir
 
 Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
-latency against history length, W4 history listing and W5 fork at N = 400, and the
-peak memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
+latency against history length, W4 history listing and W5 fork at N = 400, W6 clew
+through pgbouncer (transaction and session mode) against a direct connection, W7
+clew's state shapes (dict channels, nested containers, ledgered calls), statements
+per step and loads at N = 400..1600, W8 the inspector's runs list over 100,000
+runs, and the peak memory of a W1 run. Writes
+results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
 reported, never asserted: the run fails only if the benchmark itself breaks.
@@ -38,11 +42,13 @@ from bench import (
     w2_workers,
     w3_resume,
     w4_history,
-    w6_inspector,
+    w6_pooler,
+    w7_shapes,
+    w8_inspector,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "memory", "ui")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -62,8 +68,15 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "forks": 2,
             "memory_n": 20,
             "memory_systems": 1,
-            "ui_runs": 2000,
-            "ui_depth": 10,
+            "w6_workers": 2,
+            "w6_runs": 2,
+            "w6_steps": 5,
+            "w6_reps": 1,
+            "w7_n": 20,
+            "w7_load_ns": [10, 20],
+            "w7_reps": 2,
+            "w8_runs": 2000,
+            "w8_depth": 10,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -80,8 +93,15 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "forks": 20,
         "memory_n": 400,
         "memory_systems": None,
-        "ui_runs": 100_000,
-        "ui_depth": 1000,
+        "w6_workers": 8,
+        "w6_runs": 5,
+        "w6_steps": 20,
+        "w6_reps": reps or 3,
+        "w7_n": 400,
+        "w7_load_ns": [400, 800, 1600],
+        "w7_reps": 7,
+        "w8_runs": 100_000,
+        "w8_depth": 1000,
     }
 
 
@@ -91,6 +111,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
     ap.add_argument("--pg", default=_db.PG_DEFAULT, help="PostgreSQL URL, or 'none' to skip PostgreSQL")
     ap.add_argument("--reps", type=int, help="W1 repetitions (default 3; --quick 1)")
+    ap.add_argument("--ns", help="comma-separated W1 sizes (default 50,100,200,400,1000)")
     ap.add_argument(
         "--stock-max-n",
         type=int,
@@ -107,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _settings(args.quick, args.reps)
     if args.stock_max_n:
         cfg["stock_max_n"] = args.stock_max_n
+    if args.ns:
+        cfg["ns"] = [int(x) for x in args.ns.split(",")]
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     unknown = only - set(WORKLOADS)
     if unknown:
@@ -137,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             res["w4"] = w4_history.measure(systems, cfg["w4_n"], reps=cfg["w4_reps"], forks=cfg["forks"])
         if "w3" in only:
             res["w3"] = w3_resume.measure(cfg["histories"], workdir=tmp, pg=pg, reps=cfg["w3_reps"])
+        if "w7" in only:
+            res["w7"] = w7_shapes.measure(tmp, pg, n=cfg["w7_n"], load_ns=cfg["w7_load_ns"], reps=cfg["w7_reps"])
         if "w2" in only and pg:
             res["w2"] = w2_workers.measure(
                 pg,
@@ -146,12 +171,21 @@ def main(argv: list[str] | None = None) -> int:
                 reps=cfg["w2_reps"],
                 delta_channel=_graphs.has_delta_channel(),
             )
-        if "ui" in only:
-            ui_where = {"sqlite": f"sqlite:///{tmp}/inspector.db"}
+        if "w6" in only and pg:
+            try:
+                fronts = w6_pooler.start_pgbouncers(pg)
+            except (RuntimeError, OSError, ImportError) as exc:
+                skipped.append(f"W6 pgbouncer against direct ({exc})")
+            else:
+                res["w6"] = w6_pooler.measure(
+                    pg, fronts, cfg["w6_workers"], runs=cfg["w6_runs"], n=cfg["w6_steps"], reps=cfg["w6_reps"]
+                )
+        if "w8" in only:
+            w8_where = {"sqlite": f"sqlite:///{tmp}/inspector.db"}
             with contextlib.ExitStack() as stack:
                 if pg:
-                    ui_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
-                res["ui"] = w6_inspector.measure(ui_where, cfg["ui_runs"], reps=5, depth=cfg["ui_depth"])
+                    w8_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
+                res["w8"] = w8_inspector.measure(w8_where, cfg["w8_runs"], reps=5, depth=cfg["w8_depth"])
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

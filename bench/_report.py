@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import _machine, w6_inspector
+from bench import _machine, w8_inspector
 from bench._targets import DELTA, FLOOR, find
 
 
@@ -116,7 +116,7 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         out += ["## W1 bytes stored against N", "", *_by_n(res["w1"], "bytes", lambda v: f"{v:,}"), ""]
         out += ["## W1 ms per step (median) against N", "", *_by_n(res["w1"], "ms_median", _ms), ""]
         out += ["## W1 ms per step (p95) against N", "", *_by_n(res["w1"], "ms_p95", _ms), ""]
-    out += w6_inspector.report(res.get("ui", []))
+    out += w8_inspector.report(res.get("w8", []))
     if res.get("w2"):
         w2 = res["w2"]
         out += [f"## W2 many workers on PostgreSQL ({w2[0]['runs']} runs x {w2[0]['steps_per_run']} steps each)", ""]
@@ -136,6 +136,26 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
                 ]
             )
         out += _table(["system", "workers", "steps", "seconds", "steps/s", "x PostgresSaver", "x floor"], rows)
+        out += [""]
+    if res.get("w6"):
+        w6 = res["w6"]
+        direct = next((r for r in w6 if r["front"] == "direct"), None)
+        out += [
+            f"## W6 through pgbouncer against direct ({w6[0]['workers']} workers, "
+            f"{w6[0]['runs']} runs x {w6[0]['steps_per_run']} steps each)",
+            "",
+        ]
+        rows = [
+            [
+                r["system"],
+                f"{r['steps']:,}",
+                f"{r['seconds']:.2f}",
+                f"{r['steps_per_s']:,.0f}",
+                _x(r["steps_per_s"] / direct["steps_per_s"], 2) if direct else "",
+            ]
+            for r in w6
+        ]
+        out += _table(["system", "steps", "seconds", "steps/s", "x direct"], rows)
         out += [""]
     if res.get("w3"):
         out += ["## W3 resume latency against history length (state bounded to the last 20 messages)", ""]
@@ -169,6 +189,8 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         ]
         out += _table(["system", "backend", "load latest ms", "list ms", "listed", "fork ms", "fork bytes added"], rows)
         out += [""]
+    if res.get("w7"):
+        out += [*w7_tables(res["w7"]), ""]
     if res.get("memory"):
         out += [f"## Peak memory of a W1 run at N = {res['memory'][0]['n']} (a process per system)", ""]
         rows = [
@@ -176,3 +198,33 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         ]
         out += [*_table(["system", "backend", "peak RSS MB", "RSS growth during the run MB"], rows), ""]
     return "\n".join(out)
+
+
+def w7_tables(w7: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """W7: clew's state shapes, statements per step, and loads against N."""
+    shapes = w7["shapes"]
+    out = [f"## W7 state shapes at N = {shapes[0]['n']} (clew alone)", ""]
+    rows = [
+        [
+            r["shape"],
+            r["backend"],
+            f"{r['bytes']:,}",
+            _x(r["x_raw"], 2),
+            _ms(r["ms_per_step"]),
+            f"{r['statements_per_step']:.1f}",
+            f"{r['round_trips_per_step']:.1f}",
+            f"{r['transactions_per_step']:.1f}",
+            _ms(r["cold_load_ms"]),
+            _ms(r["warm_load_ms"]),
+        ]
+        for r in shapes
+    ]
+    head = ["shape", "backend", "bytes", "x raw", "ms/step", "statements/step", "round trips/step"]
+    out += _table([*head, "transactions/step", "load cold ms", "load warm ms"], rows)
+    out += ["", "## W7 load of the latest state against N (lists shape: the state grows with N)", ""]
+    rows = [
+        [r["backend"], f"{r['n']:,}", f"{r['bytes']:,}", _ms(r["cold_load_ms"]), _ms(r["warm_load_ms"])]
+        for r in w7["loads"]
+    ]
+    out += _table(["backend", "N", "bytes", "load cold ms", "load warm ms"], rows)
+    return out

@@ -70,7 +70,7 @@ class Cluster:
         settings: extra server settings, e.g. ``{"idle_session_timeout": "1s"}``.
     """
 
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: dict[str, str] | None = None, *, standby_of: Cluster | None = None) -> None:
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         if not initdb or not pg_ctl:
             raise RuntimeError("initdb/pg_ctl are not installed (apt install postgresql)")
@@ -81,13 +81,21 @@ class Cluster:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         extra = " ".join(f"-c {k}={v}" for k, v in (settings or {}).items())
         self._opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off {extra}".strip()
-        subprocess.run(
-            [*_as_postgres(), initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-        )
+        if standby_of is None:
+            cmd = [initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        else:  # a streaming replica: a base backup of the primary that follows its WAL (-R)
+            basebackup = _binary("pg_basebackup")
+            if not basebackup:
+                raise RuntimeError("pg_basebackup is not installed (apt install postgresql)")
+            cmd = [basebackup, "-D", self.data, "-R", "-X", "stream", "-h", "127.0.0.1", "-p", str(standby_of.port)]
+            cmd += ["-U", "postgres"]
+        subprocess.run([*_as_postgres(), *cmd], check=True, capture_output=True)
         self.start()
         atexit.register(self.remove)
+
+    def standby(self) -> Cluster:
+        """A streaming replica of this cluster, started on a port of its own."""
+        return Cluster(standby_of=self)
 
     def _ctl(self, *args: str) -> None:
         log = os.path.join(self.base, "log")

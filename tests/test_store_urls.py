@@ -228,7 +228,7 @@ def test_cli_read_commands_never_create_a_missing_file(tmp_path: Path) -> None:
     from clew.cli import main
 
     path = tmp_path / "typo.db"
-    assert main(["runs", "--db", str(path)]) == 6
+    assert main(["runs", "--db", str(path)]) == 3  # NotFoundError: the path names no database
     assert not path.exists()
 
 

@@ -175,4 +175,3 @@ def test_require_keyed_reports_rows_without_a_mac(shared_stores: StoreFactory) -
 def test_a_seal_key_must_be_long_enough() -> None:
     with pytest.raises(clew.errors.ConfigError, match="32 bytes"):
         clew.SealKey("k", b"short")
-

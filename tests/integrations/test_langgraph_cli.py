@@ -41,5 +41,6 @@ def test_show_compare_export_and_status_of_a_thread(tmp_path: Path) -> None:
     assert "messages" in _clew("compare", "t", "main", fork, "--db", db)
     lines = [json.loads(line) for line in _clew("export", "t", "--db", db).splitlines()]
     assert any(line.get("kind") == "interrupt" or "interrupt" in json.dumps(line) for line in lines)
-    runs = json.loads(_clew("runs", "--db", db, "--json"))
+    runs = json.loads(_clew("runs", "--db", db, "--json"))["runs"]
     assert [(r["run_id"], r["status"]) for r in runs] == [("t", "completed")]
+    assert fork in _clew("branches", "t", "--db", db, "--wide")  # forks are found by listing branches

@@ -12,6 +12,7 @@ conflicts: they start ``fork-<checkpoint id>`` branches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -193,3 +194,38 @@ def test_for_contrast_the_stock_semantics_lose_an_update_silently() -> None:
     contents = [m.content for m in setup.get_state(thread("r")).values["messages"]]
     assert not errors  # both writers were told they succeeded...
     assert not {"reply to A", "reply to B"} <= set(contents)  # ...but one of them is gone
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_two_async_savers_racing_on_one_thread(stores: StoreFactory) -> None:
+    """Two savers (two processes' worth) continue the same head; the second gets a ConflictError."""
+    gate = asyncio.Event()
+    arrived = asyncio.Semaphore(0)
+
+    async def reply(state: Chat) -> dict[str, Any]:
+        arrived.release()
+        await gate.wait()
+        return {"messages": [AIMessage(f"reply to {state['messages'][-1].content}")]}
+
+    g = StateGraph(Chat)
+    g.add_node("reply", reply)
+    g.add_edge(START, "reply")
+    g.add_edge("reply", END)
+    async with ClewSaver.afrom_url(stores.url) as a, ClewSaver.afrom_url(stores.url) as b:
+        gate.set()
+        await g.compile(checkpointer=a).ainvoke({"messages": [HumanMessage("start")]}, thread("r"))
+        gate.clear()
+
+        async def run(saver: ClewSaver, text: str) -> str:
+            try:
+                await g.compile(checkpointer=saver).ainvoke({"messages": [HumanMessage(text)]}, thread("r"))
+            except ConflictError:
+                return "conflict"
+            return "ok"
+
+        tasks = [asyncio.create_task(run(a, "A")), asyncio.create_task(run(b, "B"))]
+        for _ in tasks:  # both read the head; a writer refused already at its input may not get here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.acquire(), 5)
+        gate.set()
+        assert sorted(await asyncio.gather(*tasks)) == ["conflict", "ok"]

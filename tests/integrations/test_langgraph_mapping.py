@@ -254,7 +254,7 @@ def test_the_cli_sees_langgraph_threads(tmp_path: Any, capsys: pytest.CaptureFix
         assert main([*args, "--db", str(db), "--json"]) == 0
         return json.loads(capsys.readouterr().out)
 
-    assert [(r["run_id"], r["agent"], r["status"]) for r in cli("runs")] == [("t1", "langgraph", "paused")]
+    assert [(r["run_id"], r["agent"], r["status"]) for r in cli("runs")["runs"]] == [("t1", "langgraph", "paused")]
     history = cli("history", "t1")
     assert [c["kind"] for c in history] == ["step", "step", "input"]
     assert history[0]["metadata"]["source"] == "loop"

@@ -320,3 +320,35 @@ def test_a_thread_status_follows_the_graph(stores: StoreFactory) -> None:
     nested.invoke(Command(resume="yes"), cfg("n"))
     runs = saver.store.list_runs(agent="langgraph", labels={"thread_id": "n"}).items
     assert len(runs) == 2 and {r.status for r in runs} == {"completed"}
+
+
+def _shared_decoding(history: list[Any]) -> None:
+    """Every snapshot of one listing holds the very message objects it shares with the others."""
+    first = history[-2].values["messages"][0]  # the oldest snapshot with messages
+    assert all(s.values["messages"][0] is first for s in history[:-1])
+
+
+def test_history_decodes_each_shared_blob_once(stores: StoreFactory) -> None:
+    expected = normalize(work_scenario(InMemorySaver()))
+    saver = ClewSaver(stores.open())
+    assert normalize(work_scenario(saver)) == expected  # the same history, built from shared pieces
+    graph = work_graph().compile(checkpointer=ClewSaver(stores.open()))
+    _shared_decoding(list(graph.get_state_history(cfg("w"))))
+
+
+async def test_async_history_decodes_each_shared_blob_once(stores: StoreFactory) -> None:
+    async with _asaver(stores) as saver:
+        await awork_scenario(saver)
+        graph = work_graph().compile(checkpointer=saver)
+        _shared_decoding(await _alist(graph.aget_state_history(cfg("w"))))
+
+
+async def test_async_thread_status_follows_the_graph(stores: StoreFactory) -> None:
+    async with _asaver(stores) as saver:
+        graph = review_graph().compile(checkpointer=saver)
+        assert saver.astore is not None
+        await graph.ainvoke({"messages": [HumanMessage("hi")]}, cfg("a"))
+        assert (await saver.astore.get_run("a")).status == _expected_status(await graph.aget_state(cfg("a")))
+        await graph.ainvoke(Command(resume="ok"), cfg("a"))
+        assert (await saver.astore.get_run("a")).status == "completed"
+        assert _expected_status(await graph.aget_state(cfg("a"))) == "completed"

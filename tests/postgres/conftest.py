@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -69,7 +68,3 @@ if importlib.util.find_spec("langgraph") is not None:
             yield ClewSaver(astore=astore)
         finally:
             await astore.close()
-
-
-def unused(*_: Any) -> None:
-    """Keeps the imported fixtures referenced."""

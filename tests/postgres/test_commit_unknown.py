@@ -134,3 +134,34 @@ def test_other_writes_dying_in_commit_raise_commit_unknown(server_schema: tuple[
         assert isinstance(out.get("error"), CommitUnknownError), out
         assert store.get_branch(run.run_id).head == head  # main is untouched and loads
         assert store.load_state(run.run_id, head) == {"n": 0}
+
+
+def test_the_async_store_settles_a_commit_killed_inside_commit(server_schema: tuple[str, str]) -> None:
+    import asyncio
+
+    server, schema = server_schema
+    app = new_name("clew_acommit")
+
+    async def main() -> None:
+        store = await clew.open_async(f"{server}?schema={schema}&application_name={app}")
+        try:
+            run = await store.create_run(agent="c", state={"n": 0})
+            first = (await store.get_branch(run.run_id)).head
+            assert first is not None
+            slow_commits(server, schema, 1.0)
+
+            def killer() -> None:
+                wait_for(lambda: committing(server, app), "the commit to be inside COMMIT")
+                terminate(server, app)
+
+            t = threading.Thread(target=killer)
+            t.start()
+            ckpt = await store.commit(run.run_id, state={"n": 1}, parent=first)
+            t.join()
+            assert (await store.get_branch(run.run_id)).head == ckpt.checkpoint_id
+            assert len(await store.list_checkpoints(run.run_id)) == 2
+            assert await store.load_state(run.run_id, ckpt.checkpoint_id) == {"n": 1}
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from clew.codec._envelope import Envelope
+from clew.codec._envelope import FLAG_SPLICED, Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._types import register_class, register_type
+from clew.errors import EncodeError
 
 __all__ = ["ADDRESS_SIZE", "Codec", "register_class", "register_type"]
 
@@ -30,7 +31,9 @@ class Codec:
         compress_threshold: encoded values of at least this many bytes are
             zstd-compressed (kept raw if compression does not shrink them).
         zstd_level: the zstd compression level.
-        max_blob_size: the largest decompressed blob accepted on read.
+        max_blob_size: the largest value written (encoded) or read (decompressed), in
+            bytes; a bigger one is refused with an error naming its field, rather than
+            held in memory over and over or written and never read back.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class Codec:
         max_blob_size: int = 1 << 30,
     ) -> None:
         self.allow_pickle = allow_pickle
+        self.max_blob_size = max_blob_size
         self._decoder = Decoder(allow_pickle=allow_pickle)
         self._envelope = Envelope(compress_threshold=compress_threshold, level=zstd_level, max_size=max_blob_size)
 
@@ -50,9 +54,17 @@ class Codec:
 
         Raises:
             UnknownTypeError: a value inside has an unknown type; names its path.
+            EncodeError: the value cannot be written whole (too big, too deep...); names its path.
         """
         enc = Encoder(allow_pickle=self.allow_pickle)
-        return enc.encode(value, path), enc.uses_pickle
+        plain = enc.encode(value, path)
+        if len(plain) > self.max_blob_size:
+            raise EncodeError(
+                path,
+                f"it encodes to {len(plain):,} bytes, over the codec's cap of {self.max_blob_size:,} "
+                "(Codec(max_blob_size=...)); keep large files outside the state and store a reference to them",
+            )
+        return plain, enc.uses_pickle
 
     def loads(self, plain: bytes) -> Any:
         """Decode canonical plaintext bytes. Raises DecodeError on bad input."""
@@ -62,9 +74,18 @@ class Codec:
         """The content address of plaintext bytes."""
         return hashlib.blake2b(plain, digest_size=ADDRESS_SIZE).digest()
 
-    def wrap(self, plain: bytes, *, pickled: bool = False) -> bytes:
-        """Plaintext bytes to the stored envelope (compressed when worth it)."""
-        return self._envelope.wrap(plain, pickled=pickled)
+    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False) -> bytes:
+        """Plaintext bytes to the stored envelope (compressed when worth it).
+
+        ``spliced`` marks a row whose large values the store keeps in blobs; such a
+        body is the store's to read (:meth:`spliced`), not a value to decode.
+        """
+        return self._envelope.wrap(plain, pickled=pickled, spliced=spliced)
+
+    @staticmethod
+    def spliced(blob: bytes) -> bool:
+        """Whether a stored envelope was wrapped with ``spliced=True``."""
+        return len(blob) >= 2 and bool(blob[1] & FLAG_SPLICED)
 
     def unwrap(self, blob: bytes) -> bytes:
         """Stored envelope to plaintext bytes. Raises DecodeError on bad input."""

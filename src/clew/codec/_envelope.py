@@ -3,7 +3,8 @@
 ::
 
     byte 0   magic 0xC7 (format version 1)
-    byte 1   flags: 0x01 zstd-compressed, 0x02 holds pickled values
+    byte 1   flags: 0x01 zstd-compressed, 0x02 holds pickled values, 0x04 spliced (a
+             journal row whose large values live in blobs, see clew.store._splice)
     rest     payload (canonical msgpack, compressed if flagged)
 
 Content addresses are computed over the *plaintext* msgpack, never the envelope, so a
@@ -21,7 +22,12 @@ from clew.errors import DecodeError, PickleRefusedError
 MAGIC = 0xC7
 FLAG_ZSTD = 0x01
 FLAG_PICKLE = 0x02
-_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE
+FLAG_SPLICED = 0x04
+_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_SPLICED
+
+
+SAMPLE_ABOVE = 4 << 20  # values this big are sampled before being compressed whole
+SAMPLE_BYTES = 256 << 10
 
 
 class Envelope:
@@ -47,13 +53,21 @@ class Envelope:
             d = self._local.d = zstandard.ZstdDecompressor()
         return d
 
-    def wrap(self, plain: bytes, *, pickled: bool = False) -> bytes:
-        flags = FLAG_PICKLE if pickled else 0
-        if len(plain) >= self._threshold:
+    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False) -> bytes:
+        flags = (FLAG_PICKLE if pickled else 0) | (FLAG_SPLICED if spliced else 0)
+        if len(plain) >= self._threshold and self._worth_trying(plain):
             packed = self._compressor().compress(plain)
             if len(packed) < len(plain):
                 return bytes((MAGIC, flags | FLAG_ZSTD)) + packed
         return bytes((MAGIC, flags)) + plain
+
+    def _worth_trying(self, plain: bytes) -> bool:
+        """For a big value, compress a sample first: an incompressible one (media, archives,
+        encrypted bytes) then costs no second full-size buffer to find that out."""
+        if len(plain) < SAMPLE_ABOVE:
+            return True
+        sample = plain[:SAMPLE_BYTES]
+        return len(self._compressor().compress(sample)) < len(sample) * 0.9
 
     def unwrap(self, blob: bytes, *, allow_pickle: bool) -> bytes:
         if len(blob) < 2 or blob[0] != MAGIC:

@@ -28,7 +28,8 @@ from clew.store._read import (
     check_fence,
     checkpoint_record,
     head_row_seal,
-    journal_entry,
+    insert_journal,
+    journal_entries,
     journal_rows,
     load_fields,
     run_key,
@@ -175,7 +176,7 @@ def set_branch_status(
         writes.append(ctx.q("revoke_lease", (rk, branch), "exec"))
     if journal:
         rows, _ = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
-        writes.append(ctx.q("insert_journal", rows, "many"))
+        writes.extend(insert_journal(ctx, rows))
     writes.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield writes
     return (yield from branch_row(ctx, rk, run_id, branch))
@@ -327,7 +328,7 @@ def commit(
         last = int(results[-1][0])
         rows, own = journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now, last - len(journal) + 1)
         hashes.extend(h for _, h, _, _, _ in own)
-        second.append(ctx.q("insert_journal", rows, "many"))
+        second.extend(insert_journal(ctx, rows))
     if encoded.blobs:
         second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
     h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
@@ -379,7 +380,7 @@ def list_journal(ctx: Context, run_id: str, *, checkpoint_id: str | None, branch
         rows = yield ctx.q("journal_pending_rows", (rk, branch), "all")
     else:
         rows = yield ctx.q("all_journal", (rk,), "all")
-    return [journal_entry(ctx, run_id, r) for r in rows]
+    return (yield from journal_entries(ctx, rk, run_id, rows))
 
 
 def get_checkpoint(ctx: Context, run_id: str, checkpoint_id: str) -> Op[CheckpointRecord]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -68,9 +69,26 @@ def _describe(url: str, exc: BaseException) -> str:
     )
 
 
-def _pool_message(url: str, pool: Any, opts: PgOptions, exc: BaseException) -> str:
-    stats = pool.get_stats() if pool is not None else {}
-    if stats.get("pool_size", 0) >= opts.pool_max and stats.get("pool_available", 0) == 0:
+class _Usage:
+    """Connections of a pool in use by the store's operations (to tell a full pool from a down server)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            self.n += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.n -= 1
+
+
+def _pool_message(url: str, usage: _Usage | None, opts: PgOptions, exc: BaseException) -> str:
+    if usage is not None and usage.n >= opts.pool_max:
         return (
             f"no free connection to PostgreSQL at {where(url)} within pool_timeout={opts.pool_timeout:g} s: "
             f"all {opts.pool_max} connections of the pool (pool_max={opts.pool_max}) are in use; raise pool_max "
@@ -84,7 +102,7 @@ def _pool_message(url: str, pool: Any, opts: PgOptions, exc: BaseException) -> s
 
 
 @contextlib.contextmanager
-def _translate(url: str, opts: PgOptions, pool: Any = None) -> Iterator[None]:
+def _translate(url: str, opts: PgOptions, usage: _Usage | None = None) -> Iterator[None]:
     """Turn psycopg exceptions into clew errors: the only place they are caught."""
     try:
         yield
@@ -108,7 +126,7 @@ def _translate(url: str, opts: PgOptions, pool: Any = None) -> Iterator[None]:
     except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:
         raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {_POOLER_HINT}") from exc
     except psycopg_pool.PoolTimeout as exc:
-        raise StoreUnavailableError(_pool_message(url, pool, opts, exc)) from exc
+        raise StoreUnavailableError(_pool_message(url, usage, opts, exc)) from exc
     except psycopg.OperationalError as exc:
         if "unsupported startup parameter" in str(exc) or re.search(r"invalid \w+ value", str(exc)):
             raise ConfigError(_describe(url, exc)) from exc
@@ -329,6 +347,7 @@ class _PgCommon:
     opts: PgOptions
     _pool: Any
     _health: _Health
+    _usage: _Usage
 
     def _start(self, write: bool) -> Any:
         if self._pool is None:
@@ -364,6 +383,7 @@ class PostgresStore(_PgCommon, Store):
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
         self._prelude = _prelude(opts)
         self._health = health = _Health()
+        self._usage = _Usage()
         target = opts.for_replica() if opts.read_only else opts
         with _translate(self.url, opts):
             # One direct connection first: its error says exactly what is wrong.
@@ -397,7 +417,7 @@ class PostgresStore(_PgCommon, Store):
         for tries in (1, 2):
             attempt = _Attempt()
             try:
-                with _translate(self.url, self.opts, pool):
+                with _translate(self.url, self.opts, self._usage):
                     self._attempt(pool, replay, attempt)
             except StoreUnavailableError as exc:
                 if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
@@ -406,7 +426,7 @@ class PostgresStore(_PgCommon, Store):
         raise AssertionError("unreachable")
 
     def _attempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
-        with pool.connection() as conn:
+        with pool.connection() as conn, self._usage.held():
             attempt.conn = conn
             runner = _Pipelined(conn)
             with conn.pipeline() as runner.pipeline:
@@ -434,6 +454,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
     def __init__(self, opts: PgOptions, pool: Any, ctx: _ops.Context, health: _Health) -> None:
         self.opts = opts
         self._health = health
+        self._usage = _Usage()
         self.url = opts.url
         self.schema = opts.schema
         self._pool = pool
@@ -480,7 +501,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
         for tries in (1, 2):
             attempt = _Attempt()
             try:
-                with _translate(self.url, self.opts, pool):
+                with _translate(self.url, self.opts, self._usage):
                     await self._aattempt(pool, replay, attempt)
             except StoreUnavailableError as exc:
                 if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
@@ -491,19 +512,20 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
     async def _aattempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
         async with pool.connection() as conn:
             attempt.conn = conn
-            runner = _APipelined(conn)
-            async with conn.pipeline() as runner.pipeline:
-                async with conn.transaction():
-                    if self._prelude is not None:
-                        await runner.acall(self._prelude)
-                    for q, seen in replay.history:
-                        if await runner.acall(q) != seen:
-                            raise _Diverged(self.url)
-                    while not replay.done:
-                        q = replay.pending
-                        replay.answer(q, await runner.acall(q))
-                    attempt.phase = "commit"
-                attempt.phase = "done"
+            with self._usage.held():
+                runner = _APipelined(conn)
+                async with conn.pipeline() as runner.pipeline:
+                    async with conn.transaction():
+                        if self._prelude is not None:
+                            await runner.acall(self._prelude)
+                        for q, seen in replay.history:
+                            if await runner.acall(q) != seen:
+                                raise _Diverged(self.url)
+                        while not replay.done:
+                            q = replay.pending
+                            replay.answer(q, await runner.acall(q))
+                        attempt.phase = "commit"
+                    attempt.phase = "done"
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

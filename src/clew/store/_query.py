@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from clew.codec import Codec
 from clew.store import _state
+from clew.store._blobcache import BlobCache
 from clew.store._seal import SealKey
 from clew.store._sql import Dialect
 
@@ -55,6 +56,7 @@ class Context:
         self.fault: str | None = None  # tests: raise before running the named query
         # run id -> internal key; only trusted by commit, whose first write re-checks it
         self.run_keys: dict[str, int] = {}
+        self.blobs = BlobCache()  # checked plaintexts, by run and address
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:
@@ -78,9 +80,13 @@ class Context:
                 self._cache.pop(next(iter(self._cache)))
 
     def forget(self, run_id: str) -> None:
+        """Drop what this store remembers of a run: its writer cache and cached blobs."""
         with self._lock:
             for key in [k for k in self._cache if k[0] == run_id]:
                 del self._cache[key]
+        rk = self.run_keys.get(run_id)
+        if rk is not None:
+            self.blobs.drop_run(rk)
 
 
 _id_lock = threading.Lock()

@@ -15,7 +15,7 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _state
+from clew.store import _splice, _state, _tree
 from clew.store._query import Context, Q
 from clew.store._records import (
     BranchRecord,
@@ -81,17 +81,27 @@ def checkpoint_record(ctx: Context, run_id: str, row: Sequence[Any]) -> Checkpoi
     )
 
 
-def journal_entry(ctx: Context, run_id: str, row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(
-        run_id=run_id,
-        seq=row[0],
-        branch=row[1],
-        checkpoint_id=row[2],
-        kind=row[3],
-        data=ctx.codec.decode(bytes(row[4])),
-        hash=bytes(row[5]).hex(),
-        created_at=row[6],
-    )
+def journal_entries(
+    ctx: Context, rk: int, run_id: str, rows: Sequence[Sequence[Any]]
+) -> Generator[Q | list[Q], Any, list[JournalEntry]]:
+    """Journal rows as entries, values kept in blobs put back (one fetch for all)."""
+    bodies = [ctx.codec.unwrap(bytes(row[4])) for row in rows]
+    spliced = [ctx.codec.spliced(bytes(row[4])) for row in rows]
+    wanted = [a for body, s in zip(bodies, spliced, strict=True) if s for a in _splice.refs(body)]
+    plains = (yield from fetch_blobs(ctx, rk, wanted)) if wanted else {}
+    return [
+        JournalEntry(
+            run_id=run_id,
+            seq=row[0],
+            branch=row[1],
+            checkpoint_id=row[2],
+            kind=row[3],
+            data=ctx.codec.loads(_splice.join(body, plains) if s else body),
+            hash=bytes(row[5]).hex(),
+            created_at=row[6],
+        )
+        for row, body, s in zip(rows, bodies, spliced, strict=True)
+    ]
 
 
 def branch_record(ctx: Context, run_id: str, row: Sequence[Any]) -> BranchRecord:
@@ -160,15 +170,17 @@ def check_fence(run_id: str, branch: str, locked: Any, lease: Lease | None, *, w
 def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, bytes]]:
     """Plaintext of the given blobs, each checked against its address."""
     wanted = list(dict.fromkeys(addrs))
-    found: dict[bytes, bytes] = {}
+    found = ctx.blobs.get_many(rk, wanted)
+    fetch = [a for a in wanted if a not in found] if found else wanted
     queries = []
-    for i in range(0, len(wanted), _BATCH):
-        part = wanted[i : i + _BATCH]
+    for i in range(0, len(fetch), _BATCH):
+        part = fetch[i : i + _BATCH]
         if ctx.d.expands_in_lists:
             queries.append(ctx.q("blobs_by_addr", (rk, *part), "all", marks=ctx.marks(len(part))))
         else:
             queries.append(ctx.q("blobs_by_addr", (rk, part), "all"))
     results = (yield queries) if queries else []  # one batch: one round trip on PostgreSQL
+    read: dict[bytes, bytes] = {}
     for rows in results:
         for addr, data in rows:
             addr = bytes(addr)
@@ -180,7 +192,9 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
                 raise IntegrityError(f"blob {addr.hex()} cannot be read, its stored bytes were changed: {exc}") from exc
             if ctx.codec.address(plain) != addr:
                 raise IntegrityError(f"blob {addr.hex()} does not match its address: stored bytes were changed")
-            found[addr] = plain
+            read[addr] = plain
+    ctx.blobs.put_many(rk, read)
+    found.update(read)
     missing = [a for a in wanted if a not in found]
     if missing:
         raise IntegrityError(f"blob {missing[0].hex()} is referenced but missing ({len(missing)} missing)")
@@ -250,26 +264,39 @@ def load_fields(
 ) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache, str]]:
     """The state of a checkpoint, the writer cache that matches it, and its branch."""
     manifest, branch, sealed = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
-    # Expand list index nodes level by level down to the leaves.
-    lists: dict[str, list[tuple[bytes, int, int]]] = {
-        name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
-    }
+    try:
+        lists: dict[str, list[tuple[bytes, int, int]]] = {
+            name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
+        }
+        trees: dict[str, _tree.Ref] = {
+            name: _tree.parse_ref(*entry[1:6]) for name, entry in manifest.items() if entry[0] == "t"
+        }
+    except (TypeError, ValueError, IndexError):
+        raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} has a malformed manifest") from None
+    # Fetch level by level: values, list nodes and tree nodes together, one batch a level.
+    plains: dict[bytes, bytes] = {}
+    values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
+    frontier = _tree.pending(trees.values())
+    present: list[bytes] = []
     while True:
-        nodes = [a for roots in lists.values() for a, _, h in roots if h > 0]
-        if not nodes:
+        need = [a for a in values if a not in plains]
+        need += [a for roots in lists.values() for a, _, _ in roots if a not in plains]
+        if frontier:
+            found, frontier = _tree.walk(frontier, plains)
+            present += found
+            need += [a for a, _, _ in frontier]
+        if not need:
             break
-        plains = yield from fetch_blobs(ctx, rk, nodes)
+        plains.update((yield from fetch_blobs(ctx, rk, need)))
         for name, roots in lists.items():
-            expanded: list[tuple[bytes, int, int]] = []
-            for a, c, h in roots:
-                if h == 0:
-                    expanded.append((a, c, h))
-                else:
-                    expanded.extend((ca, cc, h - 1) for ca, cc in _state.node_children(plains[a]))
-            lists[name] = expanded
-    value_addrs = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
-    leaf_addrs = [a for leaves in lists.values() for a, _, _ in leaves]
-    plains = yield from fetch_blobs(ctx, rk, [*value_addrs, *leaf_addrs])
+            if any(h > 0 for _, _, h in roots):
+                expanded: list[tuple[bytes, int, int]] = []
+                for a, c, h in roots:
+                    if h == 0:
+                        expanded.append((a, c, h))
+                    else:
+                        expanded.extend((ca, cc, h - 1) for ca, cc in _state.node_children(plains[a]))
+                lists[name] = expanded
     state: dict[str, Any] = {}
     fields: dict[str, _state.FieldCache] = {}
     for name, entry in manifest.items():
@@ -277,6 +304,8 @@ def load_fields(
             addr = bytes(entry[1])
             state[name] = ctx.codec.loads(plains[addr])
             fields[name] = _state.ValueCache(addr, None, plains[addr], ctx.codec)
+        elif entry[0] == "t":
+            state[name] = _tree.build(trees[name], plains, ctx.codec)
         else:
             leaves = lists[name]
             try:
@@ -292,9 +321,9 @@ def load_fields(
                 )
             state[name] = items
             fields[name] = _state.ListCache(
-                [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec
+                [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec, decoded=True
             )
-    return state, _state.StateCache(checkpoint_id, fields, sealed), branch
+    return state, _state.StateCache(checkpoint_id, fields, sealed, frozenset(present)), branch
 
 
 def journal_rows(
@@ -306,17 +335,37 @@ def journal_rows(
     checkpoint_id: str | None,
     now: float,
     first: int,
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes, bytes, str, Any]]]:
-    """Journal rows numbered from ``first``, and (seq, hash, plain, kind, data) of each."""
-    rows = []
+) -> tuple[JournalRows, list[tuple[int, bytes, bytes, str, Any]]]:
+    """Journal rows numbered from ``first``, and (seq, hash, plain, kind, data) of each.
+
+    The rows' large values go to blobs (:mod:`clew.store._splice`): insert
+    ``rows.blobs`` with the rows, in the same transaction.
+    """
+    rows = JournalRows()
     out = []
     for i, (kind, data) in enumerate(entries):
         plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
         seq = first + i
         h = journal_hash(seq, branch, kind, plain, now, run_id)
-        rows.append((rk, seq, branch, checkpoint_id, kind, ctx.codec.wrap(plain, pickled=pickled), h, now))
+        stored, blobs = _splice.split(ctx.codec, data, plain, pickled)
+        rows.blobs.extend((rk, a, d) for a, d in blobs.items())
+        rows.append((rk, seq, branch, checkpoint_id, kind, stored, h, now))
         out.append((seq, h, plain, kind, data))
     return rows, out
+
+
+class JournalRows(list[tuple[Any, ...]]):
+    """Journal rows to insert, and the value blobs ``(rk, addr, data)`` they refer to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blobs: list[tuple[int, bytes, bytes]] = []
+
+
+def insert_journal(ctx: Context, rows: JournalRows) -> list[Q]:
+    """The writes of :func:`journal_rows`' rows: their value blobs first, then the rows."""
+    blobs = [ctx.q("insert_blob", rows.blobs, "many")] if rows.blobs else []
+    return [*blobs, ctx.q("insert_journal", rows, "many")]
 
 
 def append_journal_rows(
@@ -339,5 +388,5 @@ def append_journal_rows(
         raise NotFoundError(f"run {run_id!r} not found")
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
-    yield ctx.q("insert_journal", rows, "many")
+    yield insert_journal(ctx, rows)
     return out

@@ -4,6 +4,9 @@ A state is a mapping of top-level fields. Each field becomes a manifest entry:
 
 ``["v", addr]``
     the whole value in one blob.
+``["t", shape, addr, height, count, deep]``
+    a large container (dict, dataclass, Pydantic model, or a list nested in one) as a
+    content-defined tree of blobs, see :mod:`clew.store._tree`.
 ``["l", n, [[addr, count, height], ...]]``
     a *chunked list* of ``n`` items. Items live in leaf blobs (height 0), written as
     they are appended, so appending writes only the new items. Leaves are gathered
@@ -34,6 +37,7 @@ import ormsgpack
 
 from clew.codec import Codec
 from clew.errors import InvalidStateError
+from clew.store import _tree
 
 FANOUT = 8
 LEAF_MAX_ITEMS = 64
@@ -65,6 +69,7 @@ class ListCache:
     _plain: bytes | None = None  # or the bytes to decode it from, on first use
     _codec: Codec | None = None
     refs: list[Any] | None = None  # the caller's own items at the last commit
+    decoded: bool = False  # the snapshot was decoded by a load (shares nothing with the caller)
 
     @property
     def snapshot(self) -> list[Any]:
@@ -75,7 +80,12 @@ class ListCache:
         return self._snapshot
 
 
-FieldCache = ValueCache | ListCache
+@dataclass(slots=True)
+class TreeCache:
+    enc: _tree.Enc  # the field's tree, with the caller's objects and snapshots in it
+
+
+FieldCache = ValueCache | ListCache | TreeCache
 
 
 @dataclass(slots=True)
@@ -85,6 +95,7 @@ class StateCache:
     checkpoint_id: str
     fields: dict[str, FieldCache]
     hash: bytes = b""  # the checkpoint's hash, when this process wrote it
+    present: frozenset[bytes] = frozenset()  # tree blobs known to be stored (read by a load)
 
 
 @dataclass(slots=True)
@@ -141,6 +152,7 @@ class StateEncoder:
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
+        self.trees = _tree.TreeEncoder(codec, _same)
 
     def encode(self, state: Mapping[str, Any], previous: StateCache | None, path: str = "state") -> EncodedState:
         check_fields(state, path)
@@ -153,7 +165,9 @@ class StateEncoder:
             if type(value) is list:
                 self._encode_list(out, name, value, prev if isinstance(prev, ListCache) else None, fpath)
             else:
-                self._encode_value(out, name, value, prev if isinstance(prev, ValueCache) else None, fpath)
+                self._encode_value(out, name, value, prev if not isinstance(prev, ListCache) else None, fpath)
+        if previous is not None and previous.present:
+            out.blobs = {a: d for a, d in out.blobs.items() if a not in previous.present}
         return out
 
     def _put(self, out: EncodedState, plain: bytes, pickled: bool) -> bytes:
@@ -162,16 +176,30 @@ class StateEncoder:
             out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
         return addr
 
-    def _encode_value(self, out: EncodedState, name: str, value: Any, prev: ValueCache | None, path: str) -> None:
-        if prev is not None and _same(value, prev.snapshot, prev.ref):
+    def _encode_value(
+        self, out: EncodedState, name: str, value: Any, prev: ValueCache | TreeCache | None, path: str
+    ) -> None:
+        if isinstance(prev, ValueCache) and _same(value, prev.snapshot, prev.ref):
             out.manifest[name] = ["v", prev.addr]
             prev.ref = value
             out.cache[name] = prev
             return
-        plain, pickled = self.codec.dumps(value, path)
-        addr = self._put(out, plain, pickled)
-        out.manifest[name] = ["v", addr]
-        out.cache[name] = ValueCache(addr, None, plain, self.codec, value)
+        made = _tree.Out()
+        enc = self.trees.encode(value, path, prev.enc if isinstance(prev, TreeCache) else None, made)
+        for addr, (plain, pickled) in made.blobs.items():
+            if addr not in out.blobs:
+                out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
+        if enc.tree is None:
+            assert enc.plain is not None
+            addr = enc.digest  # the address of its plaintext
+            if addr not in out.blobs:
+                out.blobs[addr] = self.codec.wrap(enc.plain, pickled=enc.pickled)
+            out.manifest[name] = ["v", addr]
+            out.cache[name] = ValueCache(addr, enc.snapshot(self.codec), None, self.codec, value)
+        else:
+            t = enc.tree
+            out.manifest[name] = ["t", *t.ref]
+            out.cache[name] = TreeCache(enc)
 
     def _encode_list(self, out: EncodedState, name: str, items: list[Any], prev: ListCache | None, path: str) -> None:
         leaves: list[tuple[bytes, int]]
@@ -184,6 +212,8 @@ class StateEncoder:
             leaves, roots, snapshot = list(prev.leaves), list(prev.roots), list(prev.snapshot)
             start = len(prev.snapshot)
             rebuilt = False
+            if prev.decoded:  # once after a load: share atoms with the caller's items from now on
+                snapshot = [_tree.copy_or(x, s) for x, s in zip(items[:start], snapshot, strict=True)]
         else:
             leaves, roots, snapshot, start, rebuilt = [], [], [], 0, True
         new_leaves = self._write_leaves(out, items, start, snapshot, path)
@@ -210,11 +240,11 @@ class StateEncoder:
             nonlocal chunk, size, pickled_any
             plain = array_header(len(chunk)) + b"".join(chunk)
             leaves.append((self._put(out, plain, pickled_any), len(chunk)))
-            snapshot.extend(self.codec.loads(plain))
             chunk, size, pickled_any = [], 0, False
 
         for i in range(start, len(items)):
             plain, pickled = self.codec.dumps(items[i], f"{path}[{i}]")
+            snapshot.append(_tree.private_copy(items[i], plain, self.codec))
             if chunk and (len(chunk) >= LEAF_MAX_ITEMS or size + len(plain) > LEAF_MAX_BYTES):
                 flush()
             chunk.append(plain)

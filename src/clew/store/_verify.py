@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from clew.store import _state
+from clew.store import _splice, _state, _tree
 from clew.store._query import Context, Op
 from clew.store._read import run_key
 from clew.store._records import Problem, VerifyReport
@@ -42,7 +42,8 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
     macs = _Macs(ctx, problems, require_keyed)
     plains = _blobs(ctx, blob_rows, problems)
     ckpts = {r[0]: r for r in ckpt_rows}
-    by_ckpt = _journal(ctx, run_id, journal_rows, ckpts, {r[0] for r in branch_rows}, problems)
+    stored = {bytes(addr) for addr, _ in blob_rows}
+    by_ckpt = _journal(ctx, run_id, journal_rows, ckpts, {r[0] for r in branch_rows}, plains, stored, problems)
     hashes: dict[str, bytes] = {r[0]: bytes(r[7]) for r in ckpt_rows}
     for cid, _seq, branch, parent, kind, manifest, meta, h, created, mac in ckpt_rows:
         try:
@@ -62,7 +63,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
                 continue
             macs.check("checkpoint", cid, bytes(h), mac)
             for addr in _manifest_addrs(ctx.codec.loads(bytes(manifest)), plains):
-                if addr not in plains:
+                if addr not in stored:  # a stored but damaged blob is reported above
                     problems.append(Problem("manifest", cid, f"references missing blob {addr.hex()}"))
         except KeyError:
             problems.append(Problem("checkpoint", cid, f"parent {parent!r} is missing"))
@@ -126,13 +127,25 @@ def _journal(
     rows: list[Any],
     ckpts: Mapping[str, Any],
     branches: set[str],
+    plains: Mapping[bytes, bytes],
+    stored: set[bytes],
     problems: list[Problem],
 ) -> dict[str | None, list[bytes]]:
     by_ckpt: dict[str | None, list[bytes]] = {}
     for seq, branch, ckpt, kind, data, h, created, hv in rows:
         try:
             bound = run_id if int(hv) >= 2 else None
-            good = journal_hash(seq, branch, kind, ctx.codec.unwrap(bytes(data)), created, bound) == bytes(h)
+            plain = ctx.codec.unwrap(bytes(data))
+            lost: list[bytes] = []
+            if ctx.codec.spliced(bytes(data)):
+                lost = [a for a in _splice.refs(plain) if a not in stored]
+                if lost:
+                    problems.append(Problem("journal", str(seq), f"references missing blob {lost[0].hex()}"))
+                elif all(a in plains for a in _splice.refs(plain)):  # a damaged blob is reported above
+                    plain = _splice.join(plain, plains)
+                else:
+                    lost = [b""]
+            good = bool(lost) or journal_hash(seq, branch, kind, plain, created, bound) == bytes(h)
         except Exception as exc:
             problems.append(Problem("journal", str(seq), f"cannot be read: {exc}"))
             good = True
@@ -236,6 +249,10 @@ def _manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) 
     for entry in manifest.values():
         if entry[0] == "v":
             out.append(bytes(entry[1]))
+        elif entry[0] == "t":
+            found, missing = _tree.reachable([_tree.parse_ref(*entry[1:6])], plains)
+            out.extend(found)
+            out.extend(missing)
         else:
             todo.extend((a, h) for a, _, h in _state.manifest_roots(entry))
     while todo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
@@ -264,6 +265,7 @@ class ClewSaver(BaseCheckpointSaver[int]):
             with self._opening:  # an async store without a sync twin: open one on its database
                 if self._opened is None:
                     self._opened = clew.open(self.astore.url, codec=self.astore.codec)
+                    weakref.finalize(self, self._opened.close)  # closed with the saver if close() is never called
                 store = self._opened
         return lambda step: getattr(store, step.method)(*step.args, **step.kwargs)
 

@@ -1,4 +1,4 @@
-"""W6 the inspector's runs list over a big store: 100,000 runs (``--quick``: 2,000).
+"""W8 the inspector's runs list over a big store: 100,000 runs (``--quick``: 2,000).
 
 Each page is a real HTTP request through the inspector's ASGI app (``GET
 /api/v1/runs`` and the HTML page ``/``), timed end to end in-process: the first
@@ -30,7 +30,7 @@ def _fill(store: clew.Store, n: int, log: Any) -> float:
             status="paused" if i % 1000 == 7 else "completed",
         )
         if i and i % 20_000 == 0:
-            print(f"  W6 {i:,} runs made", file=log, flush=True)
+            print(f"  W8 {i:,} runs made", file=log, flush=True)
     return time.perf_counter() - start
 
 
@@ -92,12 +92,12 @@ def measure(where: dict[str, str], n: int, *, reps: int, depth: int, log: Any = 
                     "prefix_found": len(pb["items"]),
                 }
             )
-            print(f"  W6 {backend}: first page {first:.1f} ms, page {depth} {deep:.1f} ms", file=log, flush=True)
+            print(f"  W8 {backend}: first page {first:.1f} ms, page {depth} {deep:.1f} ms", file=log, flush=True)
     return rows
 
 
 def report(rows: list[dict[str, Any]]) -> list[str]:
-    """W6 as Markdown lines."""
+    """W8 as Markdown lines."""
     if not rows:
         return []
     head = [
@@ -113,7 +113,7 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
         "exact id",
         "id prefix (runs found)",
     ]
-    out = [f"## W6 inspector runs list over {rows[0]['runs']:,} runs (ms per request, median)", ""]
+    out = [f"## W8 inspector runs list over {rows[0]['runs']:,} runs (ms per request, median)", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [

@@ -1,0 +1,106 @@
+"""Journal values stored once: a tool call's result kept in state is one row, and still checked.
+
+A journal entry's large top-level values live in blobs (``clew.store._splice``) shaped
+like the list leaf that appends the same value to state.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+import clew
+from clew.codec import Codec
+from clew.errors import IntegrityError
+from clew.store import _splice
+from tests.helpers import content
+from tests.helpers.raw import Raw
+
+
+def _value_blob(result: Any) -> bytes:
+    return Codec().address(b"\x91" + Codec().dumps(result)[0])
+
+
+def _ledgered_steps(store: clew.Store, run_id: str, n: int) -> tuple[list[Any], str]:
+    """``n`` steps, each journaling a call's outcome and appending its result to state."""
+    rnd = random.Random(4)
+    results: list[Any] = []
+    parent = None
+    for step in range(n):
+        result = content.tool_result(rnd, step, 1000)
+        store.append_journal(run_id, [("call.outcome", {"key": f"k{step}", "ok": True, "result": result})])
+        results = [*results, result]
+        parent = store.commit(run_id, state={"results": results, "step": step}, parent=parent).checkpoint_id
+    assert parent is not None
+    return results, parent
+
+
+def test_a_result_in_the_journal_and_in_state_is_stored_once(store: clew.Store, raw: Raw, run_id: str) -> None:
+    results, head = _ledgered_steps(store, run_id, 40)
+    rk = raw.rk(run_id)
+    for result in (results[0], results[-1]):
+        assert raw.scalar("SELECT count(*) FROM blobs WHERE rk = ? AND addr = ?", rk, _value_blob(result)) == 1
+    journal = raw.scalar("SELECT sum(length(data)) FROM journal WHERE rk = ?", rk)
+    raw_results = sum(len(Codec().dumps(r)[0]) for r in results)
+    assert journal < raw_results / 4  # the rows keep only the small fields and where the result is
+    entries = store.list_journal(run_id)
+    assert [e.data["result"] for e in entries] == results
+    sealed = store.list_journal(run_id, checkpoint_id=head)
+    assert [e.data for e in sealed] == [{"key": "k39", "ok": True, "result": results[-1]}]
+    assert store.verify(run_id).ok
+
+
+def test_small_entries_and_other_shapes_are_stored_whole(store: clew.Store, raw: Raw, run_id: str) -> None:
+    big = "x" * 2000
+    data = [{"result": 1}, [big, big], {1: big}, {"writes": big}, {"answer": big, "result": (big, 1), "x": big}, big]
+    store.append_journal(run_id, [("note", d) for d in data])
+    assert [e.data for e in store.list_journal(run_id, pending_on="main")] == data
+    # Only large results and answers in str-keyed maps go to blobs: two here.
+    assert raw.counts(run_id)["blobs"] == 2
+    assert store.verify(run_id).ok
+
+
+def test_verify_and_reads_catch_a_damaged_or_missing_journal_value(store: clew.Store, raw: Raw, run_id: str) -> None:
+    results, head = _ledgered_steps(store, run_id, 3)
+    rk = raw.rk(run_id)
+    journal_only = {"key": "x", "result": {"text": content.text(random.Random(8), 3000)}}
+    store.append_journal(run_id, [("call.outcome", journal_only)])
+    addr = _value_blob(journal_only["result"])
+    raw.flip("blobs", "data", "rk = ? AND addr = ?", (rk, addr), -1)
+    assert [(p.kind, p.ident) for p in store.verify(run_id).problems] == [("blob", addr.hex())]
+    store._ctx.forget(run_id)
+    with pytest.raises(IntegrityError, match=addr.hex()):
+        store.list_journal(run_id, pending_on="main")
+    raw.execute("DELETE FROM blobs WHERE rk = ? AND addr = ?", rk, addr)
+    problems = store.verify(run_id).problems
+    assert [p.kind for p in problems] == ["journal"] and addr.hex() in problems[0].message
+    with pytest.raises(IntegrityError, match="missing"):
+        store.list_journal(run_id, pending_on="main")
+    # Nothing else is touched: the last good checkpoint and its journal still read.
+    assert store.load_state(run_id, head)["results"] == results
+    assert store.list_journal(run_id, checkpoint_id=head)[0].data["result"] == results[-1]
+
+
+def test_a_failed_journal_append_leaves_no_value_blob(store: clew.Store, raw: Raw, run_id: str) -> None:
+    before = raw.snapshot(run_id)
+    entry = ("call.outcome", {"key": "k", "result": "y" * 5000})
+    for query in ("insert_blob", "insert_journal"):
+        store._ctx.fault = query
+        with pytest.raises(RuntimeError, match="injected fault"):
+            store.append_journal(run_id, [entry])
+        store._ctx.fault = None
+        assert raw.snapshot(run_id) == before
+    store.append_journal(run_id, [entry])
+    assert store.list_journal(run_id, pending_on="main")[0].data == entry[1]
+
+
+def test_a_spliced_row_is_laid_out_as_documented() -> None:
+    codec = Codec()
+    data = {"a": 1, "result": "z" * 1000, "tail": "t" * 1000}
+    plain = codec.dumps(data)[0]
+    stored, blobs = _splice.split(codec, data, plain, False)
+    assert codec.spliced(stored) and len(blobs) == 1
+    body = codec.unwrap(stored)
+    assert _splice.join(body, {a: codec.unwrap(b) for a, b in blobs.items()}) == plain
