@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from clew.audit import to_jsonable
 from clew.errors import ConfigError
 from clew.store import RUN_STATUSES
 from clew.web import _model
@@ -48,30 +50,36 @@ def run_page(request: Request) -> Response:
 def checkpoint_page(request: Request) -> Response:
     insp = inspector(request)
     p = request.query_params
-    body = _model.checkpoint_detail(insp.store, request.path_params["checkpoint_id"], p.get("run"))
-    c = body["checkpoint"]
+    path, raw = p.get("path", ""), p.get("offset") or "0"
+    offset = int(raw) if raw.isdigit() else 0
+    fragment = bool(request.headers.get("x-fragment"))  # the next items of a long list, for the page's script
+    if fragment:
+        rec = _model.get_checkpoint(insp.store, request.path_params["checkpoint_id"], p.get("run"))
+        body: dict[str, Any] = {"state": to_jsonable(insp.store.load_state(rec.run_id, rec.checkpoint_id))}
+        c = _model.ckpt_summary(rec)
+    else:
+        body = _model.checkpoint_detail(insp.store, request.path_params["checkpoint_id"], p.get("run"))
+        c = body["checkpoint"]
     against = p.get("against") or None
-    other = _model.diff(insp.store, c["checkpoint_id"], against, c["run_id"]) if against else None
-    path = p.get("path", "")
-    offset = max(0, int(p.get("offset") or 0)) if (p.get("offset") or "0").isdigit() else 0
-    focus = at(body["state"], path) if path else None
-    run = _model.run_detail(insp.store, c["run_id"])
-    tmpl = "_state.html" if request.headers.get("x-fragment") else "checkpoint.html"
     ids = f"{quote(c['checkpoint_id'], safe='')}?run={quote(c['run_id'], safe='')}"
+    ctx: dict[str, Any] = {
+        "body": body,
+        "c": c,
+        "path": path,
+        "offset": offset,
+        "focus": at(body["state"], path) if path else None,
+        "page_url": f"/checkpoints/{ids}",
+        "value_url": f"/api/v1/checkpoints/{ids.replace('?', '/value?', 1)}",
+    }
+    if fragment:
+        return insp.render(request, "_state.html", **ctx)
     return insp.render(
         request,
-        tmpl,
-        body=body,
-        c=c,
-        other=other,
+        "checkpoint.html",
+        **ctx,
+        other=_model.diff(insp.store, c["checkpoint_id"], against, c["run_id"]) if against else None,
         against=against,
-        path=path,
-        offset=offset,
-        focus=focus,
-        all_checkpoints=run["checkpoints"],
-        branches=run["branches"],
-        page_url=f"/checkpoints/{ids}",
-        value_url=f"/api/v1/checkpoints/{ids.replace('?', '/value?', 1)}",
+        all_checkpoints=_model.run_detail(insp.store, c["run_id"])["checkpoints"],
     )
 
 
