@@ -104,3 +104,26 @@ def test_a_spliced_row_is_laid_out_as_documented() -> None:
     assert codec.spliced(stored) and len(blobs) == 1
     body = codec.unwrap(stored)
     assert _splice.join(body, {a: codec.unwrap(b) for a, b in blobs.items()}) == plain
+
+
+def test_trees_and_journal_values_under_encryption(tmp_path: Any) -> None:
+    """Keyed addresses: trees and shared journal values work, and nothing is readable on disk."""
+    from clew.codec import Keyring
+
+    path = tmp_path / "enc.db"
+    keyring = Keyring({"k1": Keyring.generate()})
+    results = {f"c{i:02d}": {"out": f"secret-{i} " * 60} for i in range(60)}
+    result = {"out": "secret-result " * 80}
+    with clew.open(f"sqlite:///{path}", codec=Codec(keyring=keyring)) as store:
+        store.create_run("r", agent="a")
+        store.append_journal("r", [("call.outcome", {"key": "x", "result": result})])
+        c = store.commit("r", state={"results": results, "list": [result]}, parent=None)
+        blobs = store.verify("r").blobs
+        store.create_run("no-journal", agent="a")
+        store.commit("no-journal", state={"results": results, "list": [result]}, parent=None)
+        assert store.verify("no-journal").blobs == blobs  # the journal's copy of the result is the list's leaf
+    with clew.open(f"sqlite:///{path}", codec=Codec(keyring=keyring)) as store:
+        assert store.load_state("r", c.checkpoint_id) == {"results": results, "list": [result]}
+        assert store.list_journal("r", checkpoint_id=c.checkpoint_id)[0].data["result"] == result
+        assert store.verify("r").ok and store.verify("r").blobs == blobs
+    assert b"secret" not in path.read_bytes()
