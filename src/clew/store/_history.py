@@ -38,18 +38,88 @@ class _Memo:
     )
 
 
+_CHUNK = 100
+"""Checkpoints whose manifests and new blobs are read in one round trip."""
+
+
 def load_states(ctx: Context, run_id: str, checkpoint_ids: Sequence[str]) -> Op[dict[str, dict[str, Any]]]:
     """The states of several checkpoints of one run, by checkpoint id."""
     rk = yield from run_key(ctx, run_id)
     memo = _Memo()
     out: dict[str, dict[str, Any]] = {}
-    for cid in checkpoint_ids:
-        manifest, _, _ = yield from sealed_manifest(ctx, rk, run_id, cid)
-        if all(entry[0] in _SHARED_KINDS for entry in manifest.values()):
-            out[cid] = yield from _build(ctx, rk, cid, manifest, memo)
-        else:  # a field shape this module does not share (yet): loaded on its own
-            out[cid] = (yield from load_fields(ctx, rk, run_id, cid))[0]
+    for start in range(0, len(checkpoint_ids), _CHUNK):
+        chunk = list(dict.fromkeys(checkpoint_ids[start : start + _CHUNK]))
+        manifests = yield from _manifests(ctx, rk, run_id, chunk)
+        shared = {cid: m for cid, m in manifests.items() if all(e[0] in _SHARED_KINDS for e in m.values())}
+        yield from _prefetch(ctx, rk, list(shared.values()), memo)
+        for cid in chunk:
+            if cid in shared:
+                out[cid] = yield from _build(ctx, rk, cid, shared[cid], memo)
+            else:  # a field shape this module does not share: loaded on its own
+                out[cid] = (yield from load_fields(ctx, rk, run_id, cid))[0]
     return out
+
+
+def _manifests(
+    ctx: Context, rk: int, run_id: str, cids: list[str]
+) -> Generator[Q | list[Q], Any, dict[str, dict[str, Any]]]:
+    """Each checkpoint's manifest, checked against its seal; their reads go out together."""
+    readers = {cid: sealed_manifest(ctx, rk, run_id, cid) for cid in cids}
+    pending = {cid: next(reader) for cid, reader in readers.items()}
+    out: dict[str, dict[str, Any]] = {}
+    while pending:  # each reader's queries of a round in one batch: one round trip
+        flat: list[Q] = []
+        spans: dict[str, tuple[int, int, bool]] = {}
+        for cid, q in pending.items():
+            qs = q if isinstance(q, list) else [q]
+            spans[cid] = (len(flat), len(qs), isinstance(q, list))
+            flat.extend(qs)
+        results = yield flat
+        after: dict[str, Q | list[Q]] = {}
+        for cid, (at, n, many) in spans.items():
+            try:
+                after[cid] = readers[cid].send(results[at : at + n] if many else results[at])
+            except StopIteration as stop:
+                out[cid] = stop.value[0]
+        pending = after
+    return out
+
+
+def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Memo) -> Generator[Q | list[Q], Any, None]:
+    """Read and decode, level by level for all of them at once, the blobs these states need."""
+    try:
+        refs = [_tree.parse_ref(*e[1:6]) for m in manifests for e in m.values() if e[0] == "t"]
+        level = list(
+            dict.fromkeys(
+                (a, h) for m in manifests for e in m.values() if e[0] == "l" for a, _, h in _state.manifest_roots(e)
+            )
+        )
+        values = list(dict.fromkeys(bytes(e[1]) for m in manifests for e in m.values() if e[0] == "v"))
+    except (TypeError, ValueError, IndexError):
+        raise IntegrityError("a checkpoint has a malformed manifest") from None
+    yield from _fetch_trees(ctx, rk, refs, memo)
+    while any(h > 0 for _, h in level):  # list index nodes, down to the leaves
+        need = list(dict.fromkeys(a for a, h in level if h > 0 and a not in memo.nodes))
+        if need:
+            plains = yield from fetch_blobs(ctx, rk, need)
+            for a in need:
+                memo.nodes[a] = _state.node_children(plains[a])
+        level = list(
+            dict.fromkeys(
+                leaf for a, h in level for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in memo.nodes[a]])
+            )
+        )
+    need_values = [a for a in values if a not in memo.values]
+    need_leaves = [a for a, _ in level if a not in memo.leaves]
+    if need_values or need_leaves:
+        plains = yield from fetch_blobs(ctx, rk, [*need_values, *need_leaves])
+        for a in need_values:
+            memo.values[a] = ctx.codec.loads(plains[a])
+        for a in need_leaves:
+            decoded = ctx.codec.loads(plains[a])
+            if type(decoded) is not list:
+                raise IntegrityError(f"blob {a.hex()} is a list leaf that is not a list")
+            memo.leaves[a] = decoded
 
 
 def _build(
