@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import _machine
+from bench import _machine, w9_inspector
 from bench._targets import DELTA, FLOOR, find
 
 
@@ -116,6 +116,7 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         out += ["## W1 bytes stored against N", "", *_by_n(res["w1"], "bytes", lambda v: f"{v:,}"), ""]
         out += ["## W1 ms per step (median) against N", "", *_by_n(res["w1"], "ms_median", _ms), ""]
         out += ["## W1 ms per step (p95) against N", "", *_by_n(res["w1"], "ms_p95", _ms), ""]
+    out += w9_inspector.report(res.get("w9", []))
     if res.get("w2"):
         w2 = res["w2"]
         out += [f"## W2 many workers on PostgreSQL ({w2[0]['runs']} runs x {w2[0]['steps_per_run']} steps each)", ""]
@@ -171,6 +172,48 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         ]
         out += _table(["system", "backend", "checkpoints", "load latest ms", "resume ms", "build ms/step"], rows)
         out += [""]
+    if res.get("w8"):
+        w8 = res["w8"]
+        out += [f"## W8 encryption at rest: the W1 run at N = {w8[0]['n']}, plain and encrypted", ""]
+        rows = []
+        for r in w8:
+            if r["backend"] == "codec only":
+                continue
+            plain = next(p for p in w8 if p["backend"] == r["backend"] and p["codec"] == "plain")
+            rows.append(
+                [
+                    r["backend"],
+                    r["codec"],
+                    _ms(r["ms_median"]),
+                    _ms(r["ms_p95"]),
+                    _ms(r["load_ms"]),
+                    f"{r['bytes']:,}",
+                    _x(r["ms_median"] / plain["ms_median"], 2),
+                    _x(r["load_ms"] / plain["load_ms"], 2),
+                ]
+            )
+        out += _table(
+            [
+                "backend",
+                "codec",
+                "ms/step p50",
+                "ms/step p95",
+                "load latest ms",
+                "blob bytes",
+                "step vs plain",
+                "load vs plain",
+            ],
+            rows,
+        )
+        out += [""]
+        alone = [r for r in w8 if r["backend"] == "codec only"]
+        if alone:
+            out += ["The codec alone (best of several passes; no database): one step's three values", ""]
+            out += _table(
+                ["codec", "wrap µs/step", "unwrap µs/step"],
+                [[r["codec"], f"{r['wrap_us_per_step']:.1f}", f"{r['unwrap_us_per_step']:.1f}"] for r in alone],
+            )
+            out += [""]
     if res.get("w4"):
         w4 = res["w4"]
         out += [f"## W4 listing and W5 fork at N = {w4[0]['n']}, and load latest", ""]

@@ -10,7 +10,10 @@
     │   ├── EncodeError (ValueError)         a value clew refuses to write: nested too deep, containing
     │   │                                    itself, text that is not UTF-8, a class defined in a function
     │   ├── DecodeError (ValueError)         bytes that are not a valid clew blob
-    │   └── PickleRefusedError               a pickled blob read without the pickle opt-in
+    │   ├── PickleRefusedError               a pickled blob read without the pickle opt-in
+    │   └── CryptoError                      encryption at rest; names the key id, never the key
+    │       ├── MissingKeyError (LookupError)  a key id the keyring does not hold
+    │       └── DecryptError                 a wrong key under that id, or changed ciphertext
     ├── IntegrityError                       stored bytes do not match their hash
     ├── StoreError
     │   ├── StoreUnavailableError (ConnectionError)  server down, file unopenable
@@ -27,7 +30,8 @@
         ├── RunStatusError                   an action not allowed in the run's status
         ├── StepFailedError                  a step ran out of retries
         ├── UnknownOutcomeError              a tool call whose outcome was lost in a crash
-        └── CodeVersionError                 resuming under a different code version
+        ├── CodeVersionError                 resuming under a different code version
+        └── NoUpcasterError (LookupError)    a stored schema version with no way to the current one
 
 Messages name the object at fault (run, checkpoint, field path) and, where there is
 one, the fix.
@@ -42,13 +46,17 @@ __all__ = [
     "CommitUnknownError",
     "ConfigError",
     "ConflictError",
+    "CryptoError",
     "DecodeError",
+    "DecryptError",
     "EncodeError",
     "IntegrityError",
     "InvalidStateError",
     "LeaseError",
     "LeaseLostError",
     "MissingExtraError",
+    "MissingKeyError",
+    "NoUpcasterError",
     "NotFoundError",
     "PickleRefusedError",
     "RunError",
@@ -117,6 +125,26 @@ class DecodeError(CodecError, ValueError):
 
 class PickleRefusedError(DecodeError):
     """A pickled blob was read by a codec without the pickle opt-in."""
+
+
+class CryptoError(CodecError):
+    """Encrypted data cannot be read or written.
+
+    Attributes:
+        key_id: the id of the key at fault (never the key itself).
+    """
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
+class MissingKeyError(CryptoError, LookupError):
+    """Data was encrypted with a key the keyring does not hold."""
+
+
+class DecryptError(CryptoError):
+    """A blob does not decrypt under the key its header names: a wrong key, or changed bytes."""
 
 
 class IntegrityError(ClewError):
@@ -196,3 +224,22 @@ class UnknownOutcomeError(RunError):
 
 class CodeVersionError(RunError):
     """A run checkpointed by one code version is resumed by another."""
+
+
+class NoUpcasterError(RunError, LookupError):
+    """A checkpoint's state schema version cannot be brought to the agent's current one.
+
+    Attributes:
+        state_type: the state type (``module:qualname``).
+        stored: the schema version the checkpoint was written with.
+        current: the agent's schema version.
+        missing: the first version with no upcaster registered from it (None when the
+            stored version is newer than the current one: there is no way down).
+    """
+
+    def __init__(self, message: str, *, state_type: str, stored: int, current: int, missing: int | None) -> None:
+        self.state_type = state_type
+        self.stored = stored
+        self.current = current
+        self.missing = missing
+        super().__init__(message)

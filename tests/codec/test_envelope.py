@@ -75,7 +75,7 @@ def test_wrap_and_unwrap_are_inverse() -> None:
         (b"\xc7", "bad magic"),
         (b"\x00\x00\x01", "bad magic"),
         (b"\x93\x01\x02\x03", "bad magic"),  # bare msgpack, no envelope
-        (b"\xc7\x08\x01", "unknown flags 0x08"),
+        (b"\xc7\x10\x01", "unknown flags 0x10"),
         (b"\xc7\x80\x01", "unknown flags 0x80"),
         (b"\xc7\x01", "corrupt compressed blob"),
         (b"\xc7\x01not zstd at all", "corrupt compressed blob"),

@@ -19,7 +19,17 @@ EXT_ENUM, EXT_DATACLASS, EXT_PYDANTIC, EXT_USER = 11, 12, 13, 14
 
 
 def test_public_surface() -> None:
-    assert sorted(clew.codec.__all__) == ["ADDRESS_SIZE", "Codec", "register_class", "register_type"]
+    assert sorted(clew.codec.__all__) == [
+        "ADDRESS_SIZE",
+        "Codec",
+        "FileSubjectKeys",
+        "Keyring",
+        "RedactHook",
+        "Redacted",
+        "SubjectKeys",
+        "register_class",
+        "register_type",
+    ]
     for name in clew.codec.__all__:
         assert hasattr(clew.codec, name)
 

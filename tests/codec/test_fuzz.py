@@ -18,8 +18,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clew.codec import Codec
-from clew.errors import DecodeError
+from clew.codec import Codec, Keyring
+from clew.errors import CryptoError, DecodeError
 from tests.codec._support import MONEY_KEY, Box, Color, Level, PChild, Point, values
 
 MAGIC = 0xC7
@@ -27,13 +27,14 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 FUZZ = settings(max_examples=200, deadline=dt.timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 
 _codec = Codec()
+_encrypting = Codec(keyring=Keyring({"k": bytes(32)}))
 
 
 def decodes_or_refuses(fn: Callable[[bytes], Any], data: bytes) -> None:
-    """``fn(data)`` returns or raises DecodeError; anything else fails the test."""
+    """``fn(data)`` returns or raises DecodeError (CryptoError for encrypted blobs); anything else fails."""
     try:
         fn(data)
-    except DecodeError:
+    except (DecodeError, CryptoError):
         pass
 
 
@@ -56,6 +57,7 @@ def test_arbitrary_bytes(data: bytes) -> None:
 @given(st.integers(0, 255), st.binary(max_size=512))
 def test_arbitrary_bytes_behind_a_valid_magic(flags: int, body: bytes) -> None:
     decodes_or_refuses(_codec.decode, bytes((MAGIC, flags)) + body)
+    decodes_or_refuses(_encrypting.decode, bytes((MAGIC, flags)) + body)
 
 
 # -- well-formed msgpack, random extension records -----------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import pickle
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import _types as t
+from clew.codec._redact import Redacted
 from clew.errors import DecodeError, EncodeError, PickleRefusedError, UnknownTypeError
 
 _OPTS = (
@@ -56,10 +58,11 @@ def _type_name(value: object) -> str:
 class Encoder:
     """Encodes values; ``uses_pickle`` tells whether the pickle fallback was taken."""
 
-    __slots__ = ("_active", "_allow_pickle", "uses_pickle")
+    __slots__ = ("_active", "_allow_pickle", "_digest", "uses_pickle")
 
-    def __init__(self, *, allow_pickle: bool = False) -> None:
+    def __init__(self, *, allow_pickle: bool = False, digest: Callable[[bytes], bytes] | None = None) -> None:
         self._allow_pickle = allow_pickle
+        self._digest = digest  # keyed hash for redaction markers
         self.uses_pickle = False
         self._active: set[int] = set()  # the containers on the path being walked
 
@@ -139,6 +142,13 @@ class Encoder:
             scalar = None
         if scalar is not None:
             return ormsgpack.Ext(scalar[0], ormsgpack.packb(scalar[1]))
+        if cls is Redacted:
+            return ormsgpack.Ext(t.EXT_REDACTED, ormsgpack.packb([value.kind, value.digest]))
+        secret = _secret_kind(value)
+        if secret is not None and self._digest is not None:
+            raw = value.get_secret_value()
+            digest = self._digest(ormsgpack.packb(raw))
+            return ormsgpack.Ext(t.EXT_REDACTED, ormsgpack.packb([secret, digest]))
         user = t.user_type_for(cls)
         if user is not None:
             return ormsgpack.Ext(t.EXT_USER, ormsgpack.packb([user.key, pack(user.encode(value), path)]))
@@ -182,6 +192,18 @@ class Encoder:
             {name: pack(v, f"{path}.{name}") for name, v in fields.items()},
             option=ormsgpack.OPT_SORT_KEYS,
         )
+
+
+def _secret_kind(value: object) -> str | None:
+    """``SecretStr`` or ``SecretBytes`` for a Pydantic secret, else None."""
+    pyd = sys.modules.get("pydantic")
+    if pyd is None:
+        return None
+    if isinstance(value, pyd.SecretStr):
+        return "SecretStr"
+    if isinstance(value, pyd.SecretBytes):
+        return "SecretBytes"
+    return None
 
 
 def _text(value: str, path: str) -> str:
@@ -248,6 +270,10 @@ class Decoder:
                 )
             return pickle.loads(payload)  # noqa: S301 - explicit, named opt-in
         data = ormsgpack.unpackb(payload, ext_hook=self._ext)
+        if code == t.EXT_REDACTED:
+            if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)):
+                raise DecodeError("malformed redaction record")
+            return Redacted(data[0], bytes(data[1]))
         if code == t.EXT_TUPLE:
             if not isinstance(data, list):
                 raise DecodeError("malformed tuple record")

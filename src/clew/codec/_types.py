@@ -38,6 +38,7 @@ EXT_PYDANTIC = 13
 EXT_USER = 14
 EXT_DICT = 15  # a dict with non-str keys
 EXT_PICKLE = 16
+EXT_REDACTED = 17  # a Redacted marker: [kind, keyed digest]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

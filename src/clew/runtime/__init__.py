@@ -2,6 +2,7 @@
 
 from clew.runtime._agent import Agent, Step
 from clew.runtime._calls import CallNotStartedError, CallTimeoutError
+from clew.runtime._compat import CompatProblem, CompatReport, MigrateReport
 from clew.runtime._context import CallInfo, Context
 from clew.runtime._engine import CodeVersionWarning, Run
 from clew.runtime._policy import Retry
@@ -12,7 +13,10 @@ __all__ = [
     "CallNotStartedError",
     "CallTimeoutError",
     "CodeVersionWarning",
+    "CompatProblem",
+    "CompatReport",
     "Context",
+    "MigrateReport",
     "Retry",
     "Run",
     "Step",

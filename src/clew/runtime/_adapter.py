@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import pydantic
 
+from clew.codec import Redacted
 from clew.errors import ConfigError, InvalidStateError
 
 S = TypeVar("S")
@@ -21,6 +22,7 @@ class StateAdapter(Generic[S]):
         if isinstance(ephemeral, str) or not all(isinstance(e, str) for e in ephemeral):
             raise ConfigError(f"ephemeral={ephemeral!r}: give a tuple of field names, e.g. ('client',)")
         self.ephemeral = frozenset(ephemeral)
+        self.mask: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # redacted fields, as stored
         self.kind = (
             "pydantic"
             if isinstance(state_type, type) and issubclass(state_type, pydantic.BaseModel)
@@ -71,7 +73,7 @@ class StateAdapter(Generic[S]):
             items = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}  # type: ignore[arg-type]
         for name in self.ephemeral:
             items.pop(name, None)
-        return items
+        return self.mask(items) if self.mask is not None else items
 
     def from_fields(self, fields: Mapping[str, Any], ephemeral: Mapping[str, Any] | None = None) -> S:
         """Build the state from stored fields plus the ephemeral values supplied again."""
@@ -91,6 +93,37 @@ class StateAdapter(Generic[S]):
             else:
                 object.__setattr__(obj, f.name, None)
         return obj
+
+    def validate_stored(self, fields: Mapping[str, Any], where: str) -> None:
+        """Check loaded (and upcast) fields against the state type; ephemeral fields may be absent.
+
+        Raises:
+            InvalidStateError: a field the type no longer has, a missing required field,
+                or a value of the wrong type.
+        """
+        if self._validator is None:
+            return
+        known = self.field_names() or frozenset()
+        unknown = set(fields) - known
+        if unknown:
+            raise InvalidStateError(
+                f"{where} holds fields {sorted(unknown)} that {self.type.__name__} no longer has; "
+                "drop or rename them in an upcaster (and raise schema_version)"
+            )
+        try:
+            self._validator.validate_python(dict(fields))
+        except pydantic.ValidationError as exc:
+            bad = [
+                e
+                for e in exc.errors()
+                if not (e["loc"] and e["loc"][0] in self.ephemeral) and type(e.get("input")) is not Redacted
+            ]
+            if bad:
+                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in bad[:5])
+                raise InvalidStateError(
+                    f"{where} does not fit {self.type.__name__} ({detail}); convert it in an upcaster "
+                    "(and raise schema_version)"
+                ) from None
 
     def apply_update(self, state: S, update: Mapping[str, Any]) -> S:
         """A new state with ``update`` applied, validated against the state type.
@@ -115,5 +148,8 @@ class StateAdapter(Generic[S]):
                 return self.type.model_validate(values)  # type: ignore[attr-defined, no-any-return]
             validated = self._validator.validate_python(values)
         except pydantic.ValidationError as exc:
-            raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
+            if any(type(e.get("input")) is not Redacted for e in exc.errors()):
+                raise InvalidStateError(f"update does not fit {self.type.__name__}: {exc}") from exc
+            # only redaction markers failed: they stand for values that were valid when written
+            return self.from_fields(values)
         return validated

@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from clew.errors import ConfigError, LeaseLostError, NotFoundError, RunStatusError
-from clew.runtime import _engine
+from clew.runtime import _engine, _tracing
 from clew.runtime._adapter import StateAdapter
+from clew.runtime._compat import CompatReport, MigrateReport, check_compat, old_heads
 from clew.runtime._context import async_runner, sync_runner, thread_runner
 from clew.runtime._effects import Program, run_async, run_sync
 from clew.runtime._engine import PAUSE_KINDS, Run, store
 from clew.runtime._lease import LeaseKeeper
 from clew.runtime._policy import NO_RETRY, Retry
-from clew.store import AsyncStore, BranchRecord, CheckpointRecord, Lease, Store
+from clew.runtime._redact import Redactor, Scrubbing
+from clew.runtime._upcast import Upcaster, Upcasters
+from clew.store import SUBJECT_LABEL, AsyncStore, BranchRecord, CheckpointRecord, Lease, Store
 from clew.store._records import FINISHED
 
 log = logging.getLogger("clew")
@@ -40,6 +43,14 @@ def _resume_point(head: CheckpointRecord) -> dict[str, Any]:
     if head.kind not in PAUSE_KINDS:
         keep["exec"] = head.checkpoint_id
     return keep
+
+
+def _with_subject(labels: Mapping[str, str] | None, subject: str | None) -> Mapping[str, str] | None:
+    if subject is None:
+        return labels
+    if not isinstance(subject, str) or not subject:
+        raise ConfigError(f"subject must be a non-empty str (a customer id...), not {subject!r}")
+    return {**(labels or {}), SUBJECT_LABEL: subject}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,7 @@ class AgentBase(Generic[S]):
         schema_version: int = 1,
         on_version_mismatch: Literal["warn", "refuse"] = "warn",
         ephemeral: tuple[str, ...] = (),
+        redacted: tuple[str, ...] = (),
         lease_ttl: float = 30.0,
         lease_margin: float | None = None,
         worker_id: str | None = None,
@@ -89,6 +101,10 @@ class AgentBase(Generic[S]):
         self.lease_margin = float(margin)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._adapter: StateAdapter[S] = StateAdapter(state, ephemeral)
+        redactor = Redactor(redacted, self._adapter.field_names(), self._adapter.type_name)
+        if redactor:
+            self._adapter.mask = lambda fields: redactor.apply(fields, self.store.codec.redacted)
+        self._upcasters = Upcasters(self._adapter.type_name, schema_version)
         self._steps: dict[str, Step] = {}
         self._start: str | None = None
 
@@ -139,6 +155,35 @@ class AgentBase(Generic[S]):
 
         return register(fn) if fn is not None else register
 
+    def upcaster(self, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that brings stored fields from ``from_version`` to the next.
+
+        ``fn(fields: dict) -> dict`` gets the state's stored top-level fields as written
+        under schema version ``from_version`` and returns them as version
+        ``from_version + 1`` expects them. Upcasters run in a chain when a checkpoint is
+        loaded (``v1 -> v2 -> v3``); the stored checkpoint itself is not rewritten.
+
+        Raises:
+            ConfigError: ``from_version`` is not below the agent's ``schema_version``,
+                or already has an upcaster.
+        """
+
+        def register(fn: Upcaster) -> Upcaster:
+            self._upcasters.register(from_version, fn)
+            return fn
+
+        return register
+
+    def _load_fields(self, checkpoint: CheckpointRecord) -> Program:
+        """A checkpoint's stored fields, upcast to this agent's schema version."""
+        stored = self._upcasters.stored_version(checkpoint.metadata)
+        where = f"checkpoint {checkpoint.checkpoint_id} of run {checkpoint.run_id!r}"
+        self._upcasters.check(stored, where)  # before any read: a missing upcaster costs no I/O
+        fields = yield store("load_state", run_id=checkpoint.run_id, checkpoint_id=checkpoint.checkpoint_id)
+        if stored == self._upcasters.current:
+            return fields
+        return self._upcasters.apply(fields, stored, where)
+
     def _meta(self) -> dict[str, Any]:
         return {
             "code_version": self.version,
@@ -165,6 +210,17 @@ class AgentBase(Generic[S]):
         )
         # A new branch's first lease has epoch 1 (see Store.create_run).
         return self._keeper(Lease(run.run_id, "main", self.worker_id, 1, now + self.lease_ttl))
+
+    def _span(self, keeper: LeaseKeeper) -> tuple[str, dict[str, Any]]:
+        lease = keeper.lease
+        return f"invoke_agent {self.name}", {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": self.name,
+            "clew.run_id": lease.run_id,
+            "clew.branch": lease.branch,
+            "clew.epoch": lease.epoch,
+            "clew.worker_id": self.worker_id,
+        }
 
     def _enqueue(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
         """Create the run and its first checkpoint with no lease: queued for any worker."""
@@ -225,7 +281,7 @@ class AgentBase(Generic[S]):
             if b.status != "paused":
                 raise RunStatusError(f"run {run_id!r} branch {branch!r} is {b.status}: it is no longer paused")
             head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
-            fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+            fields = yield from self._load_fields(head)
             new = self._adapter.apply_update(self._adapter.from_fields(fields), update)
             keep = _resume_point(head)
             ckpt = yield store(
@@ -258,7 +314,7 @@ class AgentBase(Generic[S]):
             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
         )
         run_id = src.run_id
-        fields = yield store("load_state", run_id=run_id, checkpoint_id=checkpoint_id)
+        fields = yield from self._load_fields(src)
         state = self._adapter.from_fields(fields)
         if update:
             state = self._adapter.apply_update(state, update)
@@ -301,7 +357,7 @@ class AgentBase(Generic[S]):
             if run_id
             else (yield store("find_checkpoint", checkpoint_id=checkpoint_id))
         )
-        fields = yield store("load_state", run_id=c.run_id, checkpoint_id=checkpoint_id)
+        fields = yield from self._load_fields(c)
         return self._adapter.from_fields(fields, ephemeral)
 
     def _finish(self, keeper: LeaseKeeper) -> Program:
@@ -336,12 +392,18 @@ class Agent(AgentBase[S]):
         state: the state type: a Pydantic model, a dataclass or ``dict``.
         store: where runs are kept (:func:`clew.open` or :func:`clew.open_async`).
         version: this code's version, recorded in every checkpoint.
-        schema_version: the state type's schema version, recorded likewise.
+        schema_version: the state type's schema version (an int from 1), recorded likewise;
+            checkpoints of older versions are brought up to it by :meth:`upcaster` functions.
         on_version_mismatch: resuming a run checkpointed by another code version
             ``"warn"`` (a :class:`CodeVersionWarning`) or ``"refuse"``
             (:class:`~clew.errors.CodeVersionError`).
         ephemeral: state fields never written (clients, secrets); pass them again
-            to ``resume``/``recover`` with ``ephemeral={...}``.
+            to ``resume``/``recover`` with ``ephemeral={...}``. Their text is also
+            scrubbed from error messages and payloads written to the journal.
+        redacted: state fields, or dotted paths into them (``"customer.email"``), stored
+            as :class:`~clew.codec.Redacted` markers (a keyed hash) instead of their
+            values. Steps see the state as stored, so with the marker: compare it with
+            ``store.codec.redacted(candidate)``.
         lease_ttl: seconds a worker's lease on a branch lasts without a heartbeat
             (renewed every third of it while the branch runs).
         lease_margin: a non-idempotent tool call starts only with at least this many
@@ -350,10 +412,10 @@ class Agent(AgentBase[S]):
     """
 
     # -- sync ------------------------------------------------------------------
-    def _sync(self, program: Program) -> Any:
+    def _sync(self, program: Program, via: Any = None) -> Any:
         if not isinstance(self.store, Store):
             raise ConfigError("this agent has an async store: use the a-methods (await agent.astart(...))")
-        return run_sync(program, self.store)
+        return run_sync(program, via or self.store)
 
     @contextlib.contextmanager
     def _heartbeat(self, keeper: LeaseKeeper) -> Iterator[None]:
@@ -381,17 +443,20 @@ class Agent(AgentBase[S]):
             t.join()
 
     def _run_sync(self, keeper: LeaseKeeper, ephemeral: Mapping[str, Any] | None) -> Run[S]:
+        st = Scrubbing(self.store, ephemeral)  # ephemeral text never reaches the journal
         try:
-            with self._heartbeat(keeper):
+            with self._heartbeat(keeper), _tracing.span(*self._span(keeper)) as span:
                 result: Run[S] = self._sync(
                     _engine.execute(
                         self,
                         keeper,
                         ephemeral=ephemeral,
-                        runner_for=lambda fn: sync_runner(self.store),
+                        runner_for=lambda fn: sync_runner(st),
                         is_async=False,
-                    )
+                    ),
+                    st,
                 )
+                _tracing.set_attribute(span, "clew.status", result.status)
                 _log_result(self.name, result)
                 return result
         except Exception as exc:
@@ -408,14 +473,24 @@ class Agent(AgentBase[S]):
         finally:
             self._sync(self._finish(keeper))
 
-    def start(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
+    def start(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        subject: str | None = None,
+    ) -> Run[S]:
         """Start a run and execute it until it completes, pauses or fails.
+
+        ``subject`` tags the run with the data subject it holds data about (a customer
+        id), so that ``store.erase(subject=...)`` removes it with the subject's other runs.
 
         Raises:
             InvalidStateError: ``state`` is not of the agent's state type.
             UnknownTypeError: the state holds a value clew cannot store.
         """
-        keeper = self._sync(self._begin(state, run_id, labels))
+        keeper = self._sync(self._begin(state, run_id, _with_subject(labels, subject)))
         log.info("run %s started (agent %s)", keeper.lease.run_id, self.name)
         return self._run_sync(keeper, self._ephemeral_of(state))
 
@@ -569,6 +644,39 @@ class Agent(AgentBase[S]):
         """The state as it was at a checkpoint."""
         return self._sync(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
 
+    def migrate(self, *, runs: int | None = None, actor: str = "clew migrate") -> MigrateReport:
+        """Rewrite paused branches whose head has an older schema version as the current one.
+
+        Each is an ``edit`` checkpoint on top of the old head (hash-chained, journaled with
+        ``actor`` and the versions as its reason), holding the upcast state: the run
+        resumes where it paused, and no longer needs the upcasters. Heads of other
+        branches are left as they are (upcast when loaded) and reported as skipped.
+
+        Raises:
+            NoUpcasterError: a head with no way to the current version (nothing of its run is written).
+        """
+        report = MigrateReport()
+        for run_id, b, head in self._sync(old_heads(self, runs=runs)):
+            old = self._upcasters.stored_version(head.metadata)
+            if b.status != "paused":
+                report.skipped.append((run_id, b.name, f"{b.status}: upcast when loaded"))
+                continue
+            reason = f"schema version {old} -> {self._upcasters.current}"
+            ckpt = self.edit(run_id, update={}, actor=actor, reason=reason, branch=b.name)
+            report.migrated.append((run_id, b.name, ckpt.checkpoint_id))
+        return report
+
+    def check_compat(self, *, runs: int | None = None) -> CompatReport:
+        """Load every stored checkpoint of this agent with this code and report what would fail.
+
+        Each checkpoint is loaded, brought up to date by the upcasters, checked against
+        the state type, and its next step looked up. Nothing is written.
+
+        Args:
+            runs: check at most this many runs (newest first); all by default.
+        """
+        return self._sync(check_compat(self, runs=runs))  # type: ignore[no-any-return]
+
     def recover(self, *, limit: int = 10, ephemeral: Mapping[str, Any] | None = None) -> list[Run[S]]:
         """Claim branches of this agent's runs whose worker died (lease expired) and finish them.
 
@@ -606,10 +714,10 @@ class Agent(AgentBase[S]):
         }
 
     # -- async -----------------------------------------------------------------
-    async def _async(self, program: Program) -> Any:
+    async def _async(self, program: Program, via: Any = None) -> Any:
         if not isinstance(self.store, AsyncStore):
             raise ConfigError("this agent has a sync store: use start/resume, or open the store with clew.open_async")
-        return await run_async(program, self.store)
+        return await run_async(program, via or self.store)
 
     @contextlib.asynccontextmanager
     async def _aheartbeat(self, keeper: LeaseKeeper) -> AsyncIterator[None]:
@@ -638,25 +746,36 @@ class Agent(AgentBase[S]):
 
     async def _arun(self, keeper: LeaseKeeper, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         loop = asyncio.get_running_loop()
+        st = Scrubbing(self.store, ephemeral)  # ephemeral text never reaches the journal
 
         def runner_for(fn: Callable[..., Any]) -> Any:
             if inspect.iscoroutinefunction(fn):
-                return async_runner(self.store)
-            return thread_runner(self.store, loop)
+                return async_runner(st)
+            return thread_runner(st, loop)
 
         try:
             async with self._aheartbeat(keeper):
-                result: Run[S] = await self._async(
-                    _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True)
-                )
+                with _tracing.span(*self._span(keeper)) as span:
+                    result: Run[S] = await self._async(
+                        _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True),
+                        st,
+                    )
+                    _tracing.set_attribute(span, "clew.status", result.status)
                 _log_result(self.name, result)
                 return result
         finally:
             await self._async(self._finish(keeper))
 
-    async def astart(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> Run[S]:
+    async def astart(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        subject: str | None = None,
+    ) -> Run[S]:
         """The async twin of :meth:`start`."""
-        keeper = await self._async(self._begin(state, run_id, labels))
+        keeper = await self._async(self._begin(state, run_id, _with_subject(labels, subject)))
         return await self._arun(keeper, self._ephemeral_of(state))
 
     async def aresume(
@@ -760,6 +879,23 @@ class Agent(AgentBase[S]):
     ) -> S:
         """The async twin of :meth:`state_at`."""
         return await self._async(self._state_at(checkpoint_id, run_id, ephemeral))  # type: ignore[no-any-return]
+
+    async def amigrate(self, *, runs: int | None = None, actor: str = "clew migrate") -> MigrateReport:
+        """The async twin of :meth:`migrate`."""
+        report = MigrateReport()
+        for run_id, b, head in await self._async(old_heads(self, runs=runs)):
+            old = self._upcasters.stored_version(head.metadata)
+            if b.status != "paused":
+                report.skipped.append((run_id, b.name, f"{b.status}: upcast when loaded"))
+                continue
+            reason = f"schema version {old} -> {self._upcasters.current}"
+            ckpt = await self.aedit(run_id, update={}, actor=actor, reason=reason, branch=b.name)
+            report.migrated.append((run_id, b.name, ckpt.checkpoint_id))
+        return report
+
+    async def acheck_compat(self, *, runs: int | None = None) -> CompatReport:
+        """The async twin of :meth:`check_compat`."""
+        return await self._async(check_compat(self, runs=runs))  # type: ignore[no-any-return]
 
     async def arecover(self, *, limit: int = 10, ephemeral: Mapping[str, Any] | None = None) -> list[Run[S]]:
         """The async twin of :meth:`recover`."""

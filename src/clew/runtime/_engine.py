@@ -25,12 +25,14 @@ from clew.errors import (
     CodeVersionError,
     LeaseError,
     NotFoundError,
+    NoUpcasterError,
     RunLockedError,
     RunStatusError,
     StepNotFoundError,
     StoreError,
     UnknownTypeError,
 )
+from clew.runtime import _tracing
 from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
 from clew.runtime._lease import LeaseKeeper
@@ -128,7 +130,11 @@ def execute(
         return Run(run_id, "failed", branch, "", None, error=err)
     head: CheckpointRecord = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
     check_version(agent, head)
-    fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+    try:
+        fields = yield from agent._load_fields(head)
+    except NoUpcasterError as exc:  # failed, not running: recover() must not retry it forever
+        yield fail(keeper, error_record(exc))
+        raise
     state = agent._adapter.from_fields(fields, ephemeral)
     fresh = False
     while True:
@@ -162,11 +168,13 @@ def execute(
                 lease=keeper,
             )
             started = time.perf_counter()
+            attrs = {"clew.run_id": run_id, "clew.branch": branch, "clew.step": nxt, "clew.attempt": attempt}
             try:
-                result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
+                with _tracing.span(f"step {nxt}", attrs, benign=(Interrupted, GeneratorExit)):
+                    result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
             except Interrupted as pause:
                 # The paused step starts over on resume: keep the state it started from.
-                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                fields = yield from agent._load_fields(head)
                 kind = "unknown_outcome" if pause.call else "interrupt"
                 meta = {
                     **agent._meta(),
@@ -224,7 +232,7 @@ def execute(
                         )
                     ],
                 )
-                fields = yield store("load_state", run_id=run_id, checkpoint_id=head.checkpoint_id)
+                fields = yield from agent._load_fields(head)
                 state = agent._adapter.from_fields(fields, ephemeral)
                 if step.retry.retries(exc, attempt):
                     log.info("run %s step %s failed (attempt %d: %s); retrying", run_id, nxt, attempt, err["type"])
@@ -250,13 +258,14 @@ def execute(
             "attempts": attempt,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        fields = agent._adapter.to_fields(state)
         try:
             head = yield store(
                 "commit",
                 run_id=run_id,
                 branch=branch,
                 parent=head.checkpoint_id,
-                state=agent._adapter.to_fields(state),
+                state=fields,
                 kind="step",
                 metadata=meta,
                 status="completed" if result is None else None,
@@ -265,6 +274,8 @@ def execute(
         except UnknownTypeError as exc:  # the state holds a value clew cannot store
             yield fail(keeper, error_record(exc), step=nxt)
             raise
+        if agent._adapter.mask is not None:  # go on as a resume would: with redacted values masked
+            state = agent._adapter.from_fields(fields, ephemeral)
         if result is None:
             return Run(run_id, "completed", branch, head.checkpoint_id, state)
         fresh = True
@@ -331,6 +342,10 @@ def prepare_resume(
         head = yield store("get_checkpoint", run_id=run_id, checkpoint_id=b.head)
         if agent.on_version_mismatch == "refuse":
             check_version(agent, head)  # refuse before recording anything
+        # a state this code cannot load: refuse before recording anything
+        agent._upcasters.check(
+            agent._upcasters.stored_version(head.metadata), f"run {run_id!r} head {head.checkpoint_id}"
+        )
         entries = []
         if b.status == "paused" and head.kind in PAUSE_KINDS:
             if not answering:

@@ -5,11 +5,14 @@ Open a store with :func:`clew.open`. Every backend runs the same operations
 """
 
 from clew.store._base import DEFAULT_BRANCH, AsyncStore, Store
+from clew.store._gc import HOLD_LABEL, GCReport, Retention, RunGC
 from clew.store._records import (
     RUN_STATUSES,
+    SUBJECT_LABEL,
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
+    EraseReport,
     JournalEntry,
     Lease,
     Page,
@@ -23,16 +26,22 @@ from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
 __all__ = [
     "DEFAULT_BRANCH",
+    "HOLD_LABEL",
     "RUN_STATUSES",
+    "SUBJECT_LABEL",
     "AsyncSQLiteStore",
     "AsyncStore",
     "BranchRecord",
     "CheckpointRecord",
     "DeleteReport",
+    "EraseReport",
+    "GCReport",
     "JournalEntry",
     "Lease",
     "Page",
     "Problem",
+    "Retention",
+    "RunGC",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",

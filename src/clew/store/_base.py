@@ -9,18 +9,21 @@ classes keep the same methods with the same signatures.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
+from clew.codec._crypto import SCOPE
 from clew.errors import CommitUnknownError, StoreUnavailableError
-from clew.store import _history, _ops
+from clew.store import _erase, _gc, _history, _ops, _rekey
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
     DeleteReport,
+    EraseReport,
     JournalEntry,
     Lease,
     Page,
@@ -210,6 +213,61 @@ class Store(_Common, abc.ABC):
     def delete_run(self, run_id: str) -> DeleteReport:
         """Delete a run with its branches, checkpoints, journal and blobs."""
         return self._execute(_ops.delete_run(self._ctx, run_id), write=True)
+
+    def erase(self, run_id: str | None = None, *, subject: str | None = None) -> EraseReport:
+        """Remove a run, or every run tagged with data subject ``subject``, for good.
+
+        Every checkpoint, branch, journal entry, label and blob of those runs goes, in one
+        transaction; then the freed bytes are overwritten where the backend allows it
+        (SQLite: ``secure_delete`` and a truncated write-ahead log; see ``scrubbed``).
+
+        Raises:
+            NotFoundError: no run ``run_id`` (a subject with no runs erases nothing).
+            ConfigError: neither or both of ``run_id`` and ``subject`` given.
+        """
+        report = self._execute(_erase.erase(self._ctx, run_id, subject), write=True)
+        if subject is not None:  # with subject keys: crypto-shredding, backups and WAL included
+            self.codec.destroy_subject_key(subject)
+        return dataclasses.replace(report, scrubbed=self._scrub())
+
+    def _scrub(self) -> bool:
+        """Overwrite what a deletion freed, where the backend can; True if it did."""
+        return False
+
+    def gc(self, policies: Sequence[_gc.Retention], *, dry_run: bool = False, batch: int = 20) -> _gc.GCReport:
+        """Apply retention policies: delete old finished runs, prune old checkpoints' content.
+
+        Runs are processed ``batch`` at a time, each batch one transaction, so a run is
+        never half processed. With ``dry_run`` nothing is written and the report says
+        what would be. See :class:`~clew.store.Retention` for what is never removed.
+        """
+        results: list[tuple[str, _gc.RunGC | None]] = []
+        for policy in policies:
+            ids: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = self._execute(_gc.candidates(self._ctx, policy, 500, cursor), write=False)
+                ids.extend(r.run_id for r in page)
+                if cursor is None:
+                    break
+            for i in range(0, len(ids), batch):
+                part = ids[i : i + batch]
+                done = self._execute(_gc.gc_batch(self._ctx, part, policy, dry_run=dry_run), write=not dry_run)
+                results.extend(zip(part, done, strict=True))
+        return _gc.report(dry_run, results)
+
+    def rekey(self, run_id: str) -> int:
+        """Re-encrypt a run's rows held under a retired key with the keyring's current key.
+
+        One transaction: the run is wholly rotated or untouched. Rows already under the
+        current key are skipped, so an interrupted rotation is finished by running it
+        again. Returns how many rows were re-encrypted.
+
+        Raises:
+            ConfigError: the store has no keyring.
+            MissingKeyError: a row's key is not in the keyring (nothing is written).
+        """
+        return self._execute(_rekey.rekey(self._ctx, run_id), write=True)
 
     # -- checkpoints ---------------------------------------------------------
     def commit(
@@ -577,6 +635,38 @@ class AsyncStore(_Common, abc.ABC):
         """See :meth:`Store.delete_run`."""
         return await self._aexecute(_ops.delete_run(self._ctx, run_id), write=True)
 
+    async def erase(self, run_id: str | None = None, *, subject: str | None = None) -> EraseReport:
+        """See :meth:`Store.erase`."""
+        report = await self._aexecute(_erase.erase(self._ctx, run_id, subject), write=True)
+        if subject is not None:
+            self.codec.destroy_subject_key(subject)
+        return dataclasses.replace(report, scrubbed=await self._ascrub())
+
+    async def _ascrub(self) -> bool:
+        """See :meth:`Store._scrub`."""
+        return False
+
+    async def gc(self, policies: Sequence[_gc.Retention], *, dry_run: bool = False, batch: int = 20) -> _gc.GCReport:
+        """See :meth:`Store.gc`."""
+        results: list[tuple[str, _gc.RunGC | None]] = []
+        for policy in policies:
+            ids: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = await self._aexecute(_gc.candidates(self._ctx, policy, 500, cursor), write=False)
+                ids.extend(r.run_id for r in page)
+                if cursor is None:
+                    break
+            for i in range(0, len(ids), batch):
+                part = ids[i : i + batch]
+                done = await self._aexecute(_gc.gc_batch(self._ctx, part, policy, dry_run=dry_run), write=not dry_run)
+                results.extend(zip(part, done, strict=True))
+        return _gc.report(dry_run, results)
+
+    async def rekey(self, run_id: str) -> int:
+        """See :meth:`Store.rekey`."""
+        return await self._aexecute(_rekey.rekey(self._ctx, run_id), write=True)
+
     async def commit(
         self,
         run_id: str,
@@ -744,6 +834,7 @@ class AsyncStore(_Common, abc.ABC):
 
 def drive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation synchronously, ``execute(q)`` answering each query."""
+    scope = SCOPE.set(None)  # the subject key an operation writes under is its own
     try:
         q = next(op)
         while True:
@@ -751,10 +842,13 @@ def drive(op: _ops.Op[T], execute: Any) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        SCOPE.reset(scope)
 
 
 async def adrive(op: _ops.Op[T], execute: Any) -> T:
     """Run an operation, ``await execute(q)`` answering each query."""
+    scope = SCOPE.set(None)
     try:
         q = next(op)
         while True:
@@ -762,3 +856,5 @@ async def adrive(op: _ops.Op[T], execute: Any) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        SCOPE.reset(scope)

@@ -19,7 +19,7 @@ from clew.errors import (
     NotFoundError,
     RunLockedError,
 )
-from clew.store import _state
+from clew.store import _state, _subjects
 from clew.store._query import Context, Op, Q, new_id
 from clew.store._read import (
     append_journal_rows,
@@ -32,6 +32,7 @@ from clew.store._read import (
     journal_entries,
     journal_rows,
     load_fields,
+    manifest_to_store,
     run_key,
     run_record,
     sealed_checkpoint,
@@ -91,6 +92,7 @@ def create_run(
     existing = yield ctx.q("run_key", (run_id,))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already exists")
+    _subjects.remember_new(ctx, run_id, labels)  # a subject's run: written under the subject's key
     expires = now + lease_ttl if lease_owner and lease_ttl else None
     row = yield ctx.q(
         "insert_run",
@@ -98,7 +100,7 @@ def create_run(
             run_id,
             agent,
             status,
-            json.dumps(dict(labels or {}), sort_keys=True),
+            json.dumps({k: ctx.codec.seal_label(v) for k, v in (labels or {}).items()}, sort_keys=True),
             ctx.codec.encode(dict(metadata or {}), "metadata"),
             now,
             now,
@@ -222,7 +224,7 @@ def list_runs(
         params.append(agent)
     for key, value in (labels or {}).items():
         where.append(ctx.d.sql["label_clause"])
-        params.extend([ctx.d.label_path(key), value])
+        params.extend([ctx.d.label_path(key), ctx.codec.seal_label(value)])
     if cursor is not None:
         where.append(f"rk < {ph}")
         if not cursor.isdigit():
@@ -257,8 +259,10 @@ def commit(
     checkpoint_id = checkpoint_id or new_id()
     previous = ctx.cached(run_id, branch, parent) if parent is not None else None
     # Encode before the first query when we can: SQLite takes its write lock there.
-    encoded = ctx.encoder.encode(state, previous) if previous or parent is None else None
-    remembered = rk = ctx.run_keys.get(run_id)
+    _subjects.enter(ctx, run_id)
+    pre = (previous or parent is None) and _subjects.ready(ctx, run_id)
+    encoded = ctx.encoder.encode(state, previous) if pre else None
+    remembered = rk = ctx.run_keys.get(run_id) if _subjects.ready(ctx, run_id) else None
     if rk is None or encoded is None:
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
@@ -269,6 +273,7 @@ def commit(
         encoded = ctx.encoder.encode(state, previous)
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
+    stored_manifest = manifest_to_store(ctx, manifest)
     now = time.time()
     cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
     # One round trip: lock the run's row (commits to one run are serialized, other runs
@@ -331,13 +336,22 @@ def commit(
         second.extend(insert_journal(ctx, rows))
     if encoded.blobs:
         second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
-    h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes)
+    h = checkpoint_hash(
+        parent_hash,
+        checkpoint_id,
+        branch,
+        kind,
+        manifest,
+        ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts),
+        now,
+        hashes,
+    )
     meta_blob = ctx.codec.wrap(meta_plain)
     mac = ctx.seal_key.mac(h) if ctx.seal_key is not None else None
     second.append(
         ctx.q(
             "insert_checkpoint",
-            (rk, checkpoint_id, seq, branch, parent, kind, manifest, meta_blob, h, now, mac),
+            (rk, checkpoint_id, seq, branch, parent, kind, stored_manifest, meta_blob, h, now, mac),
             "exec",
         )
     )
@@ -356,7 +370,8 @@ def append_journal(
     ctx: Context, run_id: str, *, branch: str, entries: Sequence[tuple[str, Any]], lease: Lease | None
 ) -> Op[list[JournalEntry]]:
     # A remembered run key is re-checked by the first write, the branch by its lock.
-    rk = ctx.run_keys.get(run_id)
+    _subjects.enter(ctx, run_id)
+    rk = ctx.run_keys.get(run_id) if _subjects.ready(ctx, run_id) else None
     remembered = rk is not None
     if rk is None:
         rk = yield from run_key(ctx, run_id)

@@ -56,6 +56,7 @@ class Context:
         self.fault: str | None = None  # tests: raise before running the named query
         # run id -> internal key; only trusted by commit, whose first write re-checks it
         self.run_keys: dict[str, int] = {}
+        self.subject_kids: dict[str, str | None] = {}  # run id -> its data subject's key id (see _subjects)
         self.blobs = BlobCache()  # checked plaintexts, by run and address
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:

@@ -15,7 +15,7 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _splice, _state, _tree
+from clew.store import _splice, _state, _subjects, _tree
 from clew.store._query import Context, Q
 from clew.store._records import (
     BranchRecord,
@@ -60,7 +60,7 @@ def run_record(ctx: Context, row: Sequence[Any]) -> RunRecord:
         run_id=row[0],
         agent=row[1],
         status=row[2],
-        labels=labels_of(row[3], row[0]),
+        labels={k: ctx.codec.open_label(v) for k, v in labels_of(row[3], row[0]).items()},
         metadata=mapping_of(ctx, row[4], f"run {row[0]!r} metadata"),
         created_at=row[5],
         updated_at=row[6],
@@ -132,11 +132,31 @@ def head_row_seal(
 # -- building blocks -----------------------------------------------------------
 
 
+def sealed_meta(ctx: Context, stored: bytes) -> bytes:
+    """What a checkpoint's seal covers of its stored metadata (see ``Codec.sealable``)."""
+    return ctx.codec.sealable(ctx.codec.unwrap(stored), encrypted=ctx.codec.key_id(stored) is not None)
+
+
+def manifest_to_store(ctx: Context, plain: bytes) -> bytes:
+    """A checkpoint's manifest as stored: plain msgpack, or an encrypted envelope with a keyring
+    (a dict state's field names are user data)."""
+    return ctx.codec.wrap(plain) if ctx.codec.encrypts else plain
+
+
+def manifest_from_store(ctx: Context, stored: bytes) -> bytes:
+    """The manifest's plain msgpack. A manifest is a msgpack map, which never starts with
+    the envelope's magic byte 0xC7, so an encrypted one is told apart by its first byte."""
+    return ctx.codec.unwrap(stored) if stored[:1] == b"\xc7" else stored
+
+
 def run_key(ctx: Context, run_id: str) -> Generator[Q | list[Q], Any, int]:
-    row = yield ctx.q("run_key", (run_id,))
+    subjects = ctx.codec.subject_keys
+    row = yield (_subjects.run_key_query(ctx, run_id) if subjects else ctx.q("run_key", (run_id,)))
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
+    if subjects:
+        _subjects.remember(ctx, run_id, row[1])
     ctx.run_keys[run_id] = int(row[0])
     return int(row[0])
 
@@ -183,15 +203,18 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
     read: dict[bytes, bytes] = {}
     for rows in results:
         for addr, data in rows:
-            addr = bytes(addr)
+            addr, data = bytes(addr), bytes(data)
             try:
-                plain = ctx.codec.unwrap(bytes(data))
+                plain = ctx.codec.unwrap(data)
             except PickleRefusedError:
                 raise  # intact bytes; the reader lacks the opt-in
             except DecodeError as exc:
                 raise IntegrityError(f"blob {addr.hex()} cannot be read, its stored bytes were changed: {exc}") from exc
-            if ctx.codec.address(plain) != addr:
-                raise IntegrityError(f"blob {addr.hex()} does not match its address: stored bytes were changed")
+            if not ctx.codec.addressed(plain, addr, data):
+                raise IntegrityError(
+                    f"blob {addr.hex()} does not match its address: stored bytes were changed"
+                    + ctx.codec.address_hint(plain, addr)
+                )
             read[addr] = plain
     ctx.blobs.put_many(rk, read)
     found.update(read)
@@ -213,16 +236,19 @@ def _sealed_row(
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
     manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash, _seq = row
+    if not bytes(manifest_bytes):  # pruned by retention: its content is gone, its hash stays in the chain
+        return row, b"", meta
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
+        manifest_plain = manifest_from_store(ctx, bytes(manifest_bytes))
         expect = checkpoint_hash(
             bytes(parent_hash or b""),
             checkpoint_id,
             branch,
             kind,
-            bytes(manifest_bytes),
-            ctx.codec.unwrap(bytes(meta)),
+            manifest_plain,
+            sealed_meta(ctx, bytes(meta)),
             created,
             [bytes(h) for (h,) in journal],
         )
@@ -231,9 +257,9 @@ def _sealed_row(
     if expect != bytes(stored):
         raise IntegrityError(
             f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
-            "metadata or journal was changed; run verify() to see what"
+            "metadata or journal was changed; run verify() to see what" + ctx.codec.mac_hint()
         )
-    return row, bytes(manifest_bytes), meta
+    return row, manifest_plain, meta
 
 
 def sealed_checkpoint(
@@ -250,6 +276,11 @@ def sealed_manifest(
 ) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes]]:
     """A checkpoint's manifest, checked against its seal; with its branch and hash."""
     row, manifest_bytes, _ = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
+    if not manifest_bytes:
+        raise NotFoundError(
+            f"checkpoint {checkpoint_id} of run {run_id!r} was pruned by a retention policy: "
+            "its history entry remains, its state does not"
+        )
     try:
         manifest = ctx.codec.loads(manifest_bytes)
     except DecodeError as exc:
@@ -346,7 +377,7 @@ def journal_rows(
     for i, (kind, data) in enumerate(entries):
         plain, pickled = ctx.codec.dumps(data, f"journal[{kind}]")
         seq = first + i
-        h = journal_hash(seq, branch, kind, plain, now, run_id)
+        h = journal_hash(seq, branch, kind, ctx.codec.sealable(plain, encrypted=ctx.codec.encrypts), now, run_id)
         stored, blobs = _splice.split(ctx.codec, data, plain, pickled)
         rows.blobs.extend((rk, a, d) for a, d in blobs.items())
         rows.append((rk, seq, branch, checkpoint_id, kind, stored, h, now))

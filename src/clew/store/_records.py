@@ -147,6 +147,8 @@ class VerifyReport:
     """Checkpoints and heads whose keyed seal (MAC) checked out."""
     unkeyed: int = 0
     """Checkpoints and heads without a MAC this store's seal key could check."""
+    pruned: int = 0
+    """Checkpoints whose content a retention policy removed (their hashes still chain)."""
 
     @property
     def ok(self) -> bool:
@@ -173,3 +175,29 @@ class DeleteReport:
     blobs: int
     journal_entries: int
     branches: int
+
+
+SUBJECT_LABEL = "clew.subject"
+"""The run label that tags a run with its data subject (a customer id...), for erasure."""
+
+
+@dataclass(frozen=True, slots=True)
+class EraseReport:
+    """What an erasure removed.
+
+    Attributes:
+        run_ids: the runs erased.
+        checkpoints, blobs, journal_entries, branches: rows removed, all runs together.
+        scrubbed: True when the freed bytes were also overwritten on disk (SQLite with
+            ``secure_delete`` and its write-ahead log truncated). False on PostgreSQL,
+            where old row versions stay in the table files until ``VACUUM`` (see
+            docs/privacy.md), or when another connection kept SQLite from truncating its
+            log: erase again, or checkpoint the log, once it is idle.
+    """
+
+    run_ids: tuple[str, ...]
+    checkpoints: int = 0
+    blobs: int = 0
+    journal_entries: int = 0
+    branches: int = 0
+    scrubbed: bool = False

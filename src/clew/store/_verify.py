@@ -16,7 +16,7 @@ from typing import Any
 
 from clew.store import _splice, _state, _tree
 from clew.store._query import Context, Op
-from clew.store._read import run_key
+from clew.store._read import manifest_from_store, run_key, sealed_meta
 from clew.store._records import Problem, VerifyReport
 from clew.store._seal import checkpoint_hash, head_seal, journal_hash
 
@@ -45,16 +45,22 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
     stored = {bytes(addr) for addr, _ in blob_rows}
     by_ckpt = _journal(ctx, run_id, journal_rows, ckpts, {r[0] for r in branch_rows}, plains, stored, problems)
     hashes: dict[str, bytes] = {r[0]: bytes(r[7]) for r in ckpt_rows}
+    pruned = 0
     for cid, _seq, branch, parent, kind, manifest, meta, h, created, mac in ckpt_rows:
+        if not bytes(manifest):  # pruned by retention: its hash stands for it, its children chain to it
+            pruned += 1
+            macs.check("checkpoint", cid, bytes(h), mac)
+            continue
         try:
             parent_hash = hashes[parent] if parent is not None else b""
+            manifest_plain = manifest_from_store(ctx, bytes(manifest))
             expect = checkpoint_hash(
                 parent_hash,
                 cid,
                 branch,
                 kind,
-                bytes(manifest),
-                ctx.codec.unwrap(bytes(meta)),
+                manifest_plain,
+                sealed_meta(ctx, bytes(meta)),
                 created,
                 by_ckpt.get(cid, []),
             )
@@ -62,7 +68,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
                 problems.append(Problem("checkpoint", cid, "hash does not match its content, parent or journal"))
                 continue
             macs.check("checkpoint", cid, bytes(h), mac)
-            for addr in _manifest_addrs(ctx.codec.loads(bytes(manifest)), plains):
+            for addr in manifest_addrs(ctx.codec.loads(manifest_plain), plains):
                 if addr not in stored:  # a stored but damaged blob is reported above
                     problems.append(Problem("manifest", cid, f"references missing blob {addr.hex()}"))
         except KeyError:
@@ -79,6 +85,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
         tuple(problems),
         branches=len(branch_rows),
         keyed=macs.keyed,
+        pruned=pruned,
         unkeyed=macs.unkeyed,
     )
 
@@ -112,7 +119,7 @@ def _blobs(ctx: Context, rows: list[Any], problems: list[Problem]) -> dict[bytes
         addr = bytes(addr)
         try:
             plains[addr] = ctx.codec.unwrap(bytes(data))
-            ok = ctx.codec.address(plains[addr]) == addr
+            ok = ctx.codec.addressed(plains[addr], addr, bytes(data))
         except Exception as exc:  # undecodable bytes are as bad as wrong ones
             problems.append(Problem("blob", addr.hex(), f"cannot be read: {exc}"))
             continue
@@ -135,7 +142,8 @@ def _journal(
     for seq, branch, ckpt, kind, data, h, created, hv in rows:
         try:
             bound = run_id if int(hv) >= 2 else None
-            plain = ctx.codec.unwrap(bytes(data))
+            raw = bytes(data)
+            plain = ctx.codec.unwrap(raw)
             lost: list[bytes] = []
             if ctx.codec.spliced(bytes(data)):
                 lost = [a for a in _splice.refs(plain) if a not in stored]
@@ -145,7 +153,8 @@ def _journal(
                     plain = _splice.join(plain, plains)
                 else:
                     lost = [b""]
-            good = bool(lost) or journal_hash(seq, branch, kind, plain, created, bound) == bytes(h)
+            sealed = ctx.codec.sealable(plain, encrypted=ctx.codec.key_id(raw) is not None)
+            good = bool(lost) or journal_hash(seq, branch, kind, sealed, created, bound) == bytes(h)
         except Exception as exc:
             problems.append(Problem("journal", str(seq), f"cannot be read: {exc}"))
             good = True
@@ -242,7 +251,7 @@ def _run(
         problems.append(Problem("run", run_id, f"its journal counter is {journal_seq} but entries reach seq {jtop}"))
 
 
-def _manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) -> list[bytes]:
+def manifest_addrs(manifest: Mapping[str, Any], plains: Mapping[bytes, bytes]) -> list[bytes]:
     """Every blob a manifest reaches, index nodes expanded where they are readable."""
     out: list[bytes] = []
     todo: list[tuple[bytes, int]] = []
