@@ -70,3 +70,21 @@ async def test_async_twin(stores: object, astore: clew.AsyncStore) -> None:
         ids.append(parent)
     states = await astore.load_states(run_id, ids)
     assert [states[c] for c in ids] == [await astore.load_state(run_id, c) for c in ids]
+
+
+def test_maps_and_nested_values_share_their_pieces(store: clew.Store, run_id: str) -> None:
+    """Dicts that gain keys, with lists and dicts nested inside, across a history."""
+    ids: list[str] = []
+    results: dict[str, object] = {}
+    parent = None
+    for i in range(30):
+        results = {**results, f"call_{i:03}": {"text": f"result {i} " * 40, "tags": [i, f"t{i}"] * 5}}
+        state = {"results": results, "doc": {"sections": [f"section {j} " * 30 for j in range(i + 1)]}, "n": i}
+        parent = store.commit(run_id, state=state, parent=parent).checkpoint_id
+        ids.append(parent)
+    states = store.load_states(run_id, ids)
+    for cid in ids:
+        assert states[cid] == store.load_state(run_id, cid)
+    # Once the dict is a tree (past 4 KB), an entry is decoded again only when its leaf changes.
+    decoded = {id(states[cid]["results"]["call_000"]["tags"]) for cid in ids[10:]}
+    assert len(decoded) <= 3, len(decoded)  # keys added at the end: its leaf closes early
