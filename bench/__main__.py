@@ -7,8 +7,9 @@ Workloads: W1 agent run (N = 50..1000), W2 many workers on PostgreSQL, W3 resume
 latency against history length, W4 history listing and W5 fork at N = 400, W6 clew
 through pgbouncer (transaction and session mode) against a direct connection, W7
 clew's state shapes (dict channels, nested containers, ledgered calls), statements
-per step and loads at N = 400..1600, W8 the cost of encryption at rest, and the peak
-memory of a W1 run. Writes results.md, results.json and PNG plots. PostgreSQL
+per step and loads at N = 400..1600, W8 the cost of encryption at rest, W9 the
+inspector's runs list over 100,000 runs, and the peak memory of a W1 run. Writes
+results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
 reported, never asserted: the run fails only if the benchmark itself breaks.
@@ -17,6 +18,7 @@ reported, never asserted: the run fails only if the benchmark itself breaks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -43,10 +45,11 @@ from bench import (
     w6_pooler,
     w7_shapes,
     w8_privacy,
+    w9_inspector,
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "w9", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -75,6 +78,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "w7_n": 20,
             "w7_load_ns": [10, 20],
             "w7_reps": 2,
+            "w9_runs": 2000,
+            "w9_depth": 10,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -100,6 +105,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "w7_n": 400,
         "w7_load_ns": [400, 800, 1600],
         "w7_reps": 7,
+        "w9_runs": 100_000,
+        "w9_depth": 1000,
     }
 
 
@@ -180,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 res["w6"] = w6_pooler.measure(
                     pg, fronts, cfg["w6_workers"], runs=cfg["w6_runs"], n=cfg["w6_steps"], reps=cfg["w6_reps"]
                 )
+        if "w9" in only:
+            w9_where = {"sqlite": f"sqlite:///{tmp}/inspector.db"}
+            with contextlib.ExitStack() as stack:
+                if pg:
+                    w9_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
+                res["w9"] = w9_inspector.measure(w9_where, cfg["w9_runs"], reps=5, depth=cfg["w9_depth"])
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import _machine
+from bench import _machine, w9_inspector
 from bench._targets import DELTA, FLOOR, find
 
 
@@ -116,6 +116,7 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         out += ["## W1 bytes stored against N", "", *_by_n(res["w1"], "bytes", lambda v: f"{v:,}"), ""]
         out += ["## W1 ms per step (median) against N", "", *_by_n(res["w1"], "ms_median", _ms), ""]
         out += ["## W1 ms per step (p95) against N", "", *_by_n(res["w1"], "ms_p95", _ms), ""]
+    out += w9_inspector.report(res.get("w9", []))
     if res.get("w2"):
         w2 = res["w2"]
         out += [f"## W2 many workers on PostgreSQL ({w2[0]['runs']} runs x {w2[0]['steps_per_run']} steps each)", ""]

@@ -15,6 +15,8 @@ from clew.cli._app import COMMANDS as FUNCTIONS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 COMMANDS = [f.__name__ for f in FUNCTIONS]
+# Commands registered under names of their own, and command groups.
+EXTRA = [("check-compat",), ("migrate",), ("keys",), ("keys", "generate"), ("keys", "rotate")]
 
 
 def _help(*args: str) -> str:
@@ -48,6 +50,8 @@ def render() -> str:
     ]
     for name in COMMANDS:
         out += [f"## clew {name}", "", "```", _help(name), "```", ""]
+    for words in EXTRA:
+        out += [f"## clew {' '.join(words)}", "", "```", _help(*words), "```", ""]
     return "\n".join(out)
 
 

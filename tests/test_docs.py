@@ -27,6 +27,7 @@ NOT_RUN = {
         "the two commands: scripts/check runs this suite (it cannot run itself); scripts/demo is `clew demo`, "
         "run from a built wheel by tests/test_wheel.py"
     ),
+    "pip install 'clew[ui]'": "the inspector is a server that runs until stopped: tests/web/test_browser.py runs it",
     "pip install -e '.[bench]'   # LangGraph, its SQLite and PostgreSQL savers, matplotlib": (
         "the benchmark: minutes of load; `python -m bench --quick` is run by bench's own check"
     ),

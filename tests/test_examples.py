@@ -25,6 +25,7 @@ def test_support_agent_demo(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "killed" in done.stdout and "verify: OK" in done.stdout
+    assert "clew ui --db " in done.stdout and ":make_agent --run ticket-c42" in done.stdout  # the inspector's command
     # The trail it left is whole and tells the story.
     with clew.open(f"sqlite:///{db}") as store:
         run = store.get_run("ticket-c42")

@@ -70,7 +70,11 @@ def test_async_store_replaces_killed_backends_unseen(server_schema: tuple[str, s
 
 
 def test_idle_session_timeout_of_one_second_is_survived(server_schema: tuple[str, str]) -> None:
-    """The server ends sessions idle for 1 s; every operation still succeeds."""
+    """The server ends sessions idle for 1 s; every operation still succeeds.
+
+    (The server arms that timer only when a session goes idle after a query outside a
+    pipeline, so not every pooled session is ended: which ones is up to timing. The
+    proxy test below drops every idle connection, deterministically.)"""
     server, schema = server_schema
     url = f"{server}?schema={schema}&options=-c%20idle_session_timeout%3D1000&pool_min=2&pool_max=2"
     with clew.open(url) as store:
@@ -82,6 +86,8 @@ def test_idle_session_timeout_of_one_second_is_survived(server_schema: tuple[str
             time.sleep(1.3)
             assert store.load_state(run.run_id, ckpt.checkpoint_id) == {"n": n}
             head = ckpt.checkpoint_id
+        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # the setting is in force
+            assert conn.execute("SHOW idle_session_timeout").fetchone() == ("1s",)
         assert store.verify(run.run_id).ok
 
 
@@ -99,9 +105,9 @@ def test_a_proxy_dropping_idle_connections_is_survived(server_schema: tuple[str,
                 time.sleep(2.3)
                 assert store.load_state(run.run_id, ckpt.checkpoint_id) == {"n": n}
                 head = ckpt.checkpoint_id
-            stats = store._pool.get_stats()  # type: ignore[attr-defined]  # the pool's own counters
+            replaced = store._health.replaced  # type: ignore[attr-defined]  # found dead before use
             assert relay.dropped_idle >= 4  # the relay did drop them...
-            assert stats.get("connections_lost", 0) >= 4  # ...and the check found each before use
+            assert replaced >= 4  # ...and the ping before use found each
             assert store.verify(run.run_id).ok
     finally:
         relay.close()

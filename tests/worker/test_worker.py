@@ -124,3 +124,36 @@ def test_after_sigkill_another_worker_recovers_the_run(work: StoreFactory, tmp_p
     assert names.count("first:2") == 1  # checkpointed before the kill: not run again
     assert names.count("slow-start:2") == 2 and names.count("slow-end:2") == 1 and names[-1] == "last:2"
     assert store.load_state(rid, store.get_branch(rid).head)["done"] == ["first", "slow", "last"]
+
+
+def test_serve_in_process_until_stopped(store: clew.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from clew.runtime._worker import Worker
+
+    monkeypatch.setenv("WORK_DIR", str(tmp_path))
+    agent = workagent.make(store)
+    worker = Worker(agent, concurrency=2, poll=0.01)
+    thread = threading.Thread(target=worker.run)  # not the main thread: no signal handlers, stop() instead
+    thread.start()
+    ids = [agent.enqueue(workagent.Job(n=i)) for i in range(5)]
+    wait_until(lambda: all(store.get_run(i).status == "completed" for i in ids))
+    worker.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and worker.executed == 5
+    assert agent._stop is None  # the agent runs normally again
+    assert agent.start(workagent.Job(n=9)).status == "completed"
+
+
+@pytest.mark.parametrize(("options", "message"), [({"concurrency": 0}, "concurrency"), ({"poll": 0}, "poll")])
+def test_worker_options_are_checked(store: clew.Store, options: dict[str, float], message: str) -> None:
+    from clew.runtime._worker import Worker
+
+    with pytest.raises(clew.errors.ConfigError, match=message):
+        Worker(workagent.make(store), **options)  # type: ignore[arg-type]
+
+
+async def test_serve_needs_a_sync_store(astore: clew.AsyncStore) -> None:
+    agent = clew.Agent("jobs", state=workagent.Job, store=astore)
+    with pytest.raises(clew.errors.ConfigError, match="async store"):
+        agent.serve()

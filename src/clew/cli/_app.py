@@ -12,7 +12,7 @@ import typer
 
 import clew
 from clew import errors
-from clew.cli import _act, _inspect, _privacy
+from clew.cli import _act, _inspect, _privacy, _ui
 from clew.cli._common import err, text
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ app = typer.Typer(
 # their values decode (clew never imports a module because a blob names it).
 KNOWN_MODULES = ("clew.integrations.langchain_types",)
 
-# In the order of `clew --help`: looking first, then acting. (`ui` joins when the inspector lands.)
+# In the order of `clew --help`: looking first, then acting, then the inspector.
 COMMANDS: list[Callable[..., None]] = [
     _inspect.runs,
     _inspect.history,
@@ -45,6 +45,7 @@ COMMANDS: list[Callable[..., None]] = [
     _act.demo,
     _privacy.erase,
     _privacy.gc,
+    _ui.ui,
 ]
 for _command in COMMANDS:
     app.command()(_command)

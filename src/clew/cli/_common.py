@@ -12,10 +12,9 @@ import datetime as dt
 import importlib
 import inspect
 import json
-import math
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -190,20 +189,9 @@ def record(rec: Any) -> dict[str, Any]:
     return {k: iso(v) if k.endswith("_at") and isinstance(v, int | float) else to_jsonable(v) for k, v in data.items()}
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities as strings: JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def dumps(data: Any, *, indent: int | None = None) -> str:
     """Strict JSON (never a bare NaN)."""
-    return json.dumps(_finite(to_jsonable(data)), indent=indent, ensure_ascii=False, allow_nan=False)
+    return json.dumps(to_jsonable(data), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 def emit(data: Any) -> None:
@@ -254,8 +242,3 @@ def text(*parts: str | tuple[str, str]) -> Text:
 def say(message: str) -> None:
     """A line of text on stdout."""
     out.print(Text(message), soft_wrap=True)
-
-
-def fields(data: Mapping[str, Any]) -> str:
-    """``k=v`` pairs for a summary line."""
-    return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)

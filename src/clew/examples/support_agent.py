@@ -235,6 +235,12 @@ def main(db: str | None = None) -> int:
         )
         console.print(f"the trail is in {db}; {len(journal)} journal entries. Look at it with:", markup=False)
         console.print(f"  clew history ticket-c42 --db {db}\n  clew export ticket-c42 --db {db}", markup=False)
+        console.print(
+            "and open it in the web inspector, to resume and fork from the browser (needs clew[ui]; Ctrl-C stops it):\n"
+            f"  clew ui --db {db} --agent clew.examples.support_agent:make_agent --run ticket-c42",
+            markup=False,
+            soft_wrap=True,
+        )
         ok = c["billing"] == 1 and c["email"] == 2 and report.ok and done.status == "completed"
         return 0 if ok else 1
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from clew.errors import ConfigError, LeaseLostError, NotFoundError, RunStatusError
-from clew.runtime import _engine
+from clew.runtime import _engine, _tracing
 from clew.runtime._adapter import StateAdapter
 from clew.runtime._compat import CompatReport, MigrateReport, check_compat, old_heads
 from clew.runtime._context import async_runner, sync_runner, thread_runner
@@ -210,6 +210,17 @@ class AgentBase(Generic[S]):
         )
         # A new branch's first lease has epoch 1 (see Store.create_run).
         return self._keeper(Lease(run.run_id, "main", self.worker_id, 1, now + self.lease_ttl))
+
+    def _span(self, keeper: LeaseKeeper) -> tuple[str, dict[str, Any]]:
+        lease = keeper.lease
+        return f"invoke_agent {self.name}", {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": self.name,
+            "clew.run_id": lease.run_id,
+            "clew.branch": lease.branch,
+            "clew.epoch": lease.epoch,
+            "clew.worker_id": self.worker_id,
+        }
 
     def _enqueue(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
         """Create the run and its first checkpoint with no lease: queued for any worker."""
@@ -434,7 +445,7 @@ class Agent(AgentBase[S]):
     def _run_sync(self, keeper: LeaseKeeper, ephemeral: Mapping[str, Any] | None) -> Run[S]:
         st = Scrubbing(self.store, ephemeral)  # ephemeral text never reaches the journal
         try:
-            with self._heartbeat(keeper):
+            with self._heartbeat(keeper), _tracing.span(*self._span(keeper)) as span:
                 result: Run[S] = self._sync(
                     _engine.execute(
                         self,
@@ -445,6 +456,7 @@ class Agent(AgentBase[S]):
                     ),
                     st,
                 )
+                _tracing.set_attribute(span, "clew.status", result.status)
                 _log_result(self.name, result)
                 return result
         except Exception as exc:
@@ -743,10 +755,12 @@ class Agent(AgentBase[S]):
 
         try:
             async with self._aheartbeat(keeper):
-                result: Run[S] = await self._async(
-                    _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True),
-                    st,
-                )
+                with _tracing.span(*self._span(keeper)) as span:
+                    result: Run[S] = await self._async(
+                        _engine.execute(self, keeper, ephemeral=ephemeral, runner_for=runner_for, is_async=True),
+                        st,
+                    )
+                    _tracing.set_attribute(span, "clew.status", result.status)
                 _log_result(self.name, result)
                 return result
         finally:

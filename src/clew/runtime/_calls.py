@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,19 @@ def _name(fn: Callable[..., Any]) -> str:
 class _Call:
     """One function call on its own thread; ``done`` is set when it returns or raises."""
 
-    __slots__ = ("abandoned", "args", "cancelled", "done", "error", "fn", "kwargs", "on_done", "result", "started")
+    __slots__ = (
+        "abandoned",
+        "args",
+        "cancelled",
+        "context",
+        "done",
+        "error",
+        "fn",
+        "kwargs",
+        "on_done",
+        "result",
+        "started",
+    )
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.fn, self.args, self.kwargs = fn, args, kwargs
@@ -56,6 +69,7 @@ class _Call:
         self.result: Any = None
         self.error: BaseException | None = None
         self.on_done: Callable[[], None] | None = None
+        self.context = contextvars.copy_context()  # the caller's: its current span, for one
 
     def start(self, timeout: float | None) -> None:
         with _lock:
@@ -73,7 +87,7 @@ class _Call:
                 return
             self.started = True
         try:
-            self.result = self.fn(*self.args, **self.kwargs)
+            self.result = self.context.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:  # handed to the caller
             self.error = exc
         finally:

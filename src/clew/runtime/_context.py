@@ -16,6 +16,8 @@ occurrence (``billing#0``), so when the step runs again after a crash or a pause
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import hashlib
 import logging
 import time
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clew.runtime import _tracing
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall, run_async, run_sync
 from clew.runtime._lease import LeaseKeeper
 from clew.runtime._policy import NO_RETRY, Retry
@@ -278,8 +281,17 @@ class Context:
                 yield self._journal(intent)  # fenced: a worker that lost its lease stops here
             started = time.perf_counter()
             self.idempotency_key = idem
+            attrs = {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": idem,
+                "clew.run_id": self.run_id,
+                "clew.branch": self.branch,
+                "clew.attempt": attempt,
+            }
             try:
-                result = yield Invoke(fn, args, kwargs, timeout)
+                with _tracing.span(f"execute_tool {name}", attrs, benign=(GeneratorExit,)):
+                    result = yield Invoke(fn, args, kwargs, timeout)
             except Exception as exc:
                 took = round((time.perf_counter() - started) * 1000, 3)
                 yield self._journal(
@@ -326,5 +338,20 @@ def async_runner(store: Any) -> Callable[[Program], Awaitable[Any]]:
 
 
 def thread_runner(store: Any, loop: asyncio.AbstractEventLoop) -> Callable[[Program], Any]:
-    """For a plain step run in a worker thread by an async agent: effects go to the loop."""
-    return lambda program: asyncio.run_coroutine_threadsafe(run_async(program, store), loop).result()
+    """For a plain step run in a worker thread by an async agent: effects go to the loop,
+    in the step's context (so a tool call's span is the step span's child)."""
+
+    def run(program: Program) -> Any:
+        context = contextvars.copy_context()
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        async def go() -> None:
+            try:
+                done.set_result(await run_async(program, store))
+            except BaseException as exc:  # handed to the waiting thread
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(go(), context=context))
+        return done.result()
+
+    return run

@@ -32,6 +32,7 @@ from clew.errors import (
     StoreError,
     UnknownTypeError,
 )
+from clew.runtime import _tracing
 from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
 from clew.runtime._lease import LeaseKeeper
@@ -167,8 +168,10 @@ def execute(
                 lease=keeper,
             )
             started = time.perf_counter()
+            attrs = {"clew.run_id": run_id, "clew.branch": branch, "clew.step": nxt, "clew.attempt": attempt}
             try:
-                result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
+                with _tracing.span(f"step {nxt}", attrs, benign=(Interrupted, GeneratorExit)):
+                    result = yield Invoke(step.fn, (state, ctx), {}, step.timeout if is_async else None)
             except Interrupted as pause:
                 # The paused step starts over on resume: keep the state it started from.
                 fields = yield from agent._load_fields(head)

@@ -22,10 +22,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+trace: Any
 try:
-    from opentelemetry import trace
+    import opentelemetry.trace as _trace
+
+    trace = _trace
 except ImportError:  # the extra is not installed: no spans
-    trace = None  # type: ignore[assignment]
+    trace = None
 
 
 @contextlib.contextmanager

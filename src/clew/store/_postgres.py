@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 from clew._extras import require
@@ -141,23 +141,64 @@ def _stamp(conn: Any) -> None:
 
 
 class _Health:
-    """When to ping a pooled connection before use: after an idle spell, or when it sat
-    idle while another connection was found dead (a restart or failover kills them all)."""
+    """Pings a pooled connection before use when it may have died: after an idle spell,
+    or when it sat idle while another connection was found dead (a restart or failover
+    kills them all). A dead one is dropped and the next taken at once.
+
+    This is done here rather than with the pool's own ``check=``: after a failed check
+    the pool backs off for a second or more before the next connection, and with an
+    idle timeout of about that length (``idle_session_timeout=1s``, an aggressive
+    proxy) the fresh connection has died of idleness by then, again and again until
+    ``pool_timeout``. Here a fresh connection is never pinged, so that cannot happen.
+    """
 
     def __init__(self) -> None:
         self.lost_at = 0.0
+        self.replaced = 0  # connections found dead before use
 
     def suspect(self, conn: Any) -> bool:
         since = getattr(conn, "_clew_idle_since", 0.0)
         return since <= self.lost_at or time.monotonic() - since >= CHECK_AFTER
 
-    def check(self, conn: Any) -> None:
-        if self.suspect(conn):
-            conn.execute("")
+    @contextlib.contextmanager
+    def connection(self, pool: Any, usage: _Usage) -> Iterator[Any]:
+        for _ in range(pool.max_size + 1):
+            conn = pool.getconn()
+            if not self.suspect(conn):
+                break
+            try:
+                conn.execute("")
+                break
+            except psycopg.Error:
+                self.replaced += 1
+                pool.putconn(conn)  # closed: the pool drops it and makes a new one
+        else:
+            conn = pool.getconn()  # every pooled connection was dead: the newest is fresh
+        try:
+            with usage.held():
+                yield conn
+        finally:
+            pool.putconn(conn)
 
-    async def acheck(self, conn: Any) -> None:
-        if self.suspect(conn):
-            await conn.execute("")
+    @contextlib.asynccontextmanager
+    async def aconnection(self, pool: Any, usage: _Usage) -> AsyncIterator[Any]:
+        for _ in range(pool.max_size + 1):
+            conn = await pool.getconn()
+            if not self.suspect(conn):
+                break
+            try:
+                await conn.execute("")
+                break
+            except psycopg.Error:
+                self.replaced += 1
+                await pool.putconn(conn)
+        else:
+            conn = await pool.getconn()
+        try:
+            with usage.held():
+                yield conn
+        finally:
+            await pool.putconn(conn)
 
 
 async def _astamp(conn: Any) -> None:
@@ -382,7 +423,7 @@ class PostgresStore(_PgCommon, Store):
         self._pool: Any = None
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
         self._prelude = _prelude(opts)
-        self._health = health = _Health()
+        self._health = _Health()
         self._usage = _Usage()
         target = opts.for_replica() if opts.read_only else opts
         with _translate(self.url, opts):
@@ -391,7 +432,6 @@ class PostgresStore(_PgCommon, Store):
             self._pool = psycopg_pool.ConnectionPool(
                 target.conninfo,
                 **_pool_args(target),
-                check=health.check,
                 reset=_stamp,
                 configure=self._configure,
             )
@@ -426,7 +466,7 @@ class PostgresStore(_PgCommon, Store):
         raise AssertionError("unreachable")
 
     def _attempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
-        with pool.connection() as conn, self._usage.held():
+        with self._health.connection(pool, self._usage) as conn:
             attempt.conn = conn
             runner = _Pipelined(conn)
             with conn.pipeline() as runner.pipeline:
@@ -479,7 +519,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
             await conn.close()
             pool = psycopg_pool.AsyncConnectionPool(
-                target.conninfo, **_pool_args(target), check=health.acheck, reset=_astamp, configure=configure
+                target.conninfo, **_pool_args(target), reset=_astamp, configure=configure
             )
             await pool.open(wait=True, timeout=opts.connect_timeout)
         store = cls(opts, pool, _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key), health)
@@ -510,22 +550,21 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
         raise AssertionError("unreachable")
 
     async def _aattempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
-        async with pool.connection() as conn:
+        async with self._health.aconnection(pool, self._usage) as conn:
             attempt.conn = conn
-            with self._usage.held():
-                runner = _APipelined(conn)
-                async with conn.pipeline() as runner.pipeline:
-                    async with conn.transaction():
-                        if self._prelude is not None:
-                            await runner.acall(self._prelude)
-                        for q, seen in replay.history:
-                            if await runner.acall(q) != seen:
-                                raise _Diverged(self.url)
-                        while not replay.done:
-                            q = replay.pending
-                            replay.answer(q, await runner.acall(q))
-                        attempt.phase = "commit"
-                    attempt.phase = "done"
+            runner = _APipelined(conn)
+            async with conn.pipeline() as runner.pipeline:
+                async with conn.transaction():
+                    if self._prelude is not None:
+                        await runner.acall(self._prelude)
+                    for q, seen in replay.history:
+                        if await runner.acall(q) != seen:
+                            raise _Diverged(self.url)
+                    while not replay.done:
+                        q = replay.pending
+                        replay.answer(q, await runner.acall(q))
+                    attempt.phase = "commit"
+                attempt.phase = "done"
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
