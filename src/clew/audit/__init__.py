@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from clew.codec import Redacted
 from clew.store import CheckpointRecord, Store
 
 __all__ = ["BranchComparison", "FieldDiff", "compare_branches", "diff_states", "export_run", "to_jsonable"]
@@ -110,6 +111,8 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
+    if isinstance(value, Redacted):  # masked at write time: say so, never show a digest as data
+        return {"$redacted": value.kind, "digest": value.digest.hex()[:16]}
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return to_jsonable(dump())
