@@ -8,14 +8,11 @@ after repetition, each turn in a fresh schema (migrated or set up before the clo
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
 import statistics
 import sys
-import time
 from typing import Any
 
-from bench import _db, _graphs
+from bench import _db, _graphs, _race
 from bench._workload import delta, steps
 
 SYSTEMS = {
@@ -82,34 +79,9 @@ def _worker(kind: str, pg: str, schema: str, wid: int, runs: int, n: int, ready:
 
 def race(kind: str, pg: str, workers: int, runs: int, n: int) -> float:
     """Seconds for ``workers`` processes to run ``runs`` x ``n`` steps each."""
-    ctx = mp.get_context("spawn")
     with _db.schema(pg) as schema:
         _prepare(kind, pg, schema)
-        ready, go = ctx.Queue(), ctx.Event()
-        procs = [ctx.Process(target=_worker, args=(kind, pg, schema, w, runs, n, ready, go)) for w in range(workers)]
-        for p in procs:
-            p.start()
-        try:
-            waiting, deadline = len(procs), time.monotonic() + 300
-            while waiting:
-                try:
-                    ready.get(timeout=1)
-                    waiting -= 1
-                except queue.Empty:
-                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                    assert not dead and time.monotonic() < deadline, f"{kind}: a worker failed to start ({dead})"
-            start = time.perf_counter()
-            go.set()
-            for p in procs:
-                p.join()
-            elapsed = time.perf_counter() - start
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.kill()
-        bad = [p.exitcode for p in procs if p.exitcode != 0]
-        assert not bad, f"{kind}: a worker failed (exit codes {bad})"
-    return elapsed
+        return _race.race(_worker, [(kind, pg, schema, w, runs, n) for w in range(workers)], kind)
 
 
 def measure(

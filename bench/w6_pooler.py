@@ -10,14 +10,11 @@ repetition, each in a fresh schema.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
 import statistics
 import sys
-import time
 from typing import Any
 
-from bench import _db
+from bench import _db, _race
 from bench._workload import steps
 
 MODES = {"direct": "direct", "pgbouncer, transaction mode": "transaction", "pgbouncer, session mode": "session"}
@@ -46,32 +43,7 @@ def _worker(url: str, wid: int, runs: int, n: int, ready: Any, go: Any) -> None:
 
 def race(url: str, workers: int, runs: int, n: int) -> float:
     """Seconds for ``workers`` processes to run ``runs`` x ``n`` steps each through ``url``."""
-    ctx = mp.get_context("spawn")
-    ready, go = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(url, w, runs, n, ready, go)) for w in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        waiting, deadline = len(procs), time.monotonic() + 300
-        while waiting:
-            try:
-                ready.get(timeout=1)
-                waiting -= 1
-            except queue.Empty:
-                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                assert not dead and time.monotonic() < deadline, f"{url}: a worker failed to start ({dead})"
-        start = time.perf_counter()
-        go.set()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    assert not bad, f"{url}: a worker failed (exit codes {bad})"
-    return elapsed
+    return _race.race(_worker, [(url, w, runs, n) for w in range(workers)], url)
 
 
 def measure(
