@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 TERMINATE = (
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE application_name = %s AND pid <> pg_backend_pid()"
 )
 
 
@@ -23,9 +24,19 @@ def admin(server: str) -> psycopg.Connection[Any]:
 
 
 def terminate(server: str, app: str) -> int:
-    """Kill every server process of the connections named ``app``; returns how many."""
+    """Kill every server process of the connections named ``app`` and wait until they
+    have exited (``pg_terminate_backend`` only signals them); returns how many."""
     with admin(server) as conn:
-        return len(conn.execute(TERMINATE, (app,)).fetchall())
+        pids = [row[0] for row in conn.execute(TERMINATE, (app,)).fetchall()]
+        deadline = time.monotonic() + 10.0
+        while pids:
+            left = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
+            if not left or left[0] == 0:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"backends {pids} still alive 10 s after pg_terminate_backend")
+            time.sleep(0.01)
+        return len(pids)
 
 
 def table(server: str, schema: str, name: str) -> str:

@@ -86,7 +86,8 @@ def test_idle_session_timeout_of_one_second_is_survived(server_schema: tuple[str
             time.sleep(1.3)
             assert store.load_state(run.run_id, ckpt.checkpoint_id) == {"n": n}
             head = ckpt.checkpoint_id
-        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # the setting is in force
+        # the setting is in force (on a live connection: the store's own check finds one)
+        with store._health.connection(store._pool, store._usage, ping=True) as conn:  # type: ignore[attr-defined]
             assert conn.execute("SHOW idle_session_timeout").fetchone() == ("1s",)
         assert store.verify(run.run_id).ok
 

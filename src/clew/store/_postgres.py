@@ -161,10 +161,12 @@ class _Health:
         return since <= self.lost_at or time.monotonic() - since >= CHECK_AFTER
 
     @contextlib.contextmanager
-    def connection(self, pool: Any, usage: _Usage) -> Iterator[Any]:
+    def connection(self, pool: Any, usage: _Usage, *, ping: bool = False) -> Iterator[Any]:
+        """A live connection of ``pool``; ``ping`` checks it whatever its age (a retry
+        after a lost connection does: one made just before a restart looks fresh)."""
         for _ in range(pool.max_size + 1):
             conn = pool.getconn()
-            if not self.suspect(conn):
+            if not ping and not self.suspect(conn):
                 break
             try:
                 conn.execute("")
@@ -181,10 +183,10 @@ class _Health:
             pool.putconn(conn)
 
     @contextlib.asynccontextmanager
-    async def aconnection(self, pool: Any, usage: _Usage) -> AsyncIterator[Any]:
+    async def aconnection(self, pool: Any, usage: _Usage, *, ping: bool = False) -> AsyncIterator[Any]:
         for _ in range(pool.max_size + 1):
             conn = await pool.getconn()
-            if not self.suspect(conn):
+            if not ping and not self.suspect(conn):
                 break
             try:
                 await conn.execute("")
@@ -458,15 +460,15 @@ class PostgresStore(_PgCommon, Store):
             attempt = _Attempt()
             try:
                 with _translate(self.url, self.opts, self._usage):
-                    self._attempt(pool, replay, attempt)
+                    self._attempt(pool, replay, attempt, retry=tries > 1)
             except StoreUnavailableError as exc:
                 if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
                     continue
             return replay.result  # type: ignore[no-any-return]  # the op's return value
         raise AssertionError("unreachable")
 
-    def _attempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
-        with self._health.connection(pool, self._usage) as conn:
+    def _attempt(self, pool: Any, replay: _Replay, attempt: _Attempt, *, retry: bool) -> None:
+        with self._health.connection(pool, self._usage, ping=retry) as conn:
             attempt.conn = conn
             runner = _Pipelined(conn)
             with conn.pipeline() as runner.pipeline:
@@ -542,15 +544,15 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             attempt = _Attempt()
             try:
                 with _translate(self.url, self.opts, self._usage):
-                    await self._aattempt(pool, replay, attempt)
+                    await self._aattempt(pool, replay, attempt, retry=tries > 1)
             except StoreUnavailableError as exc:
                 if _after_failure(self.url, self._health, tries, attempt, exc, write=write):
                     continue
             return replay.result  # type: ignore[no-any-return]  # the op's return value
         raise AssertionError("unreachable")
 
-    async def _aattempt(self, pool: Any, replay: _Replay, attempt: _Attempt) -> None:
-        async with self._health.aconnection(pool, self._usage) as conn:
+    async def _aattempt(self, pool: Any, replay: _Replay, attempt: _Attempt, *, retry: bool) -> None:
+        async with self._health.aconnection(pool, self._usage, ping=retry) as conn:
             attempt.conn = conn
             runner = _APipelined(conn)
             async with conn.pipeline() as runner.pipeline:
