@@ -96,4 +96,5 @@ def check_run(store: clew.Store, effects: Path, run_id: str, ref: Reference) -> 
         if tool in _scenario.NON_IDEMPOTENT:
             assert set(seen.values()) == {1}, (run_id, tool, seen)
         assert set(seen) <= journal_keys, (run_id, tool)
+    kinds["stale_refused"] = sum(sum(c.values()) for t, c in per_key.items() if t.endswith("~stale"))
     return kinds

@@ -62,7 +62,8 @@ def test_random_sigkills(stores: StoreFactory, tmp_path: Path, backend: str) -> 
     recovered = sum(r["recover"] for r in results)
     summary = (
         f"{backend}: {n} trials in {took:.1f}s, seed {seed}: {kills} kills, {killed_trials} trials killed, "
-        f"{recovered} finished by recover(), {kinds['unknown_outcome']} unknown outcomes answered by a person"
+        f"{recovered} finished by recover(), {kinds['unknown_outcome']} unknown outcomes answered by a person, "
+        f"{kinds['stale_refused']} calls of stalled workers refused by the service's fencing-token check"
     )
     print(summary)
     assert killed_trials >= 0.6 * n, summary  # the trials did crash (a late timer may miss a quick run)
