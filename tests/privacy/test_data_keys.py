@@ -205,7 +205,7 @@ def test_a_store_written_before_data_keys_reads_and_rotates(tmp_path: Path) -> N
         assert [r.run_id for r in store.list_runs(labels={"ticket": "MARKER-fixture-v4-enc"}).items] == ["enc"]
 
 
-def test_encrypting_rows_written_in_the_clear_leaves_no_copy(shared_stores: Any) -> None:
+def test_encrypting_rows_written_in_the_clear_leaves_no_copy(shared_stores: Any, compile_default_off: None) -> None:
     plain = shared_stores.open()
     marker = "MARKER-clear-5c1d9e0f"
     spread(plain, marker, "r")
@@ -352,3 +352,22 @@ def test_cli_rotate_and_encrypt(
         assert main(["show", run_id, "--db", str(db), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"]["note"] == marker
         assert marker.encode() not in db.read_bytes()
+
+
+async def test_async_rewrap_and_rekey(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with clew.open(url) as plain:
+        plain.create_run("clear", agent="x")
+        plain.commit("clear", state={"v": "MARKER-async"}, parent=None)
+    async with await clew.open_async(url, codec=Codec(keyring=ring("k1"))) as store:
+        await store.create_run("keyed", agent="x")
+        await store.commit("keyed", state={"v": 1}, parent=None)
+        done = await store.rekey("clear")
+        assert done.rewrapped and done.rows >= 3
+        assert await store.scrub()
+    async with await clew.open_async(url, codec=Codec(keyring=ring("k1", "k2"))) as store:
+        report = await store.rewrap_keys()
+        assert (report.runs, report.rewrapped, report.unkeyed, report.next_cursor) == (2, 2, (), None)
+    with clew.open(url, codec=Codec(keyring=ring("k2"))) as store:
+        assert store.load_state("clear", store.get_branch("clear").head or "") == {"v": "MARKER-async"}
+    assert b"MARKER-async" not in (tmp_path / "a.db").read_bytes()

@@ -116,7 +116,7 @@ class Envelope:
         if len(blob) < 2 or blob[0] != MAGIC:
             raise DecodeError("not a clew blob (bad magic byte)")
         flags = blob[1]
-        if flags & ~_KNOWN_FLAGS:
+        if flags & ~_KNOWN_FLAGS or (flags & FLAG_LATE and not flags & FLAG_CRYPT):
             raise DecodeError(f"clew blob has unknown flags {flags:#04x}; written by a newer clew?")
         if flags & FLAG_PICKLE and not allow_pickle:
             raise PickleRefusedError(
