@@ -22,7 +22,7 @@ import pytest
 import clew
 from clew.cli import main
 from clew.codec import Codec, Keyring
-from clew.errors import DecryptError, MissingKeyError
+from clew.errors import ConflictError, DecryptError, MissingKeyError
 from tests.helpers.procs import SRC
 from tests.helpers.raw import Raw
 from tests.helpers.scan import copies, total_copies
@@ -371,3 +371,40 @@ async def test_async_rewrap_and_rekey(tmp_path: Path) -> None:
     with clew.open(url, codec=Codec(keyring=ring("k2"))) as store:
         assert store.load_state("clear", store.get_branch("clear").head or "") == {"v": "MARKER-async"}
     assert b"MARKER-async" not in (tmp_path / "a.db").read_bytes()
+
+
+def test_a_run_made_again_elsewhere_is_not_written_under_its_old_data_key(shared_stores: Any) -> None:
+    """A writer that looked a run up, then another erased the run and made it again (on
+    SQLite under the same internal key): the writer's cached data key is the old run's.
+    Its next write must not land under that key (gone with the old run's row)."""
+    writer = shared_stores.open(codec=Codec(keyring=ring("k1")))
+    other = shared_stores.open(codec=Codec(keyring=ring("k1")))
+    raw = Raw(shared_stores, writer)
+
+    def remake() -> None:
+        rk = raw.rk("r")
+        other.erase("r")
+        other.create_run("r", agent="x")  # no checkpoint yet: a writer's first commit fits
+        assert (raw.rk("r") == rk) is (shared_stores.backend == "sqlite")  # SQLite reuses the largest rowid
+
+    try:
+        writer.create_run("r", agent="x")
+        writer.append_journal("r", branch="main", entries=[("note", {"n": 0})])
+        remake()
+        if shared_stores.backend == "sqlite":
+            before = raw.rows("SELECT count(*) FROM blobs"), raw.rows("SELECT count(*) FROM checkpoints")
+            with pytest.raises(ConflictError, match="made again"):
+                writer.commit("r", state={"v": 3}, parent=None)
+            assert (raw.rows("SELECT count(*) FROM blobs"), raw.rows("SELECT count(*) FROM checkpoints")) == before
+        c3 = writer.commit("r", state={"v": 3}, parent=None)  # looked up afresh
+        remake()
+        if shared_stores.backend == "sqlite":
+            with pytest.raises(ConflictError, match="made again"):
+                writer.append_journal("r", branch="main", entries=[("note", {"n": 1})])
+        writer.append_journal("r", branch="main", entries=[("note", {"n": 2})])
+    finally:
+        raw.close()
+    fresh = shared_stores.open(codec=Codec(keyring=ring("k1")))
+    assert fresh.verify("r").ok
+    assert [e.data for e in fresh.list_journal("r") if e.kind == "note"] == [{"n": 2}]
+    assert c3.run_id == "r"

@@ -164,6 +164,7 @@ def set_branch_status(
     ]
     if seq_row is None:
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, seq_row)
     _, current = check_fence(run_id, branch, locked, lease, writing=f"status {status!r}")
     if current == "cancelled" and status != "cancelled":
         raise ConflictError(
@@ -312,6 +313,7 @@ def commit(
                 )
             )
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, row)
     seq = int(row[0])
     head, current = check_fence(run_id, branch, locked, lease, writing=f"checkpoint {checkpoint_id}")
     if head != parent:

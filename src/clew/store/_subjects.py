@@ -20,7 +20,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from clew.codec._crypto import SCOPE
+from clew.codec._crypto import DATA_PREFIX, SCOPE
+from clew.errors import ConflictError
 from clew.store._query import Context, Q
 from clew.store._records import SUBJECT_LABEL
 
@@ -67,3 +68,28 @@ def enter(ctx: Context, run_id: str) -> None:
     """Make the run's data or subject key the one this operation writes under."""
     if ctx.codec.encrypts:
         SCOPE.set(ctx.subject_kids.get(run_id))
+
+
+def check_same_run(ctx: Context, run_id: str, locked_row: Any) -> None:
+    """After locking a run's row (``bump_*_seq`` returns its ``dek``): check that the data
+    key this operation encrypted under is still the run's. It is not when the run was
+    erased and made again under the same internal key by another process since this one
+    looked it up; the transaction must then write nothing, or rows would be left under a
+    key that went with the old run.
+
+    Raises:
+        ConflictError: the run was made again; forget it and retry.
+    """
+    kid = ctx.subject_kids.get(run_id)
+    if not ctx.codec.encrypts or kid is None or not kid.startswith(DATA_PREFIX):
+        return
+    dek = locked_row[1] if locked_row is not None and len(locked_row) > 1 else None
+    stored = bytes(dek).partition(b"\0")[0].decode("ascii", "replace") if dek else None
+    if stored != kid:
+        ctx.run_keys.pop(run_id, None)
+        ctx.subject_kids.pop(run_id, None)
+        ctx.forget(run_id)
+        raise ConflictError(
+            f"run {run_id!r} was erased and made again by another process while this one was writing to it; "
+            "nothing was written: retry"
+        )
