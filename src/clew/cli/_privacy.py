@@ -115,7 +115,9 @@ def gc(
 
 
 keys_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Encryption keys: make one, rotate a store onto a new one."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Encryption keys: make one, rotate a store onto a new one, encrypt rows stored in the clear.",
 )
 
 
