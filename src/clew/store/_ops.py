@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clew.codec._crypto import SUBJECT_PREFIX
 from clew.errors import (
     ConfigError,
     ConflictError,
@@ -92,7 +93,7 @@ def create_run(
     existing = yield ctx.q("run_key", (run_id,))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already exists")
-    _subjects.remember_new(ctx, run_id, labels)  # a subject's run: written under the subject's key
+    dek = _subjects.remember_new(ctx, run_id, labels)  # under its own data key, or its subject's
     expires = now + lease_ttl if lease_owner and lease_ttl else None
     row = yield ctx.q(
         "insert_run",
@@ -104,6 +105,7 @@ def create_run(
             ctx.codec.encode(dict(metadata or {}), "metadata"),
             now,
             now,
+            dek,
         ),
     )
     seal, mac = head_row_seal(ctx, run_id, "main", None, None)
@@ -162,6 +164,7 @@ def set_branch_status(
     ]
     if seq_row is None:
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, seq_row)
     _, current = check_fence(run_id, branch, locked, lease, writing=f"status {status!r}")
     if current == "cancelled" and status != "cancelled":
         raise ConflictError(
@@ -230,7 +233,7 @@ def list_runs(
         if not cursor.isdigit():
             raise ConfigError(f"not a list_runs cursor: {cursor!r}; pass back a page's next_cursor")
         params.append(int(cursor))
-    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at FROM clew_runs"
+    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at, dek FROM clew_runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY rk DESC LIMIT {ph}"
@@ -310,6 +313,7 @@ def commit(
                 )
             )
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, row)
     seq = int(row[0])
     head, current = check_fence(run_id, branch, locked, lease, writing=f"checkpoint {checkpoint_id}")
     if head != parent:
@@ -524,6 +528,9 @@ def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
     yield ctx.q("delete_run", (rk,), "rowcount")
     ctx.forget(run_id)
     ctx.run_keys.pop(run_id, None)
+    kid = ctx.subject_kids.pop(run_id, None)
+    if kid is not None and not kid.startswith(SUBJECT_PREFIX):
+        ctx.codec.forget_key(kid)  # its wrapped form goes with the row: nothing can read the run now
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 

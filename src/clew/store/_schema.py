@@ -18,7 +18,7 @@ from clew.errors import SchemaVersionError
 from clew.store._query import Context, Op, Q
 from clew.store._read import head_row_seal
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _current(blob: str, real: str, ident: str) -> list[str]:
@@ -33,7 +33,8 @@ def _current(blob: str, real: str, ident: str) -> list[str]:
             created_at {real} NOT NULL,
             updated_at {real} NOT NULL,
             ckpt_seq BIGINT NOT NULL DEFAULT 0,
-            journal_seq BIGINT NOT NULL DEFAULT 0)""",
+            journal_seq BIGINT NOT NULL DEFAULT 0,
+            dek {blob})""",
         "CREATE INDEX clew_runs_status ON clew_runs (status, rk)",
         "CREATE INDEX clew_runs_agent ON clew_runs (agent, rk)",
         f"""CREATE TABLE clew_branches (
@@ -195,9 +196,20 @@ def _decode(ctx: Context, data: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+# Version 5: each run's data key, wrapped by a keyring key (NULL: a run written before
+# data keys, or in the clear; empty: a data subject's run, under the subject's own key).
+def _data_keys(blob: str) -> list[Step]:
+    return [f"ALTER TABLE clew_runs ADD COLUMN dek {blob}"]
+
+
 MIGRATIONS: dict[str, list[list[Step]]] = {
-    "sqlite": [_JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH, _per_branch("BLOB", "REAL")],
-    "postgres": [_JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH, _per_branch("BYTEA", "DOUBLE PRECISION")],
+    "sqlite": [_JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH, _per_branch("BLOB", "REAL"), _data_keys("BLOB")],
+    "postgres": [
+        _JOURNAL_INDEXES_BY_SEQ,
+        _CHECKPOINTS_BY_BRANCH,
+        _per_branch("BYTEA", "DOUBLE PRECISION"),
+        _data_keys("BYTEA"),
+    ],
 }
 """Upgrades of existing databases; a new one is created from :data:`CURRENT`."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at"
+_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at, dek"
 _BRANCH_COLS = "name, head, base, created_at, status, error, lease_owner, lease_expires, epoch, seal, updated_at, mac"
 # A run's status, derived from its branches': the first of these that any branch has.
 _RUN_STATUS = (
@@ -25,15 +25,16 @@ COMMON: dict[str, str] = {
     "run_key": "SELECT rk FROM clew_runs WHERE run_id = ?",
     "get_run": f"SELECT {_RUN_COLS} FROM clew_runs WHERE run_id = ?",
     "insert_run": (
-        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING rk"
     ),
     "update_run": (f"UPDATE clew_runs SET meta = ?, updated_at = ? WHERE rk = ? RETURNING {_RUN_COLS}"),
     "bump_ckpt_seq": (
-        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ? WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
+        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ?"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, dek"
     ),
     "bump_journal_seq": (
-        "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq"
+        "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq, dek"
     ),
     "refresh_run_status": f"UPDATE clew_runs SET status = {_RUN_STATUS}, updated_at = ? WHERE rk = ?",
     "insert_branch": (
@@ -145,8 +146,8 @@ POSTGRES: dict[str, str] = {
     ),
     "label_clause": "labels ->> ? = ?",
     "insert_run": (
-        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
-        " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"
+        " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?, ?) RETURNING rk"
     ),
 }
 
