@@ -22,7 +22,7 @@ from tests.helpers.raw import Raw
 
 # Writes every commit of a changed state with journal entries must make. The sweep
 # below also breaks every other query, whatever the implementation happens to run.
-COMMIT_WRITES = ["bump_ckpt_seq", "insert_journal", "insert_blob", "insert_checkpoint", "set_head", "seal_journal"]
+COMMIT_WRITES = ["bump_seqs", "insert_journal", "insert_blob", "insert_checkpoint", "set_head", "seal_journal"]
 
 
 @pytest.fixture

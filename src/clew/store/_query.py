@@ -35,6 +35,14 @@ class Q:
     mode: Mode
 
 
+class StaleTip(Exception):  # not an error the caller sees
+    """A fast commit found the branch other than its writer last left it: nothing was
+    written; the commit runs again, reading the branch first."""
+
+    def __init__(self, run_id: str, branch: str) -> None:
+        super().__init__(f"run {run_id!r} branch {branch!r} moved since this store last committed to it")
+
+
 T = TypeVar("T")
 Op = Generator[Q | list[Q], Any, T]
 """An operation: yields queries, receives their results, returns a ``T``."""
@@ -58,6 +66,11 @@ class Context:
         self.run_keys: dict[str, int] = {}
         self.subject_kids: dict[str, str | None] = {}  # run id -> its data subject's key id (see _subjects)
         self.blobs = BlobCache()  # checked plaintexts, by run and address
+        # (run id, branch) -> the head this context committed, with nothing pending on the
+        # branch then; and run id -> the run's journal counter as last seen. A fast commit
+        # relies on both, and its head move checks they still hold.
+        self.tips: dict[tuple[str, str], str] = {}
+        self.journal_seqs: dict[str, int] = {}
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:
@@ -85,6 +98,9 @@ class Context:
         with self._lock:
             for key in [k for k in self._cache if k[0] == run_id]:
                 del self._cache[key]
+            for tip in [k for k in self.tips if k[0] == run_id]:
+                del self.tips[tip]
+            self.journal_seqs.pop(run_id, None)
         rk = self.run_keys.get(run_id)
         if rk is not None:
             self.blobs.drop_run(rk)

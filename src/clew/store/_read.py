@@ -418,6 +418,9 @@ def append_journal_rows(
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
+    ctx.journal_seqs[run_id] = int(row[0])
+    if checkpoint_id is None:
+        ctx.tips.pop((run_id, branch), None)  # entries pending on the branch now
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
     yield insert_journal(ctx, rows)
     return out
