@@ -20,7 +20,7 @@ from clew.errors import (
     RunLockedError,
 )
 from clew.store import _state, _subjects
-from clew.store._query import Context, Op, Q, StaleTip, new_id
+from clew.store._query import Context, Op, Q, StaleTip, Tip, new_id
 from clew.store._read import (
     append_journal_rows,
     branch_record,
@@ -33,6 +33,7 @@ from clew.store._read import (
     journal_rows,
     load_fields,
     manifest_to_store,
+    note_pending,
     run_key,
     run_record,
     sealed_checkpoint,
@@ -178,8 +179,8 @@ def set_branch_status(
         writes.append(ctx.q("revoke_lease", (rk, branch), "exec"))
     ctx.journal_seqs[run_id] = int(seq_row[0])
     if journal:
-        ctx.tips.pop((run_id, branch), None)  # entries pending on the branch now
-        rows, _ = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
+        rows, own = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
+        note_pending(ctx, run_id, branch, [h for _, h, _, _, _ in own])
         writes.extend(insert_journal(ctx, rows))
     writes.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield writes
@@ -282,12 +283,13 @@ def commit(
         and previous is not None
         and parent is not None
         and previous.hash
-        and ctx.tips.get((run_id, branch)) == parent
+        and (tip := ctx.tips.get((run_id, branch))) is not None
+        and tip.checkpoint_id == parent
         and (not journal or run_id in ctx.journal_seqs)
     ):
         return (
             yield from _commit_fast(
-                ctx, rk, run_id, branch, parent, encoded, metadata, kind, status, journal, checkpoint_id, lease
+                ctx, rk, run_id, branch, parent, encoded, metadata, kind, status, journal, checkpoint_id, lease, tip
             )
         )
     if rk is None or encoded is None:
@@ -393,7 +395,7 @@ def commit(
         second.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield second
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
-    ctx.tips[(run_id, branch)] = checkpoint_id
+    ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 
 
@@ -410,6 +412,7 @@ def _commit_fast(
     journal: Sequence[tuple[str, Any]],
     checkpoint_id: str,
     lease: Lease | None,
+    tip: Tip,
 ) -> Op[CheckpointRecord]:
     """A commit in one batch, on what this context knows; see :func:`commit`."""
     previous = ctx.cached(run_id, branch, parent)
@@ -419,7 +422,8 @@ def _commit_fast(
     stored_manifest = manifest_to_store(ctx, manifest)
     now = time.time()
     batch = [ctx.q("bump_seqs", (len(journal), now, rk, run_id))]
-    hashes: list[bytes] = []
+    pending = list(tip.pending)
+    hashes: list[bytes] = list(pending)
     blobs = dict(encoded.blobs)
     expected_journal = ctx.journal_seqs.get(run_id, 0) + len(journal)
     if journal:
@@ -454,18 +458,28 @@ def _commit_fast(
     )
     seal, head_mac = head_row_seal(ctx, run_id, branch, checkpoint_id, h)
     fence = (1, lease.owner, lease.epoch) if lease is not None else (0, None, None)
-    batch.append(ctx.q("cas_head", (checkpoint_id, seal, head_mac, status, now, rk, branch, parent, *fence)))
+    cas = (checkpoint_id, seal, head_mac, status, now, rk, branch, parent, *fence)
+    if not pending:
+        batch.append(ctx.q("cas_head", cas))
+    elif ctx.d.expands_in_lists:
+        marks = f"IN ({ctx.marks(len(pending))})"
+        batch.append(ctx.q("cas_head_pending", (*cas, len(pending), *pending, len(pending)), in_hashes=marks))
+    else:
+        batch.append(ctx.q("cas_head_pending", (*cas, len(pending), pending, len(pending)), in_hashes="= ANY(%b)"))
+    moved_at = len(batch) - 1
+    if pending:
+        batch.append(ctx.q("seal_journal", (checkpoint_id, rk, branch), "exec"))
     if status is not None:
         batch.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     results = yield batch
-    row, moved = results[0], results[-2 if status is not None else -1]
+    row, moved = results[0], results[moved_at]
     if row is None or moved is None or int(row[1]) != expected_journal:
         ctx.tips.pop((run_id, branch), None)
         ctx.journal_seqs.pop(run_id, None)
         raise StaleTip(run_id, branch)
     ctx.journal_seqs[run_id] = int(row[1])
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
-    ctx.tips[(run_id, branch)] = checkpoint_id
+    ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
     seq = int(row[0])
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 

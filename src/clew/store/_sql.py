@@ -50,6 +50,17 @@ COMMON: dict[str, str] = {
         " AND NOT EXISTS (SELECT 1 FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
         " AND j.checkpoint_id IS NULL) RETURNING epoch"
     ),
+    # The same when the writer appended entries pending on the branch since: exactly those
+    # are pending (as many, with these hashes), and the same transaction seals them.
+    "cas_head_pending": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ? AND head = ? AND status <> 'cancelled'"
+        " AND (? = 0 OR (lease_owner = ? AND epoch = ?))"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL) = ?"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL AND j.hash {in_hashes}) = ? RETURNING epoch"
+    ),
     "insert_journal_guess": (
         "INSERT INTO clew_journal (rk, seq, branch, checkpoint_id, kind, data, hash, created_at, hv)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2) ON CONFLICT DO NOTHING"
