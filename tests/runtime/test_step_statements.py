@@ -113,3 +113,19 @@ def test_with_checkpoint_a_failed_step_keeps_its_completed_calls(store: clew.Sto
 def test_idempotent_calls_must_be_a_known_mode(store: clew.Store) -> None:
     with pytest.raises(clew.errors.ConfigError, match="idempotent_calls"):
         clew.Agent("steps", state=dict, store=store, idempotent_calls="later")  # type: ignore[arg-type]
+
+
+def test_with_checkpoint_an_idempotent_call_is_one_entry_naming_its_key(store: clew.Store, tools: Tools) -> None:
+    agent = clew.Agent("steps", state=dict, store=store, idempotent_calls="with_checkpoint")
+
+    @agent.step(start=True)
+    def work(state: dict[str, Any], ctx: clew.Context) -> None:
+        tools.ctx = ctx
+        state["kb"] = ctx.call("kb", tools.tool("kb"), "plan", idempotent=True)
+
+    run = agent.start({}, run_id="r")
+    entries = store.list_journal("r")
+    assert [e.kind for e in entries] == ["call.outcome"]  # no separate intent: it would repeat the outcome
+    [(_, _, key)] = tools.log
+    assert entries[0].data["idempotency_key"] == key and entries[0].data["idempotent"] is True
+    assert entries[0].checkpoint_id == run.checkpoint_id

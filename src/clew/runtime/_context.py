@@ -80,6 +80,8 @@ class Ledger:
                 rec = ledger.calls.setdefault(data["key"], CallRecord(data["name"]))
                 rec.last, rec.ok = "outcome", data["ok"]
                 rec.result = data.get("result")
+                if "idempotent" in data:  # an idempotent call recorded as one entry
+                    rec.attempts, rec.idempotent = data.get("attempt", rec.attempts), data["idempotent"]
             elif e.kind == "answer":
                 if "call" in data:
                     ledger.resolutions[data["call"]] = data["answer"]
@@ -286,7 +288,11 @@ class Context:
             # idempotent_calls="with_checkpoint" (a result only; a failure is written at
             # once, so the attempt count survives a crash) with the step's next write, its
             # checkpoint as a rule: then a step is one transaction.
-            pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent else ()
+            # Written with its outcome, the intent would only repeat it: with_checkpoint
+            # records an idempotent call as one entry, its outcome naming the key.
+            folded = idempotent and self._defer
+            pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent and not folded else ()
+            marks = {"idempotent": True, "idempotency_key": idem} if folded else {}
             if self._lease is not None:
                 if idempotent:
                     self._lease.check()
@@ -320,6 +326,7 @@ class Context:
                             "ok": False,
                             "error": error_record(exc),
                             "duration_ms": took,
+                            **marks,
                         },
                     ),
                 )
@@ -336,9 +343,17 @@ class Context:
             took = round((time.perf_counter() - started) * 1000, 3)
             outcome = (
                 "call.outcome",
-                {"key": key, "name": name, "attempt": attempt, "ok": True, "result": result, "duration_ms": took},
+                {
+                    "key": key,
+                    "name": name,
+                    "attempt": attempt,
+                    "ok": True,
+                    "result": result,
+                    "duration_ms": took,
+                    **marks,
+                },
             )
-            if idempotent and self._defer:
+            if folded:
                 self._deferred.extend(self._rows((*pending, outcome)))
             else:
                 yield self._journal(*pending, outcome)
