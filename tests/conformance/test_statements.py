@@ -113,3 +113,21 @@ def test_a_lease_taken_over_fences_a_warm_writer(shared_stores: Any) -> None:
     with pytest.raises(clew.errors.LeaseLostError):
         a.commit(run_id, state={"n": 1}, parent=head, lease=lease)
     assert a.get_branch(run_id).head == head
+
+
+async def test_an_async_store_falls_back_the_same_way(shared_stores: Any) -> None:
+    b = shared_stores.open()
+    a = await clew.open_async(shared_stores.url)
+    try:
+        run_id = (await a.create_run(agent="x")).run_id
+        head = (await a.commit(run_id, state={"n": 0}, parent=None)).checkpoint_id
+        head = (await a.commit(run_id, state={"n": 1}, parent=head, journal=[("note", 1)])).checkpoint_id
+        b.append_journal(run_id, [("theirs", 2)])
+        c = await a.commit(run_id, state={"n": 2}, parent=head)
+        assert [e.kind for e in await a.list_journal(run_id, checkpoint_id=c.checkpoint_id)] == ["theirs"]
+        b.commit(run_id, state={"n": 3}, parent=c.checkpoint_id)
+        with pytest.raises(ConflictError):
+            await a.commit(run_id, state={"n": 4}, parent=c.checkpoint_id)
+        assert (await a.verify(run_id)).ok
+    finally:
+        await a.close()
