@@ -163,7 +163,16 @@ def make_agent(
     ``notify`` without one (a lost outcome pauses the run for a person). With
     ``interactive=False`` there is no review and no notify: nobody has to answer.
     """
-    agent = clew.Agent("crashy", state=Job, store=store, worker_id=worker_id, lease_ttl=lease_ttl, version="1")
+    agent = clew.Agent(
+        "crashy",
+        state=Job,
+        store=store,
+        worker_id=worker_id,
+        lease_ttl=lease_ttl,
+        version="1",
+        # test_random_kills runs the trials in both modes (the batch processes inherit it)
+        idempotent_calls=os.environ.get("CLEW_CRASH_IDEMPOTENT_CALLS", "at_once"),  # type: ignore[arg-type]
+    )
 
     def service(ctx: clew.Context, tool: str, arg: str, *, fail_first: bool = False) -> Any:
         effects = Effects(effects_dir, ctx.run_id)

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.slow
 BATCHES = 3
 
 
+@pytest.mark.parametrize("calls", ["at_once", "with_checkpoint"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_random_sigkills(stores: StoreFactory, tmp_path: Path, backend: str) -> None:
+def test_random_sigkills(
+    stores: StoreFactory, tmp_path: Path, backend: str, calls: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # when idempotent calls are journaled: at once, or with the step's checkpoint
+    monkeypatch.setenv("CLEW_CRASH_IDEMPOTENT_CALLS", calls)
     stores.open()  # create the schema once, before the batches start
     ref = reference(tmp_path)
     n = trials(backend)

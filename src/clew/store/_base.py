@@ -19,6 +19,7 @@ from clew.codec import Codec
 from clew.codec._crypto import SCOPE
 from clew.errors import CommitUnknownError, ConfigError, StoreUnavailableError
 from clew.store import _erase, _gc, _history, _ops, _rekey
+from clew.store._query import StaleTip
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -351,7 +352,10 @@ class Store(_Common, abc.ABC):
             lease=lease,
         )
         try:
-            return self._execute(op(), write=True)
+            try:
+                return self._execute(op(fast=True), write=True)
+            except StaleTip:  # the branch moved since this store last wrote it: nothing was written
+                return self._execute(op(), write=True)
         except CommitUnknownError as unknown:
             # Settle it: the checkpoint exists only if the commit happened; if it did
             # not, nothing was written and the commit runs once more.
@@ -729,7 +733,10 @@ class AsyncStore(_Common, abc.ABC):
             lease=lease,
         )
         try:
-            return await self._aexecute(op(), write=True)
+            try:
+                return await self._aexecute(op(fast=True), write=True)
+            except StaleTip:  # the branch moved since this store last wrote it: nothing was written
+                return await self._aexecute(op(), write=True)
         except CommitUnknownError as unknown:
             try:
                 found = await self._aexecute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)

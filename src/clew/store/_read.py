@@ -403,6 +403,15 @@ def insert_journal(ctx: Context, rows: JournalRows) -> list[Q]:
     return [*blobs, ctx.q("insert_journal", rows, "many")]
 
 
+def note_pending(ctx: Context, run_id: str, branch: str, hashes: list[bytes]) -> None:
+    """Entries now pending on a branch: a fast commit on it must find exactly these.
+    (Should this transaction fail, the next fast commit finds other pending entries than
+    it expects, and is undone; see ``cas_head_pending``.)"""
+    tip = ctx.tips.get((run_id, branch))
+    if tip is not None:
+        tip.pending.extend(hashes)
+
+
 def append_journal_rows(
     ctx: Context,
     rk: int,
@@ -423,6 +432,9 @@ def append_journal_rows(
         raise NotFoundError(f"run {run_id!r} not found")
     _subjects.check_same_run(ctx, run_id, row)
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
+    ctx.journal_seqs[run_id] = int(row[0])
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
+    if checkpoint_id is None:
+        note_pending(ctx, run_id, branch, [h for _, h, _, _, _ in out])
     yield insert_journal(ctx, rows)
     return out

@@ -36,6 +36,36 @@ COMMON: dict[str, str] = {
     "bump_journal_seq": (
         "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq, dek"
     ),
+    # A commit's one write to the run row: the checkpoint counter and the journal's, together.
+    "bump_seqs": (
+        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, journal_seq = journal_seq + ?, updated_at = ?"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, journal_seq"
+    ),
+    # A commit's fast path moves the head only if it is still the parent, the lease still
+    # holds it, it is not cancelled and nothing is pending on it (all of which the writer
+    # saw at its own last commit); else nothing is returned and the transaction is undone.
+    "cas_head": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ? AND head = ? AND status <> 'cancelled'"
+        " AND (? = 0 OR (lease_owner = ? AND epoch = ?))"
+        " AND NOT EXISTS (SELECT 1 FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL) RETURNING epoch"
+    ),
+    # The same when the writer appended entries pending on the branch since: exactly those
+    # are pending (as many, with these hashes), and the same transaction seals them.
+    "cas_head_pending": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ? AND head = ? AND status <> 'cancelled'"
+        " AND (? = 0 OR (lease_owner = ? AND epoch = ?))"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL) = ?"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL AND j.hash {in_hashes}) = ? RETURNING epoch"
+    ),
+    "insert_journal_guess": (
+        "INSERT INTO clew_journal (rk, seq, branch, checkpoint_id, kind, data, hash, created_at, hv)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2) ON CONFLICT DO NOTHING"
+    ),
     "refresh_run_status": f"UPDATE clew_runs SET status = {_RUN_STATUS}, updated_at = ? WHERE rk = ?",
     "insert_branch": (
         "INSERT INTO clew_branches (rk, name, head, base, created_at, status, lease_owner, lease_expires, epoch,"
@@ -130,6 +160,17 @@ SQLITE: dict[str, str] = {
         " RETURNING rk, name, epoch, lease_expires"
     ),
     "label_clause": "EXISTS (SELECT 1 FROM json_each(clew_runs.labels) WHERE key = ? AND value = ?)",
+    # The branch row and its pending journal entries (one row with NULLs when none).
+    "lock_branch_pending": (
+        "SELECT b.head, b.status, b.lease_owner, b.epoch, j.seq, j.hash FROM clew_branches b"
+        " LEFT JOIN clew_journal j ON j.rk = b.rk AND j.branch = b.name AND j.checkpoint_id IS NULL"
+        " WHERE b.rk = ? AND b.name = ? ORDER BY j.seq"
+    ),
+    # The checkpoint row, numbered by the run's counter that this transaction just bumped.
+    "insert_checkpoint_next": (
+        "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
+        " hash, created_at, mac) SELECT rk, ?, ckpt_seq, ?, ?, ?, ?, ?, ?, ?, ? FROM clew_runs WHERE rk = ?"
+    ),
 }
 
 POSTGRES: dict[str, str] = {
@@ -145,6 +186,17 @@ POSTGRES: dict[str, str] = {
         " RETURNING rk, name, epoch, lease_expires"
     ),
     "label_clause": "labels ->> ? = ?",
+    "lock_branch_pending": (
+        "SELECT b.head, b.status, b.lease_owner, b.epoch, j.seq, j.hash FROM clew_branches b"
+        " LEFT JOIN clew_journal j ON j.rk = b.rk AND j.branch = b.name AND j.checkpoint_id IS NULL"
+        " WHERE b.rk = ? AND b.name = ? ORDER BY j.seq FOR UPDATE OF b"
+    ),
+    "insert_checkpoint_next": (
+        "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
+        " hash, created_at, mac) SELECT rk, CAST(? AS TEXT), ckpt_seq, CAST(? AS TEXT), CAST(? AS TEXT),"
+        " CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS DOUBLE PRECISION),"
+        " CAST(? AS BYTEA) FROM clew_runs WHERE rk = ?"
+    ),
     "insert_run": (
         "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"
         " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?, ?) RETURNING rk"
