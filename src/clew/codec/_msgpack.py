@@ -250,6 +250,9 @@ class Decoder:
         raw = self._inner(data)
         if not isinstance(raw, dict):
             raise DecodeError("malformed field record")
+        unpack, ext = ormsgpack.unpackb, self._ext  # inlined _inner: a model has many small fields
+        if all(type(v) is bytes for v in raw.values()):
+            return {k: unpack(v, ext_hook=ext) for k, v in raw.items()}
         return {k: self._inner(v) for k, v in raw.items()}
 
     def _ext(self, code: int, payload: bytes) -> Any:
@@ -302,5 +305,5 @@ class Decoder:
             values = self._fields(data[1])
             if data[2] is not None:
                 values.update(self._fields(data[2]))
-            return cls.model_construct(_fields_set=set(data[3]), **values)  # type: ignore[attr-defined]  # checked above
+            return t.construct_model(cls, set(data[3]), values)
         return t.scalar_from_ext(code, data)
