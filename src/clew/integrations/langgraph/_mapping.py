@@ -3,9 +3,10 @@
 =========================  ==========================================================
 LangGraph                  clew
 =========================  ==========================================================
-thread_id, checkpoint_ns   one run: id ``thread_id`` (root namespace) or
-                           ``thread_id#checkpoint_ns``; agent ``"langgraph"``; labels
-                           ``thread_id`` and ``checkpoint_ns``
+thread_id                  one run: id ``thread_id``; agent ``"langgraph"``; labels
+                           ``thread_id`` and ``checkpoint_ns`` (empty)
+checkpoint_ns              branches of the thread's run: ``<ns>/main``, ``<ns>/fork-<id>``
+                           (older stores: a run ``thread_id#checkpoint_ns`` of its own)
 checkpoint id              checkpoint id (the same string)
 parent checkpoint          parent checkpoint; ``__langgraph__.parent`` when they differ
 ``channel_values``         the checkpoint's state, one field per channel (lists are
