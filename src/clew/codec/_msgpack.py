@@ -251,9 +251,10 @@ class Decoder:
         if not isinstance(raw, dict):
             raise DecodeError("malformed field record")
         unpack, ext = ormsgpack.unpackb, self._ext  # inlined _inner: a model has many small fields
-        if all(type(v) is bytes for v in raw.values()):
+        try:
             return {k: unpack(v, ext_hook=ext) for k, v in raw.items()}
-        return {k: self._inner(v) for k, v in raw.items()}
+        except ValueError:  # a field that is not bytes, or bad bytes: _inner says which
+            return {k: self._inner(v) for k, v in raw.items()}
 
     def _ext(self, code: int, payload: bytes) -> Any:
         try:

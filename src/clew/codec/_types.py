@@ -185,7 +185,7 @@ def construct_model(cls: Any, fields_set: set[str], values: dict[str, Any]) -> A
     if info is None or values.keys() != info[1]:
         return cls.model_construct(_fields_set=fields_set, **values)
     obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", {name: values[name] for name in info[0]})
+    object.__setattr__(obj, "__dict__", {name: values[name] for name in info[0]})  # in field order
     object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
     object.__setattr__(obj, "__pydantic_extra__", {} if info[2] else None)
     object.__setattr__(obj, "__pydantic_private__", None)
