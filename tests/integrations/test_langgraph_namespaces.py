@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
 from clew.integrations.langgraph import ClewSaver
 from tests.conftest import StoreFactory
@@ -184,3 +186,28 @@ def test_the_cli_lists_one_run_per_thread_with_its_subgraphs_as_branches(tmp_pat
     assert sub.startswith("inner:") and branches[sub]["status"] == "paused"
     shown = clew("show", "n", "--db", db, "--branch", sub, "--json")  # the subgraph's state, messages decoded
     assert [m["content"] for m in shown["state"]["messages"]] == ["hi", "prep", "draft"]
+
+
+def exit_scenario(saver: BaseCheckpointSaver[Any]) -> list[Any]:
+    """``durability="exit"``: the subgraph saves when it pauses, before its thread has any checkpoint."""
+    graph = nested_graph().compile(checkpointer=saver)
+    cfg: Any = {"configurable": {"thread_id": "x"}}
+    rec: list[Any] = [graph.invoke({"messages": [HumanMessage("hi")]}, cfg, durability="exit")]
+    paused = graph.get_state(cfg, subgraphs=True)
+    rec += [paused, list(graph.get_state_history(cfg))]
+    if paused.tasks and paused.tasks[0].state is not None:
+        rec.append(list(graph.get_state_history(paused.tasks[0].state.config)))
+    rec.append(graph.invoke(Command(resume="yes"), cfg, durability="exit"))
+    rec += [graph.get_state(cfg, subgraphs=True), list(graph.get_state_history(cfg))]
+    return rec
+
+
+def test_a_subgraph_that_saves_before_its_thread(stores: StoreFactory) -> None:
+    expected = exit_scenario(InMemorySaver())
+    saver = ClewSaver(stores.open())
+    _same(expected, exit_scenario(saver))
+    assert saver.store is not None and saver.store.verify("x").ok
+    assert [r.run_id for r in saver.store.list_runs(agent="langgraph").items] == ["x"]
+    sub = next(b for b in saver.store.list_branches("x") if b.name.endswith("/main"))
+    assert sub.base == "__thread__"  # the run's anchor: the thread had no checkpoint when the subgraph saved
+    assert saver.store.list_checkpoints("x", branch="main").items[-1].checkpoint_id == "__thread__"
