@@ -211,3 +211,22 @@ def test_a_subgraph_that_saves_before_its_thread(stores: StoreFactory) -> None:
     sub = next(b for b in saver.store.list_branches("x") if b.name.endswith("/main"))
     assert sub.base == "__thread__"  # the run's anchor: the thread had no checkpoint when the subgraph saved
     assert saver.store.list_checkpoints("x", branch="main").items[-1].checkpoint_id == "__thread__"
+
+
+async def aexit_scenario(saver: BaseCheckpointSaver[Any]) -> list[Any]:
+    graph = nested_graph().compile(checkpointer=saver)
+    cfg: Any = {"configurable": {"thread_id": "x"}}
+    rec: list[Any] = [await graph.ainvoke({"messages": [HumanMessage("hi")]}, cfg, durability="exit")]
+    paused = await graph.aget_state(cfg, subgraphs=True)
+    rec += [paused, [s async for s in graph.aget_state_history(cfg)]]
+    rec.append(await graph.ainvoke(Command(resume="yes"), cfg, durability="exit"))
+    rec += [await graph.aget_state(cfg, subgraphs=True), [s async for s in graph.aget_state_history(cfg)]]
+    return rec
+
+
+async def test_a_subgraph_that_saves_before_its_thread_async(stores: StoreFactory) -> None:
+    expected = await aexit_scenario(InMemorySaver())
+    async with ClewSaver.afrom_url(stores.url) as saver:
+        _same(expected, await aexit_scenario(saver))
+        store = saver.store or stores.open()
+        assert store.verify("x").ok and [r.run_id for r in store.list_runs(agent="langgraph").items] == ["x"]
