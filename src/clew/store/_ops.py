@@ -28,6 +28,7 @@ from clew.store._read import (
     check_fence,
     checkpoint_record,
     head_row_seal,
+    insert_blobs,
     insert_journal,
     journal_entries,
     journal_rows,
@@ -335,7 +336,7 @@ def commit(
         hashes.extend(h for _, h, _, _, _ in own)
         second.extend(insert_journal(ctx, rows))
     if encoded.blobs:
-        second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
+        second.extend(insert_blobs(ctx, [(rk, a, d) for a, d in encoded.blobs.items()]))
     h = checkpoint_hash(
         parent_hash,
         checkpoint_id,

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from clew._extras import require
 from clew.codec import Codec
+from clew.codec._envelope import FRAME_ABOVE
 from clew.errors import (
     ClewError,
     CommitUnknownError,
@@ -228,6 +229,63 @@ def _prelude(opts: PgOptions) -> _ops.Q | None:
     return _ops.Q(f"SELECT {calls}", params, "exec")
 
 
+class _Whole:
+    """A big parameter bound as the very bytes it holds (see :class:`_WholeDumper`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = data
+
+
+_Dumper: Any = psycopg.adapt.Dumper
+
+
+class _WholeDumper(_Dumper):  # type: ignore[misc]  # psycopg is loaded at run time (an optional extra)
+    """Dumps a :class:`_Whole` as bytea without a copy: psycopg's own bytes dumper copies
+    the value into its parameter buffer before libpq copies it into the message."""
+
+    format = psycopg.pq.Format.BINARY
+    oid = psycopg.postgres.types["bytea"].oid
+
+    def dump(self, obj: _Whole) -> bytes | memoryview:
+        return obj.data
+
+
+psycopg.adapters.register_dumper(_Whole, _WholeDumper)
+
+
+def _params(q: _ops.Q) -> Any:
+    """A ``blob`` query's big last parameter goes as is."""
+    if q.mode == "blob":
+        return [*q.params[:-1], _Whole(q.params[-1])]
+    return q.params
+
+
+def _holds_big(result: Any) -> bool:
+    """Whether a query's answer (a row, or a list of them) holds a big value."""
+    rows = result if isinstance(result, list) else [result]
+    return any(type(v) is bytes and len(v) >= FRAME_ABOVE for row in rows if isinstance(row, tuple) for v in row)
+
+
+def _retire(conn: Any) -> None:
+    """Mark a connection to close after an operation that moved a big value: libpq keeps
+    its buffers as big as the biggest message they held until the connection closes, so
+    the pool makes a new one instead of keeping that memory for as long as it lives."""
+    conn._clew_retired = True
+
+
+class _QuietRetire(logging.Filter):
+    """The pool warns of each closed connection given back; a retired one is no news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and getattr(args[0], "_clew_retired", False))
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietRetire())
+
+
 class _Pipelined:
     """Runs an operation's queries in pipeline mode: a batch of queries is one round
     trip, and queries whose answer is not needed (``exec``, ``many``) travel with the
@@ -236,13 +294,15 @@ class _Pipelined:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.pipeline: Any = None
+        self.big = False  # a big value went through: libpq's buffers grew to its size
 
     def _send(self, q: _ops.Q) -> Any:
+        self.big |= q.mode == "blob"
         cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             cur.executemany(q.sql, q.params)
         else:
-            cur.execute(q.sql, q.params)
+            cur.execute(q.sql, _params(q))
         return cur
 
     @staticmethod
@@ -259,16 +319,18 @@ class _Pipelined:
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             self.pipeline.sync()
         results = [self._result(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        self.big = self.big or any(_holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
 class _APipelined(_Pipelined):
     async def _asend(self, q: _ops.Q) -> Any:
+        self.big |= q.mode == "blob"
         cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             await cur.executemany(q.sql, q.params)
         else:
-            await cur.execute(q.sql, q.params)
+            await cur.execute(q.sql, _params(q))
         return cur
 
     @staticmethod
@@ -285,6 +347,7 @@ class _APipelined(_Pipelined):
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             await self.pipeline.sync()
         results = [await self._aresult(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        self.big = self.big or any(_holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
@@ -483,6 +546,9 @@ class PostgresStore(_PgCommon, Store):
                         replay.answer(q, runner(q))
                     attempt.phase = "commit"
                 attempt.phase = "done"
+            if runner.big:
+                _retire(conn)
+                conn.close()
 
     def close(self) -> None:
         pool, self._pool = getattr(self, "_pool", None), None
@@ -567,6 +633,9 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
                         replay.answer(q, await runner.acall(q))
                     attempt.phase = "commit"
                 attempt.phase = "done"
+            if runner.big:
+                _retire(conn)
+                await conn.close()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

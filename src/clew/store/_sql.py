@@ -129,6 +129,9 @@ SQLITE: dict[str, str] = {
         " RETURNING rk, name, epoch, lease_expires"
     ),
     "label_clause": "EXISTS (SELECT 1 FROM json_each(clew_runs.labels) WHERE key = ? AND value = ?)",
+    # The row is made with room for the value, which the runner then writes into it in
+    # place, part by part (sqlite3's blob I/O): no whole copy of a big value is bound.
+    "insert_framed_blob": "INSERT INTO clew_blobs (rk, addr, data) VALUES (?, ?, zeroblob(?)) ON CONFLICT DO NOTHING",
 }
 
 POSTGRES: dict[str, str] = {
@@ -144,6 +147,10 @@ POSTGRES: dict[str, str] = {
         " RETURNING rk, name, epoch, lease_expires"
     ),
     "label_clause": "labels ->> ? = ?",
+    "insert_framed_blob": (
+        "INSERT INTO clew_blobs (rk, addr, data) VALUES (?, ?, CAST(? AS bytea) || CAST(? AS bytea))"
+        " ON CONFLICT DO NOTHING"
+    ),
     "insert_run": (
         "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
         " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?) RETURNING rk"
