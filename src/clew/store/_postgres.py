@@ -13,13 +13,14 @@ are checked after an idle spell and keep TCP keepalives on; an operation whose
 connection died before its COMMIT was sent is run again once on a fresh connection
 (its earlier queries are replayed and must give the same answers); a COMMIT whose
 answer was lost raises :class:`~clew.errors.CommitUnknownError`. Behind a pooler in
-transaction mode (``?pooler=transaction``) no session state and no server-side
-prepared statement is used.
+transaction mode (``?pooler=transaction``, or a pooler found when connecting) no
+session state and no server-side prepared statement is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
@@ -56,6 +57,70 @@ _LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
 #: and proxies drop idle connections (idle_session_timeout, Cloud SQL, Supabase).
 CHECK_AFTER = 1.0
 _POOLER_HINT = "behind a connection pooler (pgbouncer, Supavisor, RDS Proxy) add ?pooler=transaction (or =session)"
+
+
+def _pooled(conn: Any, pid: Any) -> bool:
+    """Whether ``conn`` reaches the server through a connection pooler: a pooler hands its
+    clients a cancel key of its own, so the server process ``pid`` that answers is not
+    the one named at connection (a plain TCP proxy passes the server's key through)."""
+    return pid is not None and int(pid[0]) != conn.info.backend_pid
+
+
+def _with_pooler(opts: PgOptions, why: str) -> PgOptions:
+    """For ``pooler=auto`` with a pooler found: the rules of transaction mode, safe in either mode."""
+    log.info(
+        "PostgreSQL at %s is reached through a connection pooler (%s): no session state and no prepared "
+        "statements are used (pooler=transaction); add ?pooler=transaction or ?pooler=session to the store URL "
+        "to say so",
+        where(opts.url),
+        why,
+    )
+    return dataclasses.replace(opts, pooler="transaction")
+
+
+def _refused_startup(opts: PgOptions, exc: BaseException) -> bool:
+    return opts.pooler == "auto" and "unsupported startup parameter" in str(exc)
+
+
+def _after_probe(opts: PgOptions, pooled: bool) -> PgOptions:
+    if pooled and opts.pooler == "auto":
+        return _with_pooler(opts, "its cancel key is not the server process's")
+    if pooled and opts.pooler == "none":
+        log.warning(
+            "PostgreSQL at %s is reached through a connection pooler, and the store URL says pooler=none: in "
+            "transaction mode prepared statements will fail; %s",
+            where(opts.url),
+            _POOLER_HINT,
+        )
+    return opts
+
+
+def _probe(opts: PgOptions) -> PgOptions:
+    """One direct connection first: its error says exactly what is wrong, and with
+    ``pooler=auto`` it finds out whether a pooler answers."""
+    target = opts.for_replica() if opts.read_only else opts
+    try:
+        conn = psycopg.connect(target.conninfo, **target.connect_kwargs())
+    except psycopg.OperationalError as exc:
+        if not _refused_startup(opts, exc):
+            raise
+        return _probe(_with_pooler(opts, "it refused the settings sent when connecting"))
+    with conn:
+        return _after_probe(opts, _pooled(conn, conn.execute("SELECT pg_backend_pid()").fetchone()))
+
+
+async def _aprobe(opts: PgOptions) -> PgOptions:
+    """:func:`_probe`, async."""
+    target = opts.for_replica() if opts.read_only else opts
+    try:
+        conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
+    except psycopg.OperationalError as exc:
+        if not _refused_startup(opts, exc):
+            raise
+        return await _aprobe(_with_pooler(opts, "it refused the settings sent when connecting"))
+    async with conn:
+        cur = await conn.execute("SELECT pg_backend_pid()")
+        return _after_probe(opts, _pooled(conn, await cur.fetchone()))
 
 
 def _describe(url: str, exc: BaseException) -> str:
@@ -222,7 +287,7 @@ def _pool_args(opts: PgOptions) -> dict[str, Any]:
 
 def _prelude(opts: PgOptions) -> _ops.Q | None:
     """Behind a pooler, the settings are made local to each transaction (sent with its first batch)."""
-    if opts.pooler == "none" or not opts.settings:
+    if opts.direct or not opts.settings:
         return None
     calls = ", ".join("set_config(%s, %s, true)" for _ in opts.settings)
     params = [x for kv in opts.settings.items() for x in kv]
@@ -487,13 +552,12 @@ class PostgresStore(_PgCommon, Store):
         self.schema = opts.schema
         self._pool: Any = None
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
-        self._prelude = _prelude(opts)
         self._health = _Health()
         self._usage = _Usage()
-        target = opts.for_replica() if opts.read_only else opts
         with _translate(self.url, opts):
-            # One direct connection first: its error says exactly what is wrong.
-            psycopg.connect(target.conninfo, **target.connect_kwargs()).close()
+            self.opts = opts = _probe(opts)
+            target = opts.for_replica() if opts.read_only else opts
+            self._prelude = _prelude(opts)
             self._pool = psycopg_pool.ConnectionPool(
                 target.conninfo,
                 **_pool_args(target),
@@ -575,7 +639,6 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
         opts = parse(url, options)
-        target = opts.for_replica() if opts.read_only else opts
         read_only = opts.read_only or None
         health = _Health()
 
@@ -584,8 +647,8 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             _stamp(conn)
 
         with _translate(opts.url, opts):
-            conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
-            await conn.close()
+            opts = await _aprobe(opts)
+            target = opts.for_replica() if opts.read_only else opts
             pool = psycopg_pool.AsyncConnectionPool(
                 target.conninfo, **_pool_args(target), reset=_astamp, configure=configure
             )
