@@ -154,3 +154,15 @@ def test_a_100_mb_value_is_written_and_read_with_one_working_copy(shared_stores:
     # Besides the value read: the stored bytes as fetched, and no copy of its payload.
     assert traced < 1.2, peaks
     assert resident < (1.3 if shared_stores.backend == "sqlite" else 2.3), peaks
+
+
+async def test_big_values_round_trip_through_the_async_store(astore: clew.AsyncStore) -> None:
+    state = _values()
+    run = await astore.create_run(agent="big", state=state)
+    head = (await astore.get_branch(run.run_id)).head
+    assert head is not None
+    entry = {"result": state["raw"], "n": 1}
+    await astore.append_journal(run.run_id, [("call.outcome", entry)])
+    assert await astore.load_state(run.run_id, head) == state
+    assert (await astore.list_journal(run.run_id))[-1].data == entry
+    assert (await astore.verify(run.run_id)).ok
