@@ -103,8 +103,15 @@ def test_a_changed_byte_in_a_big_blob_is_found(tmp_path: Path) -> None:
 
 # One process per measure, so that its peak resident memory is that measure's own.
 _BIG = """
-import gc, hashlib, json, os, resource, sys, tracemalloc
+import gc, hashlib, json, os, re, sys, tracemalloc
 import clew
+
+
+def peak_resident():
+    # VmHWM: this process's own high-water mark (ru_maxrss would start from the parent's at fork)
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+) kB", f.read()).group(1)) * 1024
+
 
 size = 100 << 20
 url, kind, phase = sys.argv[1:]
@@ -112,7 +119,7 @@ store = clew.open(url)
 big = os.urandom(size) if phase == "write" else None
 gc.collect()
 tracemalloc.start()
-start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+start = peak_resident()
 if phase == "write" and kind == "state":
     store.create_run(kind, agent="big", state={"n": 0})
     store.commit(kind, state={"big": big}, parent=store.get_branch(kind).head)
@@ -124,7 +131,7 @@ elif kind == "state":
 else:
     big = store.list_journal(kind)[-1].data["result"]
 _, peak = tracemalloc.get_traced_memory()
-resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
+resident = peak_resident() - start
 # Bytes allocated at the peak, and the growth of the peak resident memory, beyond the
 # value written (made before measuring) or read (counted: it is the result), in sizes of it.
 counted = phase == "read"
