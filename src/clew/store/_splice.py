@@ -59,7 +59,10 @@ def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, 
     for key_at, at, end in spans:
         if end - at < MIN_SIZE or view[key_at:at] not in _KEY_BYTES:
             continue
-        addr, blobs[addr] = codec.wrap_prefixed(_ONE, view[at:end], pickled=pickled)
+        # Flagged as holding pickle only if this value does (the blob may be a state's too).
+        key = ormsgpack.unpackb(view[key_at:at])
+        v_pickled = pickled and codec.dumps(data[key], f"journal[{key!r}]")[1]
+        addr, blobs[addr] = codec.wrap_prefixed(_ONE, view[at:end], pickled=v_pickled)
         holes.append(view[taken:at])
         splices.append([at, addr])
         taken = end
