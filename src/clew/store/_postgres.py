@@ -20,7 +20,6 @@ session state and no server-side prepared statement is used.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 import threading
@@ -30,7 +29,6 @@ from typing import Any, TypeVar
 
 from clew._extras import require
 from clew.codec import Codec
-from clew.codec._envelope import FRAME_ABOVE
 from clew.errors import (
     ClewError,
     CommitUnknownError,
@@ -43,6 +41,7 @@ from clew.errors import (
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store
 from clew.store._pgconfig import PgOptions, parse, where
+from clew.store._pgconn import POOLER_HINT, aprobe, holds_big, params, probe, retire
 from clew.store._schema import SCHEMA_VERSION, migrate
 from clew.store._seal import SealKey
 from clew.store._sql import POSTGRES_DIALECT
@@ -56,71 +55,6 @@ _LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
 #: A pooled connection idle this long is pinged before use (one round trip): servers
 #: and proxies drop idle connections (idle_session_timeout, Cloud SQL, Supabase).
 CHECK_AFTER = 1.0
-_POOLER_HINT = "behind a connection pooler (pgbouncer, Supavisor, RDS Proxy) add ?pooler=transaction (or =session)"
-
-
-def _pooled(conn: Any, pid: Any) -> bool:
-    """Whether ``conn`` reaches the server through a connection pooler: a pooler hands its
-    clients a cancel key of its own, so the server process ``pid`` that answers is not
-    the one named at connection (a plain TCP proxy passes the server's key through)."""
-    return pid is not None and int(pid[0]) != conn.info.backend_pid
-
-
-def _with_pooler(opts: PgOptions, why: str) -> PgOptions:
-    """For ``pooler=auto`` with a pooler found: the rules of transaction mode, safe in either mode."""
-    log.info(
-        "PostgreSQL at %s is reached through a connection pooler (%s): no session state and no prepared "
-        "statements are used (pooler=transaction); add ?pooler=transaction or ?pooler=session to the store URL "
-        "to say so",
-        where(opts.url),
-        why,
-    )
-    return dataclasses.replace(opts, pooler="transaction")
-
-
-def _refused_startup(opts: PgOptions, exc: BaseException) -> bool:
-    return opts.pooler == "auto" and "unsupported startup parameter" in str(exc)
-
-
-def _after_probe(opts: PgOptions, pooled: bool) -> PgOptions:
-    if pooled and opts.pooler == "auto":
-        return _with_pooler(opts, "its cancel key is not the server process's")
-    if pooled and opts.pooler == "none":
-        log.warning(
-            "PostgreSQL at %s is reached through a connection pooler, and the store URL says pooler=none: in "
-            "transaction mode prepared statements will fail; %s",
-            where(opts.url),
-            _POOLER_HINT,
-        )
-    return opts
-
-
-def _probe(opts: PgOptions) -> PgOptions:
-    """One direct connection first: its error says exactly what is wrong, and with
-    ``pooler=auto`` it finds out whether a pooler answers."""
-    target = opts.for_replica() if opts.read_only else opts
-    try:
-        conn = psycopg.connect(target.conninfo, **target.connect_kwargs())
-    except psycopg.OperationalError as exc:
-        if not _refused_startup(opts, exc):
-            raise
-        return _probe(_with_pooler(opts, "it refused the settings sent when connecting"))
-    with conn:
-        return _after_probe(opts, _pooled(conn, conn.execute("SELECT pg_backend_pid()").fetchone()))
-
-
-async def _aprobe(opts: PgOptions) -> PgOptions:
-    """:func:`_probe`, async."""
-    target = opts.for_replica() if opts.read_only else opts
-    try:
-        conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
-    except psycopg.OperationalError as exc:
-        if not _refused_startup(opts, exc):
-            raise
-        return await _aprobe(_with_pooler(opts, "it refused the settings sent when connecting"))
-    async with conn:
-        cur = await conn.execute("SELECT pg_backend_pid()")
-        return _after_probe(opts, _pooled(conn, await cur.fetchone()))
 
 
 def _describe(url: str, exc: BaseException) -> str:
@@ -128,7 +62,7 @@ def _describe(url: str, exc: BaseException) -> str:
     if "does not exist" in msg and "database" in msg:
         return f"PostgreSQL at {where(url)}: {msg}; create it (createdb) or fix the URL"
     if "unsupported startup parameter" in msg:
-        return f"PostgreSQL at {where(url)}: {msg}: {_POOLER_HINT} to the store URL"
+        return f"PostgreSQL at {where(url)}: {msg}: {POOLER_HINT} to the store URL"
     return (
         f"cannot reach PostgreSQL at {where(url)}: {msg}; is the server running and the URL right "
         "(postgresql://user@host:port/dbname)?"
@@ -190,7 +124,7 @@ def _translate(url: str, opts: PgOptions, usage: _Usage | None = None) -> Iterat
             "lock_timeout in the store URL"
         ) from exc
     except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:
-        raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {_POOLER_HINT}") from exc
+        raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {POOLER_HINT}") from exc
     except psycopg_pool.PoolTimeout as exc:
         raise StoreUnavailableError(_pool_message(url, usage, opts, exc)) from exc
     except psycopg.OperationalError as exc:
@@ -294,63 +228,6 @@ def _prelude(opts: PgOptions) -> _ops.Q | None:
     return _ops.Q(f"SELECT {calls}", params, "exec")
 
 
-class _Whole:
-    """A big parameter bound as the very bytes it holds (see :class:`_WholeDumper`)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes | memoryview) -> None:
-        self.data = data
-
-
-_Dumper: Any = psycopg.adapt.Dumper
-
-
-class _WholeDumper(_Dumper):  # type: ignore[misc]  # psycopg is loaded at run time (an optional extra)
-    """Dumps a :class:`_Whole` as bytea without a copy: psycopg's own bytes dumper copies
-    the value into its parameter buffer before libpq copies it into the message."""
-
-    format = psycopg.pq.Format.BINARY
-    oid = psycopg.postgres.types["bytea"].oid
-
-    def dump(self, obj: _Whole) -> bytes | memoryview:
-        return obj.data
-
-
-psycopg.adapters.register_dumper(_Whole, _WholeDumper)
-
-
-def _params(q: _ops.Q) -> Any:
-    """A ``blob`` query's big last parameter goes as is."""
-    if q.mode == "blob":
-        return [*q.params[:-1], _Whole(q.params[-1])]
-    return q.params
-
-
-def _holds_big(result: Any) -> bool:
-    """Whether a query's answer (a row, or a list of them) holds a big value."""
-    rows = result if isinstance(result, list) else [result]
-    return any(type(v) is bytes and len(v) >= FRAME_ABOVE for row in rows if isinstance(row, tuple) for v in row)
-
-
-def _retire(conn: Any) -> None:
-    """Mark a connection to close after an operation that moved a big value: libpq keeps
-    its buffers as big as the biggest message they held until the connection closes, so
-    the pool makes a new one instead of keeping that memory for as long as it lives."""
-    conn._clew_retired = True
-
-
-class _QuietRetire(logging.Filter):
-    """The pool warns of each closed connection given back; a retired one is no news."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not (args and getattr(args[0], "_clew_retired", False))
-
-
-logging.getLogger("psycopg.pool").addFilter(_QuietRetire())
-
-
 class _Pipelined:
     """Runs an operation's queries in pipeline mode: a batch of queries is one round
     trip, and queries whose answer is not needed (``exec``, ``many``) travel with the
@@ -367,7 +244,7 @@ class _Pipelined:
         if q.mode == "many":
             cur.executemany(q.sql, q.params)
         else:
-            cur.execute(q.sql, _params(q))
+            cur.execute(q.sql, params(q))
         return cur
 
     @staticmethod
@@ -384,7 +261,7 @@ class _Pipelined:
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             self.pipeline.sync()
         results = [self._result(c, one.mode) for c, one in zip(curs, batch, strict=True)]
-        self.big = self.big or any(_holds_big(r) for r in results)
+        self.big = self.big or any(holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
@@ -395,7 +272,7 @@ class _APipelined(_Pipelined):
         if q.mode == "many":
             await cur.executemany(q.sql, q.params)
         else:
-            await cur.execute(q.sql, _params(q))
+            await cur.execute(q.sql, params(q))
         return cur
 
     @staticmethod
@@ -412,7 +289,7 @@ class _APipelined(_Pipelined):
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             await self.pipeline.sync()
         results = [await self._aresult(c, one.mode) for c, one in zip(curs, batch, strict=True)]
-        self.big = self.big or any(_holds_big(r) for r in results)
+        self.big = self.big or any(holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
@@ -555,7 +432,7 @@ class PostgresStore(_PgCommon, Store):
         self._health = _Health()
         self._usage = _Usage()
         with _translate(self.url, opts):
-            self.opts = opts = _probe(opts)
+            self.opts = opts = probe(opts)
             target = opts.for_replica() if opts.read_only else opts
             self._prelude = _prelude(opts)
             self._pool = psycopg_pool.ConnectionPool(
@@ -611,7 +488,7 @@ class PostgresStore(_PgCommon, Store):
                     attempt.phase = "commit"
                 attempt.phase = "done"
             if runner.big:
-                _retire(conn)
+                retire(conn)
                 conn.close()
 
     def close(self) -> None:
@@ -647,7 +524,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             _stamp(conn)
 
         with _translate(opts.url, opts):
-            opts = await _aprobe(opts)
+            opts = await aprobe(opts)
             target = opts.for_replica() if opts.read_only else opts
             pool = psycopg_pool.AsyncConnectionPool(
                 target.conninfo, **_pool_args(target), reset=_astamp, configure=configure
@@ -697,7 +574,7 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
                     attempt.phase = "commit"
                 attempt.phase = "done"
             if runner.big:
-                _retire(conn)
+                retire(conn)
                 await conn.close()
 
     async def close(self) -> None:
