@@ -107,7 +107,8 @@ class Envelope:
                 return Framed(bytes((MAGIC, flags)), payload)
             return bytes((MAGIC, flags)) + payload
         kid, raw = key if key is not None else (None, None)
-        return self._cipher.seal(bytes((MAGIC, flags | FLAG_CRYPT)), payload, kid, raw)
+        head, sealed = self._cipher.seal_parts(bytes((MAGIC, flags | FLAG_CRYPT)), payload, kid, raw)
+        return Framed(head, sealed) if len(sealed) >= FRAME_ABOVE else head + sealed
 
     def key_id(self, blob: bytes) -> str | None:
         """The id of the key an encrypted blob names; None for a blob stored in the clear."""
