@@ -87,7 +87,7 @@ def test_async_open_takes_the_same_options(pg_schema: tuple[str, str]) -> None:
         ("pool_max=0", "must be at least 1"),
         ("pool_min=5&pool_max=2", "pool_min=5 is more than pool_max=2"),
         ("pool_timeout=-1", "more than 0 seconds"),
-        ("pooler=bouncy", "pooler='bouncy' must be one of none, session, transaction"),
+        ("pooler=bouncy", "pooler='bouncy' must be one of auto, none, session, transaction"),
         ("statement_timeout=soon", "must be a duration"),
         ("lock_timeout=5%20parsecs", "must be a duration"),
         ("mode=rx", "mode='rx' must be 'ro'"),
@@ -115,7 +115,9 @@ def test_a_pooler_refusing_startup_options_is_named(pg_schema: tuple[str, str]) 
 
     _, schema = pg_schema
     with pytest.raises(ConfigError, match=r"add \?pooler=transaction"):
-        clew.open(f"{pgbouncer_url('transaction')}?schema={schema}")
+        clew.open(f"{pgbouncer_url('transaction')}?schema={schema}&pooler=none")
+    with clew.open(f"{pgbouncer_url('transaction')}?schema={schema}") as store:  # pooler=auto finds it
+        assert store.opts.pooler == "transaction"
 
 
 def test_read_only_postgres_never_creates_nor_writes(pg_schema: tuple[str, str]) -> None:

@@ -15,6 +15,7 @@ import clew
 from clew.codec import Codec
 from clew.errors import IntegrityError
 from clew.store import _splice
+from tests.conftest import StoreFactory
 from tests.helpers import content
 from tests.helpers.raw import Raw
 
@@ -127,3 +128,28 @@ def test_trees_and_journal_values_under_encryption(tmp_path: Any) -> None:
         assert store.list_journal("r", checkpoint_id=c.checkpoint_id)[0].data["result"] == result
         assert store.verify("r").ok and store.verify("r").blobs == blobs
     assert b"secret" not in path.read_bytes()
+
+
+class _Opaque:
+    """A type no codec knows: stored with pickle, when the codec allows it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Opaque) and other.n == self.n
+
+
+def test_a_value_shared_with_state_is_not_marked_pickled_for_its_neighbour(stores: StoreFactory) -> None:
+    """An entry with a pickled value beside its result: the result's blob, which a state's
+    list leaf shares, holds no pickle and must not say so, or a reader without the
+    pickle opt-in could not load that state."""
+    store = stores.open(codec=Codec(allow_pickle=True))
+    result = "r" * 1000
+    run = store.create_run(agent="p", state={"n": 0})
+    head = store.get_branch(run.run_id).head
+    store.append_journal(run.run_id, [("call.outcome", {"result": result, "obj": _Opaque(1)})])
+    ckpt = store.commit(run.run_id, state={"results": [result]}, parent=head)
+    assert store.list_journal(run.run_id)[-1].data == {"result": result, "obj": _Opaque(1)}
+    reader = stores.open()  # no pickle opt-in (memory: the one store there is)
+    assert reader.load_state(run.run_id, ckpt.checkpoint_id) == {"results": [result]}

@@ -82,3 +82,12 @@ def committing(server: str, app: str) -> list[int]:
             (app,),
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def busy(server: str, app: str) -> list[int]:
+    """Server processes of ``app`` still running a statement (an orphaned COMMIT among them)."""
+    with admin(server) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active'", (app,)
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -17,7 +17,7 @@ import clew
 from clew.errors import CommitUnknownError, StoreUnavailableError
 from tests.conftest import _drop_schema, pg_url
 from tests.postgres._proxy import Relay
-from tests.postgres._support import committing, new_name, slow_commits, terminate, wait_for
+from tests.postgres._support import busy, committing, new_name, slow_commits, terminate, wait_for
 
 
 @pytest.fixture
@@ -108,6 +108,9 @@ def test_commit_unknown_error_when_the_server_stays_out_of_reach(server_schema: 
             assert "may or may not have committed" in str(err)
             assert "get_branch" in str(err)  # how to find out
         relay.refusing = False
+        # The server finishes the COMMIT it received on its own time (a second in the
+        # trigger, and more on a loaded machine): a read before that still sees `first`.
+        wait_for(lambda: not busy(server, app), "the orphaned COMMIT to end")
         # Finding out as the message says, once the server answers again (a fresh store:
         # the old pool may still be backing off from its failed reconnections).
         with clew.open(f"{relay.url}?schema={schema}") as again:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -132,3 +133,43 @@ def test_claim_expired_never_waits_behind_a_long_transaction(server_schema: tupl
             lock.release()
         assert {r.run_id for r in claimed} == {runs[1].run_id, runs[2].run_id}
         assert {r.run_id for r in store.claim_expired(owner="me", ttl=30)} == {runs[0].run_id}
+
+
+def _backends(server: str, app: str) -> set[int]:
+    with admin(server) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def test_a_connection_that_moved_a_big_value_is_replaced(server_schema: tuple[str, str]) -> None:
+    """libpq keeps its buffers as big as the biggest message until the connection closes:
+    after a big value went through, the pool makes a new connection instead."""
+    server, schema = server_schema
+    app = new_name()
+    with clew.open(f"{server}?schema={schema}&pool_min=1&pool_max=1&application_name={app}") as store:
+        run = store.create_run(agent="big", state={"n": 0})
+        head = store.get_branch(run.run_id).head
+        first = _backends(server, app)
+        assert len(first) == 1
+        store.get_branch(run.run_id)  # a small operation keeps its connection
+        assert _backends(server, app) == first
+        big = os.urandom(2 << 20)
+        ckpt = store.commit(run.run_id, state={"big": big}, parent=head)
+        second = _wait_for_backend(server, app, first)
+        reader = clew.open(f"{server}?schema={schema}&pool_min=1&pool_max=1&application_name={app}r")
+        with reader:
+            before = _wait_for_backend(server, f"{app}r", set())
+            assert reader.load_state(run.run_id, ckpt.checkpoint_id) == {"big": big}
+            _wait_for_backend(server, f"{app}r", before)
+        assert store.get_branch(run.run_id).head == ckpt.checkpoint_id
+        assert _backends(server, app) == second
+
+
+def _wait_for_backend(server: str, app: str, old: set[int]) -> set[int]:
+    """The one backend of ``app`` once it is not one of ``old`` (the pool reconnects in the background)."""
+    for _ in range(200):
+        now = _backends(server, app)
+        if len(now) == 1 and not now & old:
+            return now
+        time.sleep(0.05)
+    raise AssertionError(f"backends of {app}: {_backends(server, app)}, before {old}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clew.codec._crypto import LABEL_PREFIX, SCOPE, SUBJECT_PREFIX, Cipher, FileSubjectKeys, Keyring, SubjectKeys
-from clew.codec._envelope import FLAG_PICKLE, FLAG_SPLICED, MAGIC, DataKey, Envelope
+from clew.codec._envelope import FLAG_PICKLE, FLAG_SPLICED, FRAME_ABOVE, MAGIC, DataKey, Envelope, Framed, Plain
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._redact import DIGEST_SIZE, Redacted
 from clew.codec._types import register_class, register_type
@@ -131,11 +131,11 @@ class Codec:
             )
         return plain, enc.uses_pickle
 
-    def loads(self, plain: bytes) -> Any:
+    def loads(self, plain: Plain) -> Any:
         """Decode canonical plaintext bytes. Raises DecodeError on bad input."""
         return self._decoder.decode(plain)
 
-    def address(self, plain: bytes) -> bytes:
+    def address(self, plain: Plain) -> bytes:
         """The content address of plaintext bytes: BLAKE2b-128, keyed when encrypting.
 
         This is the one place addresses are made: with a keyring they are keyed by
@@ -143,7 +143,7 @@ class Codec:
         """
         return hashlib.blake2b(plain, key=self._address_key or b"", digest_size=ADDRESS_SIZE).digest()
 
-    def addressed(self, plain: bytes, addr: bytes, blob: bytes) -> bool:
+    def addressed(self, plain: Plain, addr: bytes, blob: bytes) -> bool:
         """Whether ``plain`` (unwrapped from ``blob``) is the content ``addr`` names.
 
         With a keyring, a blob stored in the clear before encryption was turned on keeps
@@ -153,7 +153,7 @@ class Codec:
             return True
         return self._address_key is not None and not self.keyed(blob) and self._unkeyed_address(plain) == addr
 
-    def address_hint(self, plain: bytes, addr: bytes) -> str:
+    def address_hint(self, plain: Plain, addr: bytes) -> str:
         """Why ``plain`` may not match ``addr`` other than changed bytes: another address key."""
         if self.keyring is None:
             return ""
@@ -176,7 +176,7 @@ class Codec:
         )
 
     @staticmethod
-    def _unkeyed_address(plain: bytes) -> bytes:
+    def _unkeyed_address(plain: Plain) -> bytes:
         return hashlib.blake2b(plain, digest_size=ADDRESS_SIZE).digest()
 
     def sealable(self, plain: bytes, *, encrypted: bool) -> bytes:
@@ -199,12 +199,29 @@ class Codec:
         ``spliced`` marks a row whose large values the store keeps in blobs; such a
         body is the store's to read (:meth:`spliced`), not a value to decode.
         """
+        return bytes(self.wrap_framed(plain, pickled=pickled, spliced=spliced, key=key))
+
+    def wrap_framed(
+        self, plain: bytes, *, pickled: bool = False, spliced: bool = False, key: DataKey | None = None
+    ) -> bytes | Framed:
+        """As :meth:`wrap`, but a big payload stored as is comes back as a :class:`Framed`
+        (header and payload apart), so that it is not copied whole once more."""
         if key is None and self.keyring is not None:
             scope = SCOPE.get()
             if scope is not None:
                 subject = scope.startswith(SUBJECT_PREFIX)
                 key = (scope, self.keyring.subject_key(scope) if subject else self.keyring.key(scope))
-        return self._envelope.wrap(plain, pickled=pickled, spliced=spliced, key=key)
+        return self._envelope.wrap_framed(plain, pickled=pickled, spliced=spliced, key=key)
+
+    def wrap_prefixed(self, prefix: bytes, body: Plain, *, pickled: bool = False) -> tuple[bytes, bytes | Framed]:
+        """The address and envelope of the plaintext ``prefix + body``, made without
+        joining the two when ``body`` is big and stored as is (its envelope is a :class:`Framed`)."""
+        if len(body) < FRAME_ABOVE or self._cipher is not None or self._envelope.compressible(body):
+            plain = prefix + bytes(body)
+            return self.address(plain), self.wrap_framed(plain, pickled=pickled)
+        h = hashlib.blake2b(prefix, key=self._address_key or b"", digest_size=ADDRESS_SIZE)
+        h.update(body)
+        return h.digest(), Framed(bytes((MAGIC, FLAG_PICKLE if pickled else 0)) + prefix, body)
 
     def rewrap(self, plain: bytes, blob: bytes, key: DataKey) -> bytes:
         """``blob``, whose plaintext is ``plain``, encrypted again under data key ``key``.
@@ -280,6 +297,10 @@ class Codec:
             DecryptError: the key under that id is the wrong one, or the bytes changed.
         """
         return self._envelope.unwrap(blob, allow_pickle=self.allow_pickle, key=key)
+
+    def unwrap_view(self, blob: bytes) -> Plain:
+        """As :meth:`unwrap`, but a big payload stored as is comes back as a view into ``blob``."""
+        return self._envelope.unwrap_view(blob, allow_pickle=self.allow_pickle)
 
     def seal_label(self, value: str) -> str:
         """A run label's value as stored: itself, or encrypted deterministically with a keyring

@@ -357,10 +357,18 @@ class Cipher:
 
     def seal(self, header: bytes, payload: bytes, key_id: str | None = None, key: bytes | None = None) -> bytes:
         """``header`` + key id + nonce + ciphertext of ``payload``, under key ``key_id`` (current)."""
+        head, ciphertext = self.seal_parts(header, payload, key_id, key)
+        return head + ciphertext
+
+    def seal_parts(
+        self, header: bytes, payload: bytes, key_id: str | None = None, key: bytes | None = None
+    ) -> tuple[bytes, bytes]:
+        """:meth:`seal` in two parts, ``header`` + key id + nonce and the ciphertext, so that
+        a big one is not copied once more to join them."""
         kid = key_id or self.keyring.current
         aad = header + bytes((len(kid),)) + kid.encode()
         nonce = os.urandom(NONCE_SIZE)
-        return aad + nonce + bytes(self._for(kid, key).encrypt(nonce, payload, aad))
+        return aad + nonce, bytes(self._for(kid, key).encrypt(nonce, payload, aad))
 
     def open(self, blob: bytes, header_size: int, key: bytes | None = None) -> bytes:
         """The payload of a sealed blob. Raises DecryptError or MissingKeyError naming the key id."""
@@ -373,7 +381,8 @@ class Cipher:
         if n == 0 or len(blob) < start + NONCE_SIZE + TAG_SIZE:
             raise DecodeError("encrypted blob is truncated")
         kid = blob[header_size + 1 : start].decode("ascii", "replace")
-        aad, nonce, body = blob[:start], blob[start : start + NONCE_SIZE], blob[start + NONCE_SIZE :]
+        aad, nonce = blob[:start], blob[start : start + NONCE_SIZE]
+        body = memoryview(blob)[start + NONCE_SIZE :]  # not a copy of a big ciphertext
         try:
             return bytes(self._for(kid, key).decrypt(nonce, body, aad))
         except self._invalid_tag:

@@ -19,6 +19,7 @@ value keeps its address whatever the compression settings were when it was writt
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import zstandard
@@ -35,12 +36,31 @@ FLAG_SPLICED = 0x04
 FLAG_CRYPT = 0x08
 FLAG_LATE = 0x10
 _KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_SPLICED | FLAG_CRYPT | FLAG_LATE
+Plain = bytes | memoryview
+"""Plaintext bytes as read back: a big payload stored as is is a view into its envelope."""
 DataKey = tuple[str, bytes]
 """(key id, key bytes) of a data key that encrypts instead of the keyring's current key."""
 
 
 SAMPLE_ABOVE = 4 << 20  # values this big are sampled before being compressed whole
 SAMPLE_BYTES = 256 << 10
+FRAME_ABOVE = 1 << 20  # payloads this big are never copied whole to add or drop the header
+
+
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """A stored envelope in two parts, its header and its payload, for a big payload: a
+    store writes the parts one after the other instead of copying the payload once
+    more to put two bytes in front of it."""
+
+    head: bytes
+    body: bytes | memoryview
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.body)
+
+    def __bytes__(self) -> bytes:
+        return self.head + self.body
 
 
 class Envelope:
@@ -80,17 +100,33 @@ class Envelope:
         key: DataKey | None = None,
         late: bool = False,
     ) -> bytes:
+        return bytes(self.wrap_framed(plain, pickled=pickled, spliced=spliced, key=key, late=late))
+
+    def wrap_framed(
+        self,
+        plain: bytes,
+        *,
+        pickled: bool = False,
+        spliced: bool = False,
+        key: DataKey | None = None,
+        late: bool = False,
+    ) -> bytes | Framed:
         flags = (FLAG_PICKLE if pickled else 0) | (FLAG_SPLICED if spliced else 0)
         payload = plain
-        if len(plain) >= self._threshold and self._worth_trying(plain):
+        if self.compressible(plain):
             packed = self._compressor().compress(plain)
             if len(packed) < len(plain):
                 flags |= FLAG_ZSTD
                 payload = packed
         if self._cipher is None:
+            if len(payload) >= FRAME_ABOVE:
+                return Framed(bytes((MAGIC, flags)), payload)
             return bytes((MAGIC, flags)) + payload
         kid, raw = key if key is not None else (None, None)
-        return self._cipher.seal(bytes((MAGIC, flags | FLAG_CRYPT | (FLAG_LATE if late else 0))), payload, kid, raw)
+        head, sealed = self._cipher.seal_parts(
+            bytes((MAGIC, flags | FLAG_CRYPT | (FLAG_LATE if late else 0))), payload, kid, raw
+        )
+        return Framed(head, sealed) if len(sealed) >= FRAME_ABOVE else head + sealed
 
     @staticmethod
     def late(blob: bytes) -> bool:
@@ -104,7 +140,11 @@ class Envelope:
             return blob[3 : 3 + n].decode("ascii", "replace")
         return None
 
-    def _worth_trying(self, plain: bytes) -> bool:
+    def compressible(self, plain: Plain) -> bool:
+        """Whether :meth:`wrap` would try compressing ``plain``."""
+        return len(plain) >= self._threshold and self._worth_trying(plain)
+
+    def _worth_trying(self, plain: Plain) -> bool:
         """For a big value, compress a sample first: an incompressible one (media, archives,
         encrypted bytes) then costs no second full-size buffer to find that out."""
         if len(plain) < SAMPLE_ABOVE:
@@ -113,6 +153,10 @@ class Envelope:
         return len(self._compressor().compress(sample)) < len(sample) * 0.9
 
     def unwrap(self, blob: bytes, *, allow_pickle: bool, key: bytes | None = None) -> bytes:
+        return bytes(self.unwrap_view(blob, allow_pickle=allow_pickle, key=key))
+
+    def unwrap_view(self, blob: bytes, *, allow_pickle: bool, key: bytes | None = None) -> Plain:
+        """As :meth:`unwrap`, but a big payload stored as is comes back as a view into ``blob``, not a copy."""
         if len(blob) < 2 or blob[0] != MAGIC:
             raise DecodeError("not a clew blob (bad magic byte)")
         flags = blob[1]
@@ -132,11 +176,11 @@ class Envelope:
                     "codec=clew.codec.Codec(keyring=clew.codec.Keyring(...)) holding that key",
                     key_id=kid,
                 )
-            body = self._cipher.open(blob, 2, key)
+            body: Plain = self._cipher.open(blob, 2, key)
         else:
-            body = blob[2:]
+            body = memoryview(blob)[2:] if len(blob) >= FRAME_ABOVE else blob[2:]
         if not flags & FLAG_ZSTD:
-            return bytes(body)
+            return body
         try:
             size = zstandard.frame_content_size(body)
             if size > self._max_size:

@@ -226,7 +226,7 @@ class Decoder:
     def __init__(self, *, allow_pickle: bool = False) -> None:
         self._allow_pickle = allow_pickle
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes | memoryview) -> Any:
         _hook_failure.exc = None
         try:
             return ormsgpack.unpackb(data, ext_hook=self._ext)

@@ -14,18 +14,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from clew.codec._envelope import Plain
+
 
 class BlobCache:
     """Plaintexts by ``(run key, address)``, at most ``max_bytes`` of them (0 disables)."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, bytes], Plain] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get_many(self, rk: int, addrs: Iterable[bytes]) -> dict[bytes, bytes]:
-        found: dict[bytes, bytes] = {}
+    def get_many(self, rk: int, addrs: Iterable[bytes]) -> dict[bytes, Plain]:
+        found: dict[bytes, Plain] = {}
         if not self.max_bytes:
             return found
         with self._lock:
@@ -36,7 +38,7 @@ class BlobCache:
                     found[addr] = plain
         return found
 
-    def put_many(self, rk: int, plains: dict[bytes, bytes]) -> None:
+    def put_many(self, rk: int, plains: dict[bytes, Plain]) -> None:
         if not self.max_bytes:
             return
         with self._lock:

@@ -16,6 +16,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clew.codec._envelope import Plain
 from clew.codec._parts import assemble
 from clew.errors import IntegrityError
 from clew.store import _state, _tree
@@ -202,7 +203,7 @@ def _fetch_trees(ctx: Context, rk: int, refs: list[_tree.Ref], memo: _Memo) -> G
 
 
 def _tree_leaf(
-    ctx: Context, addr: bytes, plain: bytes
+    ctx: Context, addr: bytes, plain: Plain
 ) -> tuple[list[str] | None, list[Any], list[tuple[int, _tree.Ref]]]:
     try:
         keys, values, refs = ctx.codec.loads(plain)

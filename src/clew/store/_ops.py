@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clew.codec._crypto import SUBJECT_PREFIX
+from clew.codec._envelope import Framed
 from clew.errors import (
     ConfigError,
     ConflictError,
@@ -29,6 +30,7 @@ from clew.store._read import (
     check_fence,
     checkpoint_record,
     head_row_seal,
+    insert_blobs,
     insert_journal,
     journal_entries,
     journal_rows,
@@ -289,6 +291,7 @@ def commit(
         and (tip := ctx.tips.get((run_id, branch))) is not None
         and tip.checkpoint_id == parent
         and (not journal or run_id in ctx.journal_seqs)
+        and not any(isinstance(d, Framed) for d in encoded.blobs.values())  # see _commit_fast
     ):
         return (
             yield from _commit_fast(
@@ -371,7 +374,7 @@ def commit(
         blobs.update((a, d) for _, a, d in rows.blobs)
         second.append(ctx.q("insert_journal", rows, "many"))
     if blobs:
-        second.insert(0, ctx.q("insert_blob", [(rk, a, d) for a, d in blobs.items()], "many"))
+        second[0:0] = insert_blobs(ctx, [(rk, a, d) for a, d in blobs.items()])
     h = checkpoint_hash(
         parent_hash,
         checkpoint_id,
@@ -439,8 +442,13 @@ def _commit_fast(
         hashes.extend(h for _, h, _, _, _ in own)
         blobs.update((a, d) for _, a, d in rows.blobs)
         batch.append(ctx.q("insert_journal_guess", rows, "many"))
+    if any(isinstance(d, Framed) for d in blobs.values()):
+        # A big value (here a journal entry's) goes the old way, in the commit's last
+        # batch: in one batch with queries whose answers are awaited, a 100 MB one
+        # stalled PostgreSQL's pipeline (the server waiting for the rest of it).
+        raise StaleTip(run_id, branch)
     if blobs:
-        batch.append(ctx.q("insert_blob", [(rk, a, d) for a, d in blobs.items()], "many"))
+        batch.extend(insert_blobs(ctx, [(rk, a, d) for a, d in blobs.items()]))
     h = checkpoint_hash(
         previous.hash,
         checkpoint_id,

@@ -21,7 +21,8 @@ CLEW_OPTIONS = {
     "pool_min": "connections kept open (default 1)",
     "pool_max": "connections at most (default 10)",
     "pool_timeout": "seconds to wait for a free connection before StoreUnavailableError (default 30)",
-    "pooler": "'transaction' or 'session' behind pgbouncer/Supavisor/RDS Proxy, 'none' for a direct server",
+    "pooler": "'transaction' or 'session' behind pgbouncer/Supavisor/RDS Proxy, 'none' for a direct server, "
+    "'auto' (the default) to find out when connecting",
     "statement_timeout": "PostgreSQL's statement_timeout for clew's transactions, e.g. 5s or 500ms",
     "lock_timeout": "PostgreSQL's lock_timeout for clew's transactions, e.g. 2s",
     "replica": "a postgresql:// URL of a read replica, used by stores opened read-only",
@@ -30,7 +31,7 @@ CLEW_OPTIONS = {
 #: TCP keepalives are on unless the URL says otherwise: a dead peer is noticed in about a minute.
 KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 DEFAULT_CONNECT_TIMEOUT = "10"
-POOLERS = ("none", "session", "transaction")
+POOLERS = ("auto", "none", "session", "transaction")
 _DURATION = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
@@ -59,11 +60,17 @@ class PgOptions:
     pool_max: int = 10
     pool_timeout: float = 30.0
     connect_timeout: float = 10.0
-    pooler: str = "none"
+    pooler: str = "auto"
     statement_timeout: str | None = None
     lock_timeout: str | None = None
     replica: str | None = None
     read_only: bool = False
+
+    @property
+    def direct(self) -> bool:
+        """Whether connections go straight to the server (so far as is known: ``auto``
+        becomes ``transaction`` when connecting finds a pooler)."""
+        return self.pooler in ("none", "auto")
 
     @property
     def settings(self) -> dict[str, str]:
@@ -89,7 +96,7 @@ class PgOptions:
         kwargs: dict[str, Any] = {"autocommit": True}
         if self.pooler == "transaction":
             kwargs["prepare_threshold"] = None
-        if self.pooler == "none" and self.settings:
+        if self.direct and self.settings:
             from psycopg.conninfo import conninfo_to_dict
 
             given = str(conninfo_to_dict(self.conninfo).get("options") or "")
@@ -167,7 +174,7 @@ def parse(url: str, options: dict[str, Any]) -> PgOptions:
     params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     for key, value in KEEPALIVES.items():
         params.setdefault(key, value)
-    pooler = str(merged.get("pooler", "none")).lower()
+    pooler = str(merged.get("pooler", "auto")).lower()
     if pooler not in POOLERS:
         raise ConfigError(f"PostgreSQL option pooler={pooler!r} must be one of {', '.join(POOLERS)}")
     mode = str(merged.get("mode", "rw")).lower()

@@ -13,8 +13,8 @@ are checked after an idle spell and keep TCP keepalives on; an operation whose
 connection died before its COMMIT was sent is run again once on a fresh connection
 (its earlier queries are replayed and must give the same answers); a COMMIT whose
 answer was lost raises :class:`~clew.errors.CommitUnknownError`. Behind a pooler in
-transaction mode (``?pooler=transaction``) no session state and no server-side
-prepared statement is used.
+transaction mode (``?pooler=transaction``, or a pooler found when connecting) no
+session state and no server-side prepared statement is used.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from clew.errors import (
 from clew.store import _ops
 from clew.store._base import AsyncStore, Store
 from clew.store._pgconfig import PgOptions, parse, where
+from clew.store._pgconn import POOLER_HINT, aprobe, holds_big, params, probe, retire
 from clew.store._schema import SCHEMA_VERSION, migrate
 from clew.store._seal import SealKey
 from clew.store._sql import POSTGRES_DIALECT
@@ -54,7 +55,6 @@ _LOCK_ID = 0x636C6577  # "clew": the advisory lock taken while migrating
 #: A pooled connection idle this long is pinged before use (one round trip): servers
 #: and proxies drop idle connections (idle_session_timeout, Cloud SQL, Supabase).
 CHECK_AFTER = 1.0
-_POOLER_HINT = "behind a connection pooler (pgbouncer, Supavisor, RDS Proxy) add ?pooler=transaction (or =session)"
 
 
 def _describe(url: str, exc: BaseException) -> str:
@@ -62,7 +62,7 @@ def _describe(url: str, exc: BaseException) -> str:
     if "does not exist" in msg and "database" in msg:
         return f"PostgreSQL at {where(url)}: {msg}; create it (createdb) or fix the URL"
     if "unsupported startup parameter" in msg:
-        return f"PostgreSQL at {where(url)}: {msg}: {_POOLER_HINT} to the store URL"
+        return f"PostgreSQL at {where(url)}: {msg}: {POOLER_HINT} to the store URL"
     return (
         f"cannot reach PostgreSQL at {where(url)}: {msg}; is the server running and the URL right "
         "(postgresql://user@host:port/dbname)?"
@@ -124,7 +124,7 @@ def _translate(url: str, opts: PgOptions, usage: _Usage | None = None) -> Iterat
             "lock_timeout in the store URL"
         ) from exc
     except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement) as exc:
-        raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {_POOLER_HINT}") from exc
+        raise StoreError(f"PostgreSQL at {where(url)}: {exc}; {POOLER_HINT}") from exc
     except psycopg_pool.PoolTimeout as exc:
         raise StoreUnavailableError(_pool_message(url, usage, opts, exc)) from exc
     except psycopg.OperationalError as exc:
@@ -221,7 +221,7 @@ def _pool_args(opts: PgOptions) -> dict[str, Any]:
 
 def _prelude(opts: PgOptions) -> _ops.Q | None:
     """Behind a pooler, the settings are made local to each transaction (sent with its first batch)."""
-    if opts.pooler == "none" or not opts.settings:
+    if opts.direct or not opts.settings:
         return None
     calls = ", ".join("set_config(%s, %s, true)" for _ in opts.settings)
     params = [x for kv in opts.settings.items() for x in kv]
@@ -236,13 +236,15 @@ class _Pipelined:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.pipeline: Any = None
+        self.big = False  # a big value went through: libpq's buffers grew to its size
 
     def _send(self, q: _ops.Q) -> Any:
+        self.big |= q.mode == "blob"
         cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             cur.executemany(q.sql, q.params)
         else:
-            cur.execute(q.sql, q.params)
+            cur.execute(q.sql, params(q))
         return cur
 
     @staticmethod
@@ -259,16 +261,18 @@ class _Pipelined:
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             self.pipeline.sync()
         results = [self._result(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        self.big = self.big or any(holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
 class _APipelined(_Pipelined):
     async def _asend(self, q: _ops.Q) -> Any:
+        self.big |= q.mode == "blob"
         cur = self.conn.cursor(binary=True)
         if q.mode == "many":
             await cur.executemany(q.sql, q.params)
         else:
-            await cur.execute(q.sql, q.params)
+            await cur.execute(q.sql, params(q))
         return cur
 
     @staticmethod
@@ -285,6 +289,7 @@ class _APipelined(_Pipelined):
         if any(one.mode in ("one", "all", "rowcount") for one in batch):
             await self.pipeline.sync()
         results = [await self._aresult(c, one.mode) for c, one in zip(curs, batch, strict=True)]
+        self.big = self.big or any(holds_big(r) for r in results)
         return results if isinstance(q, list) else results[0]
 
 
@@ -424,13 +429,12 @@ class PostgresStore(_PgCommon, Store):
         self.schema = opts.schema
         self._pool: Any = None
         self._ctx = _ops.Context(POSTGRES_DIALECT, codec or Codec(), seal_key=seal_key)
-        self._prelude = _prelude(opts)
         self._health = _Health()
         self._usage = _Usage()
-        target = opts.for_replica() if opts.read_only else opts
         with _translate(self.url, opts):
-            # One direct connection first: its error says exactly what is wrong.
-            psycopg.connect(target.conninfo, **target.connect_kwargs()).close()
+            self.opts = opts = probe(opts)
+            target = opts.for_replica() if opts.read_only else opts
+            self._prelude = _prelude(opts)
             self._pool = psycopg_pool.ConnectionPool(
                 target.conninfo,
                 **_pool_args(target),
@@ -483,6 +487,9 @@ class PostgresStore(_PgCommon, Store):
                         replay.answer(q, runner(q))
                     attempt.phase = "commit"
                 attempt.phase = "done"
+            if runner.big:
+                retire(conn)
+                conn.close()
 
     def close(self) -> None:
         pool, self._pool = getattr(self, "_pool", None), None
@@ -509,7 +516,6 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
     ) -> AsyncPostgresStore:
         """Connect, migrate and return the store. Arguments as for :class:`PostgresStore`."""
         opts = parse(url, options)
-        target = opts.for_replica() if opts.read_only else opts
         read_only = opts.read_only or None
         health = _Health()
 
@@ -518,8 +524,8 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
             _stamp(conn)
 
         with _translate(opts.url, opts):
-            conn = await psycopg.AsyncConnection.connect(target.conninfo, **target.connect_kwargs())
-            await conn.close()
+            opts = await aprobe(opts)
+            target = opts.for_replica() if opts.read_only else opts
             pool = psycopg_pool.AsyncConnectionPool(
                 target.conninfo, **_pool_args(target), reset=_astamp, configure=configure
             )
@@ -567,6 +573,9 @@ class AsyncPostgresStore(_PgCommon, AsyncStore):
                         replay.answer(q, await runner.acall(q))
                     attempt.phase = "commit"
                 attempt.phase = "done"
+            if runner.big:
+                retire(conn)
+                await conn.close()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -20,10 +20,11 @@ from clew.store._blobcache import BlobCache
 from clew.store._seal import SealKey
 from clew.store._sql import Dialect
 
-Mode = Literal["one", "all", "rowcount", "many", "exec"]
+Mode = Literal["one", "all", "rowcount", "many", "exec", "blob"]
 """What a query returns: a row, all rows, the row count, or nothing (``many`` runs the
 statement once per parameter tuple; ``exec`` needs no answer, so a pipelining runner
-may send it with the next queries instead of waiting)."""
+may send it with the next queries instead of waiting; ``blob`` is ``exec`` for
+``insert_framed_blob``, whose last two parameters are the parts of one big value)."""
 
 
 @dataclass(frozen=True, slots=True)

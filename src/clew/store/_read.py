@@ -8,6 +8,7 @@ import json
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
+from clew.codec._envelope import Framed, Plain
 from clew.errors import (
     DecodeError,
     IntegrityError,
@@ -100,7 +101,7 @@ def journal_entries(
             branch=row[1],
             checkpoint_id=row[2],
             kind=row[3],
-            data=ctx.codec.loads(_splice.join(body, plains) if s else body),
+            data=_splice.load(ctx.codec, body, plains) if s else ctx.codec.loads(body),
             hash=bytes(row[5]).hex(),
             created_at=row[6],
         )
@@ -191,7 +192,7 @@ def check_fence(run_id: str, branch: str, locked: Any, lease: Lease | None, *, w
     return head, status
 
 
-def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, bytes]]:
+def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | list[Q], Any, dict[bytes, Plain]]:
     """Plaintext of the given blobs, each checked against its address."""
     wanted = list(dict.fromkeys(addrs))
     found = ctx.blobs.get_many(rk, wanted)
@@ -204,12 +205,12 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
         else:
             queries.append(ctx.q("blobs_by_addr", (rk, part), "all"))
     results = (yield queries) if queries else []  # one batch: one round trip on PostgreSQL
-    read: dict[bytes, bytes] = {}
+    read: dict[bytes, Plain] = {}
     for rows in results:
         for addr, data in rows:
             addr, data = bytes(addr), bytes(data)
             try:
-                plain = ctx.codec.unwrap(data)
+                plain = ctx.codec.unwrap_view(data)
             except PickleRefusedError:
                 raise  # intact bytes; the reader lacks the opt-in
             except DecodeError as exc:
@@ -309,7 +310,7 @@ def load_fields(
     except (TypeError, ValueError, IndexError):
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} has a malformed manifest") from None
     # Fetch level by level: values, list nodes and tree nodes together, one batch a level.
-    plains: dict[bytes, bytes] = {}
+    plains: dict[bytes, Plain] = {}
     values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
     frontier = _tree.pending(trees.values())
     present: list[bytes] = []
@@ -394,13 +395,24 @@ class JournalRows(list[tuple[Any, ...]]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.blobs: list[tuple[int, bytes, bytes]] = []
+        self.blobs: list[tuple[int, bytes, bytes | Framed]] = []
+
+
+def insert_blobs(ctx: Context, rows: Sequence[tuple[int, bytes, bytes | Framed]]) -> list[Q]:
+    """The writes of blob rows ``(rk, addr, envelope)``: small ones in one batch, and a big
+    one (:class:`~clew.codec._envelope.Framed`) alone, its two parts bound apart so that
+    no whole copy of it is made here (SQLite writes it into the row piece by piece)."""
+    small = [row for row in rows if not isinstance(row[2], Framed)]
+    out = [ctx.q("insert_blob", small, "many")] if small else []
+    for rk, addr, data in rows:
+        if isinstance(data, Framed):
+            out.append(ctx.q("insert_framed_blob", (rk, addr, data.head, data.body), "blob"))
+    return out
 
 
 def insert_journal(ctx: Context, rows: JournalRows) -> list[Q]:
     """The writes of :func:`journal_rows`' rows: their value blobs first, then the rows."""
-    blobs = [ctx.q("insert_blob", rows.blobs, "many")] if rows.blobs else []
-    return [*blobs, ctx.q("insert_journal", rows, "many")]
+    return [*insert_blobs(ctx, rows.blobs), ctx.q("insert_journal", rows, "many")]
 
 
 def note_pending(ctx: Context, run_id: str, branch: str, hashes: list[bytes]) -> None:

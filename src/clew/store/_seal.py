@@ -44,17 +44,36 @@ def checkpoint_hash(
     return hashlib.blake2b(body, digest_size=HASH_SIZE).digest()
 
 
-def journal_hash(seq: int, branch: str, kind: str, plain: bytes, created_at: float, run_id: str | None) -> bytes:
+def journal_hash(
+    seq: int, branch: str, kind: str, plain: bytes | memoryview, created_at: float, run_id: str | None
+) -> bytes:
     """An entry's hash; version 2 (with ``run_id``) binds the entry to its run.
 
     Entries written before schema 4 have version 1 (``run_id`` None).
     """
-    body = (
-        ["clew/journal/1", seq, branch, kind, plain, created_at]
-        if run_id is None
-        else ["clew/journal/2", run_id, seq, branch, kind, plain, created_at]
-    )
-    return hashlib.blake2b(_pack(body), digest_size=HASH_SIZE).digest()
+    before = ["clew/journal/1", seq, branch, kind] if run_id is None else ["clew/journal/2", run_id, seq, branch, kind]
+    # The hash of the msgpack array [*before, plain, created_at], fed piece by piece so
+    # that a big entry is not copied once more into the array's bytes.
+    h = hashlib.blake2b(digest_size=HASH_SIZE)
+    h.update(_array_header(len(before) + 2))
+    for item in before:
+        h.update(_pack(item))
+    h.update(_bin_header(len(plain)))
+    h.update(plain)
+    h.update(_pack(created_at))
+    return h.digest()
+
+
+def _array_header(n: int) -> bytes:
+    return bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def head_seal(run_id: str, branch: str, head: str | None, head_hash: bytes | None) -> bytes:

@@ -171,6 +171,9 @@ SQLITE: dict[str, str] = {
         "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
         " hash, created_at, mac) SELECT rk, ?, ckpt_seq, ?, ?, ?, ?, ?, ?, ?, ? FROM clew_runs WHERE rk = ?"
     ),
+    # The row is made with room for the value, which the runner then writes into it in
+    # place, part by part (sqlite3's blob I/O): no whole copy of a big value is bound.
+    "insert_framed_blob": "INSERT INTO clew_blobs (rk, addr, data) VALUES (?, ?, zeroblob(?)) ON CONFLICT DO NOTHING",
 }
 
 POSTGRES: dict[str, str] = {
@@ -196,6 +199,10 @@ POSTGRES: dict[str, str] = {
         " hash, created_at, mac) SELECT rk, CAST(? AS TEXT), ckpt_seq, CAST(? AS TEXT), CAST(? AS TEXT),"
         " CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS DOUBLE PRECISION),"
         " CAST(? AS BYTEA) FROM clew_runs WHERE rk = ?"
+    ),
+    "insert_framed_blob": (
+        "INSERT INTO clew_blobs (rk, addr, data) VALUES (?, ?, CAST(? AS bytea) || CAST(? AS bytea))"
+        " ON CONFLICT DO NOTHING"
     ),
     "insert_run": (
         "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"

@@ -189,12 +189,24 @@ class SQLiteStore(Store):
         if q.mode == "many":
             conn.executemany(q.sql, q.params)
             return None
+        if q.mode == "blob":
+            return self._write_framed(conn, q)
         cur = conn.execute(q.sql, q.params)
         if q.mode == "one":
             return cur.fetchone()
         if q.mode == "all":
             return cur.fetchall()
         return cur.rowcount if q.mode == "rowcount" else None
+
+    @staticmethod
+    def _write_framed(conn: sqlite3.Connection, q: _ops.Q) -> None:
+        """A big blob: the row is made with room for it, then its parts are written in place."""
+        rk, addr, *parts = q.params
+        cur = conn.execute(q.sql, (rk, addr, sum(len(p) for p in parts)))
+        if cur.rowcount == 1 and cur.lastrowid is not None:  # else already stored (same address, same bytes)
+            with conn.blobopen("clew_blobs", "data", cur.lastrowid) as blob:
+                for part in parts:
+                    blob.write(part)
 
     def _execute(self, op: _ops.Op[T], *, write: bool) -> T:
         if write and self.read_only:

@@ -36,6 +36,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import Codec
+from clew.codec._envelope import Framed, Plain
 from clew.errors import InvalidStateError
 from clew.store import _tree
 
@@ -48,7 +49,7 @@ LEAF_MAX_BYTES = 64 * 1024
 class ValueCache:
     addr: bytes
     _snapshot: Any
-    _plain: bytes | None = None  # when set, the snapshot is decoded from it on first use
+    _plain: Plain | None = None  # when set, the snapshot is decoded from it on first use
     _codec: Codec | None = None
     ref: Any = None  # the caller's own object at the last commit
 
@@ -101,7 +102,7 @@ class StateCache:
 @dataclass(slots=True)
 class EncodedState:
     manifest: dict[str, Any]
-    blobs: dict[bytes, bytes] = field(default_factory=dict)  # address -> envelope
+    blobs: dict[bytes, bytes | Framed] = field(default_factory=dict)  # address -> envelope
     cache: dict[str, FieldCache] = field(default_factory=dict)
 
 
@@ -114,7 +115,7 @@ def array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def array_body(plain: bytes) -> bytes:
+def array_body(plain: Plain) -> Plain:
     """The items of an encoded array, without its header."""
     first = plain[0]
     skip = 1 if first & 0xF0 == 0x90 else 3 if first == 0xDC else 5 if first == 0xDD else -1
@@ -123,7 +124,7 @@ def array_body(plain: bytes) -> bytes:
     return plain[skip:]
 
 
-def join_arrays(plains: list[bytes], n: int) -> bytes:
+def join_arrays(plains: list[Plain], n: int) -> bytes:
     """One array holding the items of several encoded arrays, ``n`` items in all."""
     return array_header(n) + b"".join(array_body(p) for p in plains)
 
@@ -173,7 +174,7 @@ class StateEncoder:
     def _put(self, out: EncodedState, plain: bytes, pickled: bool) -> bytes:
         addr = self.codec.address(plain)
         if addr not in out.blobs:
-            out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
+            out.blobs[addr] = self.codec.wrap_framed(plain, pickled=pickled)
         return addr
 
     def _encode_value(
@@ -188,12 +189,12 @@ class StateEncoder:
         enc = self.trees.encode(value, path, prev.enc if isinstance(prev, TreeCache) else None, made)
         for addr, (plain, pickled) in made.blobs.items():
             if addr not in out.blobs:
-                out.blobs[addr] = self.codec.wrap(plain, pickled=pickled)
+                out.blobs[addr] = self.codec.wrap_framed(plain, pickled=pickled)
         if enc.tree is None:
             assert enc.plain is not None
             addr = enc.digest  # the address of its plaintext
             if addr not in out.blobs:
-                out.blobs[addr] = self.codec.wrap(enc.plain, pickled=enc.pickled)
+                out.blobs[addr] = self.codec.wrap_framed(enc.plain, pickled=enc.pickled)
             out.manifest[name] = ["v", addr]
             out.cache[name] = ValueCache(addr, enc.snapshot(self.codec), None, self.codec, value)
         else:
@@ -338,5 +339,5 @@ def manifest_roots(entry: list[Any]) -> list[tuple[bytes, int, int]]:
     return [(bytes(a), int(c), int(h)) for a, c, h in entry[2]]
 
 
-def node_children(plain: bytes) -> list[tuple[bytes, int]]:
+def node_children(plain: Plain) -> list[tuple[bytes, int]]:
     return [(bytes(a), int(c)) for a, c in ormsgpack.unpackb(plain)]

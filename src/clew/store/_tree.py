@@ -46,6 +46,7 @@ from typing import Any
 import ormsgpack
 
 from clew.codec import Codec
+from clew.codec._envelope import Plain
 from clew.codec._parts import assemble, parts
 from clew.errors import IntegrityError
 
@@ -343,14 +344,14 @@ def parse_ref(shape: Any, addr: Any, height: Any, count: Any, deep: Any) -> Ref:
     return shape, bytes(addr), int(height), int(count), bool(deep)
 
 
-def _children_of(plain: bytes) -> list[tuple[bytes, int, bool]]:
+def _children_of(plain: Plain) -> list[tuple[bytes, int, bool]]:
     try:
         return [(bytes(a), int(c), bool(d)) for a, c, d in ormsgpack.unpackb(plain)]
     except (ValueError, TypeError) as exc:
         raise IntegrityError(f"a tree index node is malformed: {exc}") from None
 
 
-def _leaf_refs(plain: bytes) -> list[Ref]:
+def _leaf_refs(plain: Plain) -> list[Ref]:
     """The subtree references of a leaf, without decoding its values."""
     try:
         raw = ormsgpack.unpackb(plain, ext_hook=lambda code, data: None)
@@ -363,7 +364,7 @@ def pending(refs: Iterable[Ref]) -> list[Pending]:
     return [(addr, height, deep) for _, addr, height, _, deep in refs]
 
 
-def walk(todo: list[Pending], plains: Mapping[bytes, bytes]) -> tuple[list[bytes], list[Pending]]:
+def walk(todo: list[Pending], plains: Mapping[bytes, Plain]) -> tuple[list[bytes], list[Pending]]:
     """Walk down from ``todo`` through the blobs at hand: ``(found, still to read)``."""
     found: list[bytes] = []
     missing: list[Pending] = []
@@ -382,13 +383,13 @@ def walk(todo: list[Pending], plains: Mapping[bytes, bytes]) -> tuple[list[bytes
     return found, missing
 
 
-def reachable(refs: Iterable[Ref], plains: Mapping[bytes, bytes]) -> tuple[list[bytes], list[bytes]]:
+def reachable(refs: Iterable[Ref], plains: Mapping[bytes, Plain]) -> tuple[list[bytes], list[bytes]]:
     """Every blob the trees reach: ``(found, missing)``, missing ones not expanded."""
     found, missing = walk(pending(refs), plains)
     return found, [a for a, _, _ in missing]
 
 
-def build(ref: Ref, plains: Mapping[bytes, bytes], codec: Codec) -> Any:
+def build(ref: Ref, plains: Mapping[bytes, Plain], codec: Codec) -> Any:
     """The value a tree holds, every blob of it present in ``plains``."""
     shape, addr, height, count, _ = ref
     keys: list[str] = []
@@ -411,7 +412,7 @@ def build(ref: Ref, plains: Mapping[bytes, bytes], codec: Codec) -> Any:
     return assemble(shape, keys if keyed else None, values)
 
 
-def _leaves(addr: bytes, height: int, plains: Mapping[bytes, bytes]) -> list[bytes]:
+def _leaves(addr: bytes, height: int, plains: Mapping[bytes, Plain]) -> list[Plain]:
     level = [addr]
     for _ in range(height):
         level = [a for node in level for a, _, _ in _children_of(plains[node])]
