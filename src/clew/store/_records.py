@@ -62,6 +62,7 @@ class BranchRecord:
         error: the error record of a failed (or cancelled) branch.
         lease_owner: the worker holding it, if any; ``lease_expires_at`` its expiry.
         epoch: the fencing token of its latest lease.
+        priority: workers claim queued branches with a higher priority first.
     """
 
     run_id: str
@@ -75,6 +76,7 @@ class BranchRecord:
     lease_expires_at: float | None = None
     epoch: int = 0
     updated_at: float = 0.0
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
