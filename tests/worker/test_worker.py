@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.worker import workagent
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = "tests.worker.workagent:agent"
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_stores: StoreFactory) -> Iterator[StoreFactory]:
-    monkeypatch.setenv("WORK_DIR", str(tmp_path))
-    monkeypatch.setenv("WORK_URL", shared_stores.url)
-    yield shared_stores
 
 
 def start_worker(*args: str, slow: float = 0.0, ttl: float = 30.0) -> subprocess.Popen[str]:
