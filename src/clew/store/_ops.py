@@ -46,6 +46,7 @@ from clew.store._records import (
     Lease,
     Page,
     RunRecord,
+    lease_entry,
 )
 from clew.store._seal import checkpoint_hash
 from clew.store._verify import verify
@@ -632,14 +633,7 @@ def claim_expired(
     for rk, run_id, labels, branch, head, previous, expired_at, epoch in rows:
         rk, epoch = int(rk), int(epoch) + 1
         _subjects.remember(ctx, run_id, labels)  # the entry is written under the run's subject key
-        entry = {
-            "owner": owner,
-            "previous_owner": previous,
-            "epoch": epoch,
-            "reason": "lease expired" if previous is not None else "released" if epoch > 1 else "queued",
-            "expired_at": expired_at,
-            "head": head,
-        }
+        entry = lease_entry(owner=owner, epoch=epoch, previous_owner=previous, expired_at=expired_at, head=head)
         journal, _ = journal_rows(ctx, rk, run_id, branch, [("lease", entry)], None, now, next_seq[rk])
         next_seq[rk] += 1
         writes.extend(insert_journal(ctx, journal))

@@ -17,6 +17,25 @@ FINISHED: frozenset[str] = frozenset({"completed", "cancelled"})
 """Branch statuses that never change again."""
 
 
+def lease_entry(
+    *, owner: str, epoch: int, previous_owner: str | None, expired_at: float | None, head: str | None
+) -> dict[str, Any]:
+    """The journal data of a ``lease`` entry: a branch taken by ``owner`` at ``epoch``, and why.
+
+    The reason is ``queued`` (never leased before), ``released`` (its worker gave it up)
+    or ``lease expired`` (its worker died or stalled; ``expired_at`` says when).
+    """
+    reason = "lease expired" if previous_owner is not None else "released" if epoch > 1 else "queued"
+    return {
+        "owner": owner,
+        "previous_owner": previous_owner,
+        "epoch": epoch,
+        "reason": reason,
+        "expired_at": expired_at,
+        "head": head,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One execution of an agent.
