@@ -125,11 +125,13 @@ COMMON: dict[str, str] = {
     # A claim: the branch row is locked (PostgreSQL) or the database is (SQLite), so the
     # epoch read with it is the one this update moves on from.
     "take_lease": "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = ? WHERE rk = ? AND name = ?",
-    # Branches of one agent's runs whose lease is live (``max_running``): a range of the
-    # status index, as few rows as there are runs executing.
+    # Branches of one agent's runs whose lease is live (``max_running``), whatever their
+    # status (a run that just completed holds its lease until its worker releases it): a
+    # range of the status index per status, as few rows as there are runs executing.
     "live_leases": (
         "SELECT count(*) FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk"
-        " WHERE b.status = 'running' AND b.lease_expires >= ? AND r.agent = ?"
+        " WHERE b.status IN ('running', 'paused', 'failed', 'completed', 'cancelled')"
+        " AND b.lease_expires >= ? AND r.agent = ?"
     ),
 }
 
