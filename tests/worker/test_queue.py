@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +19,7 @@ import clew
 from clew.runtime._worker import Worker
 from tests.conftest import StoreFactory
 from tests.worker import workagent
-from tests.worker.test_worker import start_worker, stop, wait_until
+from tests.worker.test_worker import ROOT, start_worker, stop, wait_until
 
 
 def claim_order() -> list[int]:
@@ -201,3 +205,42 @@ async def test_aserve_limits_running_runs_and_stops_on_stop(
 async def test_aserve_needs_an_async_store(store: clew.Store) -> None:
     with pytest.raises(clew.errors.ConfigError, match="async"):
         await workagent.make(store).aserve()
+
+
+ASYNC_WORKER = """
+import asyncio, logging, os, sys
+import clew
+from tests.worker import workagent
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+
+async def main() -> None:
+    store = await clew.open_async(os.environ["WORK_URL"])
+    await workagent.make(store).aserve(poll=0.05)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_an_async_worker_process_drains_on_sigterm(work: StoreFactory, tmp_path: Path) -> None:
+    store = work.open()
+    rid = workagent.make(store).enqueue(workagent.Job(n=3))
+    log = tmp_path / "async-worker.log"
+    env = {**os.environ, "WORK_SLOW": "1.0", "PYTHONPATH": str(ROOT / "src")}
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", ASYNC_WORKER], cwd=ROOT, env=env, stderr=err)
+    try:
+        wait_until(lambda: (tmp_path / "in-slow-3").exists() or proc.poll() is not None)
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)  # in the middle of the slow step
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "got SIGTERM" in text and "released for another worker" in text
+    main = store.get_branch(rid)
+    assert main.status == "running" and main.lease_owner is None  # free for the next worker at once
+    assert store.list_checkpoints(rid).items[0].metadata["next"] == "last"  # the slow step finished and was kept
+    assert [name for name, _ in workagent.effects()] == ["first:3", "slow-start:3", "slow-end:3"]
