@@ -71,6 +71,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "memory_systems": 1,
             "w8_n": 20,
             "w8_reps": 2,
+            "w8_rot_runs": 5,
+            "w8_rot_steps": 5,
             "w6_workers": 2,
             "w6_runs": 2,
             "w6_steps": 5,
@@ -98,6 +100,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "memory_systems": None,
         "w8_n": 400,
         "w8_reps": 5,
+        "w8_rot_runs": 200,
+        "w8_rot_steps": 20,
         "w6_workers": 8,
         "w6_runs": 5,
         "w6_steps": 20,
@@ -169,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             res["w7"] = w7_shapes.measure(tmp, pg, n=cfg["w7_n"], load_ns=cfg["w7_load_ns"], reps=cfg["w7_reps"])
         if "w8" in only:
             res["w8"] = w8_privacy.measure(cfg["w8_n"], workdir=tmp, pg=pg, reps=cfg["w8_reps"])
+            res["w8_rotation"] = w8_privacy.rotation(cfg["w8_rot_runs"], cfg["w8_rot_steps"], workdir=tmp, pg=pg)
         if "w2" in only and pg:
             res["w2"] = w2_workers.measure(
                 pg,

@@ -206,6 +206,34 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
             rows,
         )
         out += [""]
+        rot = res.get("w8_rotation") or []
+        if rot:
+            first = rot[0]
+            out += [
+                f"Key rotation onto a new key: {first['runs']} runs of {first['steps']} steps "
+                f"({first['blobs_stored']:,} blobs)",
+                "",
+            ]
+            rows = []
+            for r in rot:
+                base = next(p for p in rot if p["backend"] == r["backend"] and p["how"] == "re-encrypt rows")
+                rows.append(
+                    [
+                        r["backend"],
+                        r["how"],
+                        f"{r['rows_rewritten']:,}",
+                        f"{r['bytes_rewritten']:,}",
+                        f"{r['seconds']:.3f}",
+                        f"{r['runs_per_s']:,.0f}",
+                        f"{r['rows_per_s']:,.0f}",
+                        _x(base["seconds"] / r["seconds"], 1),
+                    ]
+                )
+            out += _table(
+                ["backend", "rotation", "rows rewritten", "bytes rewritten", "seconds", "runs/s", "rows/s", "speed-up"],
+                rows,
+            )
+            out += [""]
         alone = [r for r in w8 if r["backend"] == "codec only"]
         if alone:
             out += ["The codec alone (best of several passes; no database): one step's three values", ""]

@@ -14,9 +14,17 @@ def _kb(query: str, output: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-def make_agent(store: clew.Store, data: list[Step], marks: list[float]) -> clew.Agent[dict[str, Any]]:
+def make_agent(
+    store: clew.Store, data: list[Step], marks: list[float], idempotent_calls: str = "at_once"
+) -> clew.Agent[dict[str, Any]]:
     """The workload as a clew agent: one step per item of ``data``, its tool call journaled."""
-    agent: clew.Agent[dict[str, Any]] = clew.Agent("bench", state=dict, store=store, lease_ttl=60)
+    agent: clew.Agent[dict[str, Any]] = clew.Agent(
+        "bench",
+        state=dict,
+        store=store,
+        lease_ttl=60,
+        idempotent_calls=idempotent_calls,  # type: ignore[arg-type]  # checked by Agent
+    )
     n = len(data)
 
     @agent.step(start=True)

@@ -9,7 +9,8 @@ Shapes, each on SQLite and PostgreSQL, the W1 content (two ~400 B messages and a
 - nested: a dataclass holding a list of notes and a dict of facts, and a Pydantic
   model holding a list: each step appends to both lists and adds a fact;
 - ledgered calls: W1's clew Agent, its tool called through ``ctx.call`` and the
-  result appended to state.
+  result appended to state; the call's outcome journaled at once (the default), and
+  with the step's checkpoint (``Agent(idempotent_calls="with_checkpoint")``).
 
 For each: bytes stored over raw appended bytes, ms per step (median), and per step
 the SQL statements clew issues (an ``executemany`` counts once), the round trips
@@ -132,8 +133,8 @@ def _commits(store: clew.Store, data: list[Step], shape: str, marks: list[float]
     return run_id, head
 
 
-def _agent(store: clew.Store, data: list[Step], marks: list[float]) -> tuple[str, str]:
-    run = make_agent(store, data, marks).start(initial_state())
+def _agent(store: clew.Store, data: list[Step], marks: list[float], mode: str) -> tuple[str, str]:
+    run = make_agent(store, data, marks, mode).start(initial_state())
     marks.append(time.perf_counter())
     assert run.status == "completed", run.error
     head = store.get_branch(run.run_id).head
@@ -164,8 +165,8 @@ def _one(backend: str, workdir: str, pg: str | None, shape: str, n: int, reps: i
         counter = Counter(store)
         marks: list[float] = []
         build: Callable[[], tuple[str, str]] = (
-            (lambda: _agent(store, data, marks))
-            if shape == "ledgered calls"
+            (lambda: _agent(store, data, marks, LEDGER_MODES[shape]))
+            if shape in LEDGER_MODES
             else (lambda: _commits(store, data, shape, marks))
         )
         before = (counter.statements, counter.round_trips, counter.transactions)
@@ -204,7 +205,8 @@ def _one(backend: str, workdir: str, pg: str | None, shape: str, n: int, reps: i
     return row
 
 
-SHAPES = ("lists", "dict channel", "nested", "ledgered calls")
+LEDGER_MODES = {"ledgered calls": "at_once", "ledgered calls, with checkpoint": "with_checkpoint"}
+SHAPES = ("lists", "dict channel", "nested", *LEDGER_MODES)
 
 
 def measure(

@@ -13,6 +13,7 @@ payment provider.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -95,33 +96,53 @@ def instrument(store: clew.Store) -> None:
 # -- the external services -------------------------------------------------------
 
 
+class StaleTokenError(ConnectionError):
+    """The service refused a write: a newer holder of the run's lease has written."""
+
+
 class Effects:
-    """The side-effect log of one run."""
+    """The side-effect log of one run, kept by a service that honours fencing tokens.
+
+    A write carries the writer's fencing token (its lease epoch); one older than the
+    newest the service has seen for the run is refused and logged as ``<tool>~stale``,
+    as docs/runtime.md tells services to do. That covers a worker that stalls *after*
+    clew let it start a call (past its lease, on a loaded machine): no lease check
+    inside clew can cover that moment, only the service can.
+    """
 
     def __init__(self, directory: Path, run_id: str) -> None:
         self.path = directory / f"{run_id}.log"
 
-    def write(self, tool: str, key: str | None, result: str) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def write(self, tool: str, key: str | None, result: str, token: int | None = None) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{tool} {key} {result}\n".encode())
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if token is not None:
+                newest = max((t for *_, t in self._read() if t is not None), default=-1)
+                if token < newest:
+                    os.write(fd, f"{tool}~stale {key} {result} {token}\n".encode())
+                    raise StaleTokenError(f"{tool}: fencing token {token} is older than {newest}")
+            os.write(fd, f"{tool} {key} {result} {'-' if token is None else token}\n".encode())
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock
 
-    def lines(self) -> list[tuple[str, str, str]]:
+    def _read(self) -> list[tuple[str, str, str, int | None]]:
         if not self.path.exists():
             return []
         out = []
         for line in self.path.read_text().splitlines():
-            tool, key, result = line.split(" ")
-            out.append((tool, key, result))
+            tool, key, result, token = line.split(" ")
+            out.append((tool, key, result, None if token == "-" else int(token)))
         return out
+
+    def lines(self) -> list[tuple[str, str, str]]:
+        return [(tool, key, result) for tool, key, result, _ in self._read()]
 
     def lookup(self, tool: str, key: str) -> str | None:
         return next((r for t, k, r in self.lines() if t == tool and k == key), None)
 
     def per_key(self) -> dict[str, Counter[str]]:
-        """tool -> how many times each key ran."""
+        """tool -> how many times each key ran (refused stale writes count under ``<tool>~stale``)."""
         out: dict[str, Counter[str]] = {}
         for tool, key, _ in self.lines():
             out.setdefault(tool, Counter())[key] += 1
@@ -142,7 +163,16 @@ def make_agent(
     ``notify`` without one (a lost outcome pauses the run for a person). With
     ``interactive=False`` there is no review and no notify: nobody has to answer.
     """
-    agent = clew.Agent("crashy", state=Job, store=store, worker_id=worker_id, lease_ttl=lease_ttl, version="1")
+    agent = clew.Agent(
+        "crashy",
+        state=Job,
+        store=store,
+        worker_id=worker_id,
+        lease_ttl=lease_ttl,
+        version="1",
+        # test_random_kills runs the trials in both modes (the batch processes inherit it)
+        idempotent_calls=os.environ.get("CLEW_CRASH_IDEMPOTENT_CALLS", "at_once"),  # type: ignore[arg-type]
+    )
 
     def service(ctx: clew.Context, tool: str, arg: str, *, fail_first: bool = False) -> Any:
         effects = Effects(effects_dir, ctx.run_id)
@@ -155,7 +185,7 @@ def make_agent(
             if fail_first and effects.lookup(f"{tool}!", str(key)) is None:
                 effects.write(f"{tool}!", key, "failed")
                 raise ConnectionError(f"{tool} hiccup")
-            effects.write(tool, key, result)
+            effects.write(tool, key, result, ctx.fencing_token)
             point()
             return result
 
@@ -175,7 +205,7 @@ def make_agent(
         effects = Effects(effects_dir, ctx.run_id)
         point()
         result = f"{tool}-{info.args[0]}"
-        effects.write(tool, info.idempotency_key, result)
+        effects.write(tool, info.idempotency_key, result, ctx.fencing_token)
         point()
         return result
 

@@ -89,11 +89,16 @@ def check_run(store: clew.Store, effects: Path, run_id: str, ref: Reference) -> 
     assert store.list_journal(run_id, pending_on="main") == [], run_id
     # Every non-idempotent call ran exactly once; idempotent ones kept their key across crashes.
     per_key = _scenario.Effects(effects, run_id).per_key()
-    journal_keys = {e.data["idempotency_key"] for e in store.list_journal(run_id) if e.kind == "call.intent"}
+    journal_keys = {  # an intent names its key; so does an idempotent call's one entry with_checkpoint
+        e.data["idempotency_key"]
+        for e in store.list_journal(run_id)
+        if e.kind in ("call.intent", "call.outcome") and "idempotency_key" in e.data
+    }
     for tool, distinct in ref.keys.items():
         seen = per_key.get(tool, Counter())
         assert len(seen) == distinct, (run_id, tool, seen)
         if tool in _scenario.NON_IDEMPOTENT:
             assert set(seen.values()) == {1}, (run_id, tool, seen)
         assert set(seen) <= journal_keys, (run_id, tool)
+    kinds["stale_refused"] = sum(sum(c.values()) for t, c in per_key.items() if t.endswith("~stale"))
     return kinds

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.slow
 BATCHES = 3
 
 
+@pytest.mark.parametrize("calls", ["at_once", "with_checkpoint"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_random_sigkills(stores: StoreFactory, tmp_path: Path, backend: str) -> None:
+def test_random_sigkills(
+    stores: StoreFactory, tmp_path: Path, backend: str, calls: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # when idempotent calls are journaled: at once, or with the step's checkpoint
+    monkeypatch.setenv("CLEW_CRASH_IDEMPOTENT_CALLS", calls)
     stores.open()  # create the schema once, before the batches start
     ref = reference(tmp_path)
     n = trials(backend)
@@ -62,7 +67,8 @@ def test_random_sigkills(stores: StoreFactory, tmp_path: Path, backend: str) -> 
     recovered = sum(r["recover"] for r in results)
     summary = (
         f"{backend}: {n} trials in {took:.1f}s, seed {seed}: {kills} kills, {killed_trials} trials killed, "
-        f"{recovered} finished by recover(), {kinds['unknown_outcome']} unknown outcomes answered by a person"
+        f"{recovered} finished by recover(), {kinds['unknown_outcome']} unknown outcomes answered by a person, "
+        f"{kinds['stale_refused']} calls of stalled workers refused by the service's fencing-token check"
     )
     print(summary)
     assert killed_trials >= 0.6 * n, summary  # the trials did crash (a late timer may miss a quick run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
 
@@ -51,3 +52,17 @@ def spread(store: clew.Store, marker: str, run_id: str = "r", *, subject: str | 
 
 def encrypted_codec(keyring: Keyring, **options: Any) -> Codec:
     return Codec(keyring=keyring, **options)
+
+
+@pytest.fixture
+def compile_default_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new SQLite connection starts with secure_delete off, as upstream SQLite builds do
+    (Debian's turns it on): clew must turn it on itself."""
+    real = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real(*args, **kwargs)
+        conn.execute("PRAGMA secure_delete=OFF")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)

@@ -127,8 +127,12 @@ def test_rotation_keeps_old_data_readable(shared_stores: Any) -> None:
     assert new.load_state("r", c1.checkpoint_id) == {"v": "old"}
     assert new.load_state("r", c2.checkpoint_id) == {"v": "new"}
     assert new.verify("r").ok
+    # the run's data is under its data key, wrapped by k1 until the keys are re-wrapped
+    assert old.load_state("r", c2.checkpoint_id) == {"v": "new"}
+    assert new.rewrap_keys().rewrapped == 1
+    fresh = shared_stores.open(codec=Codec(keyring=Keyring({"k1": k1})))
     with pytest.raises(MissingKeyError, match="'k2'"):
-        old.load_state("r", c2.checkpoint_id)
+        fresh.load_state("r", c2.checkpoint_id)
 
 
 def test_turning_encryption_on_keeps_old_plain_data_readable(shared_stores: Any, keyring: Keyring) -> None:

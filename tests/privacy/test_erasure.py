@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -35,20 +34,6 @@ def _vacuum_full(stores: Any, store: clew.Store, *markers: str) -> None:
         if not any(total_copies(stores, store, m) for m in markers):
             return
         time.sleep(1)
-
-
-@pytest.fixture
-def compile_default_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every new SQLite connection starts with secure_delete off, as upstream SQLite builds do
-    (Debian's turns it on): clew must turn it on itself."""
-    real = sqlite3.connect
-
-    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real(*args, **kwargs)
-        conn.execute("PRAGMA secure_delete=OFF")
-        return conn
-
-    monkeypatch.setattr(sqlite3, "connect", connect)
 
 
 def test_erase_leaves_no_copy_on_disk(stores: Any, compile_default_off: None) -> None:

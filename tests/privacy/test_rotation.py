@@ -25,21 +25,36 @@ def key_ids(raw: Raw, codec: Codec) -> set[str | None]:
     return {codec.key_id(bytes(c)) for c in cells}
 
 
-def test_rekey_moves_every_row_to_the_current_key(shared_stores: Any) -> None:
+def test_rekey_moves_rows_under_a_keyring_key_to_the_run_data_key(shared_stores: Any) -> None:
+    """Runs written before data keys (here: their data key dropped, rows under k1 directly)."""
     k1, k2 = Keyring.generate(), Keyring.generate()
     old = shared_stores.open(codec=Codec(keyring=Keyring({"k1": k1})))
     spread(old, "MARKER-rot-1", "a")
     spread(old, "MARKER-rot-2", "b")
+    raw = Raw(shared_stores, old)
+    for run_id in ("a", "b"):  # as clew wrote before data keys: every row under k1 itself
+        rk = raw.rk(run_id)
+        for table, cols, key in (
+            ("blobs", ("data",), "addr"),
+            ("journal", ("data",), "seq"),
+            ("checkpoints", ("manifest", "meta"), "checkpoint_id"),
+            ("runs", ("meta",), "rk"),
+        ):
+            for row in raw.rows(f"SELECT {key}, {', '.join(cols)} FROM {table} WHERE rk = ?", rk):
+                again = [old.codec.rewrap(old.codec.unwrap(bytes(c)), bytes(c), ("k1", k1)) for c in row[1:]]
+                sets = ", ".join(f"{c} = ?" for c in cols)
+                raw.execute(f"UPDATE {table} SET {sets} WHERE rk = ? AND {key} = ?", *again, rk, row[0])
+        raw.execute("UPDATE runs SET dek = NULL WHERE rk = ?", rk)
     new = shared_stores.open(codec=Codec(keyring=Keyring({"k1": k1, "k2": k2})))
-    raw = Raw(shared_stores, new)
     try:
         assert key_ids(raw, new.codec) == {"k1"}
-        n = new.rekey("a")
-        assert n > 10
-        assert new.rekey("a") == 0  # done: running it again changes nothing
-        assert key_ids(raw, new.codec) == {"k1", "k2"}  # b not yet
-        assert new.rekey("b") > 10
-        assert key_ids(raw, new.codec) == {"k2"}
+        report = new.rekey("a")
+        assert report.rewrapped and report.rows > 10
+        assert new.rekey("a").rows == 0  # done: running it again changes nothing
+        kids = key_ids(raw, new.codec)
+        assert "k1" in kids and len(kids) == 2  # b not yet
+        assert new.rekey("b").rows > 10
+        assert all(k is not None and k.startswith("d.") for k in key_ids(raw, new.codec))
     finally:
         raw.close()
     with pytest.raises(MissingKeyError, match="'k1'"):  # k1 stays as the mac key (addresses, seals, labels)
@@ -94,7 +109,7 @@ def test_cli_keys_generate_rotate_and_erase(
     monkeypatch.setenv("CLEW_KEY_FILE", str(keyfile))
     assert main(["keys", "rotate", "--db", str(db), "--json"]) == 0
     rotated = json.loads(capsys.readouterr().out)
-    assert rotated["runs"] == 1 and rotated["rows"] > 10 and rotated["current"] == "k2"
+    assert rotated["runs"] == 1 and rotated["rewrapped"] == 1 and rotated["rows"] == 0 and rotated["current"] == "k2"
     assert main(["show", "r", "--db", str(db), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"]["note"] == "MARKER-cli-1"
     assert main(["erase", "--subject", "cust-9", "--db", str(db), "--json"]) == 0

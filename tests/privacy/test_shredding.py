@@ -91,7 +91,7 @@ def test_runs_without_a_subject_use_the_keyring_key(store: clew.Store, keyring: 
     # rotation leaves subject keys alone: only erasure ends them
     enc.create_run("s", agent="a", labels={clew.store.SUBJECT_LABEL: "cust-9"})
     enc.commit("s", state={"v": 1}, parent=None)
-    assert enc.rekey("s") == 0
+    assert enc.rekey("s").rows == 0
 
 
 def test_two_makers_of_one_subject_key_agree(tmp_path: Path) -> None:

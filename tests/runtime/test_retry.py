@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import Any
 
@@ -97,8 +98,12 @@ def test_call_timeout_raises_call_timeout_error(store: clew.Store) -> None:
     agent = clew.Agent("retry", state=dict, store=store)
     seen: list[BaseException] = []
 
+    release = threading.Event()
+    finished: list[bool] = []
+
     def slow() -> str:
-        time.sleep(0.5)
+        release.wait(30)
+        finished.append(True)
         return "late"
 
     @agent.step(start=True)
@@ -109,9 +114,9 @@ def test_call_timeout_raises_call_timeout_error(store: clew.Store) -> None:
             seen.append(exc)
             raise
 
-    started = time.monotonic()
     run = agent.start({})
-    assert time.monotonic() - started < 0.45  # did not wait for the call
+    assert finished == []  # the run did not wait for the call, which is still blocked
+    release.set()
     assert run.status == "failed"
     assert isinstance(seen[0], TimeoutError)
     assert run.error is not None and run.error["type"] == "clew.CallTimeoutError"

@@ -115,7 +115,9 @@ def gc(
 
 
 keys_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Encryption keys: make one, rotate a store onto a new one."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Encryption keys: make one, rotate a store onto a new one, encrypt rows stored in the clear.",
 )
 
 
@@ -126,35 +128,102 @@ def keys_generate(key_id: Annotated[str, typer.Option("--id", help="The new key'
     sys.stdout.write(f"{key_id}={base64.b64encode(Keyring.generate()).decode()}\n")
 
 
+def _run_ids(s: clew.Store) -> list[str]:
+    runs: list[str] = []
+    cursor = None
+    while True:
+        page = s.list_runs(limit=500, cursor=cursor)
+        runs.extend(r.run_id for r in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return runs
+
+
+def _keyring(s: clew.Store) -> Keyring:
+    if s.codec.keyring is None:
+        raise errors.ConfigError("no keyring: set CLEW_KEYS (id=base64key,...) or CLEW_KEY_FILE")
+    return s.codec.keyring
+
+
+BatchOpt = Annotated[int, typer.Option(min=1, help="Runs per transaction.")]
+
+
 @keys_app.command("rotate")
-def keys_rotate(store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Re-encrypt every run under the keyring's current key, one run per transaction.
+def keys_rotate(store: StoreOpt = None, db: DbOpt = None, batch: BatchOpt = 500, as_json: JsonOpt = False) -> None:
+    """Re-wrap every run's data key under the keyring's current key, a batch of runs per transaction.
 
     The keyring (CLEW_KEYS or CLEW_KEY_FILE) must hold the retired keys and the new
-    current one (the last listed). Interrupted, it is finished by running it again.
+    current one (the last listed). Only the wrapped keys are rewritten, no data row.
+    Runs written before data keys existed are given one, their rows re-encrypted under
+    it (one run per transaction). Interrupted, it is finished by running it again.
     """
     with open_store(store, db) as s:
-        keyring = s.codec.keyring
-        if keyring is None:
-            raise errors.ConfigError("no keyring: set CLEW_KEYS (id=base64key,...) or CLEW_KEY_FILE")
-        runs: list[str] = []
-        cursor = None
-        while True:
-            page = s.list_runs(limit=500, cursor=cursor)
-            runs.extend(r.run_id for r in page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        rows = 0
+        keyring = _keyring(s)
+        total = len(_run_ids(s))
+        rewrapped = converted = rows = written = 0
+        cursor: str | None = None
         with Progress(console=err, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"re-encrypting under {keyring.current!r}", total=len(runs))
-            for run_id in runs:
-                rows += s.rekey(run_id)
-                bar.advance(task)
+            task = bar.add_task(f"re-wrapping data keys under {keyring.current!r}", total=total)
+            while True:
+                report = s.rewrap_keys(after=cursor, limit=batch)
+                rewrapped += report.rewrapped
+                written += report.bytes_written
+                for run_id in report.unkeyed:
+                    done = s.rekey(run_id)
+                    converted += 1
+                    rows += done.rows
+                    written += done.bytes_written
+                bar.advance(task, report.runs)
+                cursor = report.next_cursor
+                if cursor is None:
+                    break
+        scrubbed = s.scrub() if rows else True
     if as_json:
-        emit({"runs": len(runs), "rows": rows, "current": keyring.current})
+        emit(
+            {
+                "runs": total,
+                "rewrapped": rewrapped,
+                "given_data_keys": converted,
+                "rows": rows,
+                "bytes_written": written,
+                "current": keyring.current,
+                "scrubbed": scrubbed,
+            }
+        )
     else:
-        out.print(f"{len(runs)} runs checked, {rows} rows re-encrypted under key {keyring.current!r}")
+        out.print(
+            f"{total} runs: {rewrapped} data keys re-wrapped under key {keyring.current!r}; {converted} runs "
+            f"given a data key ({rows} rows re-encrypted); {written:,} bytes written"
+        )
+
+
+@keys_app.command("encrypt")
+def keys_encrypt(store: StoreOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Encrypt every row still in the clear (written before encryption was turned on), one run
+    per transaction, and rows under a keyring key directly, each under its run's data key.
+
+    Interrupted, it is finished by running it again. Afterwards the freed space is
+    overwritten where the backend can (SQLite); on PostgreSQL run VACUUM FULL.
+    """
+    with open_store(store, db) as s:
+        keyring = _keyring(s)
+        runs = _run_ids(s)
+        rows = written = 0
+        with Progress(console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task(f"encrypting under data keys wrapped by {keyring.current!r}", total=len(runs))
+            for run_id in runs:
+                done = s.rekey(run_id)
+                rows += done.rows
+                written += done.bytes_written
+                bar.advance(task)
+        scrubbed = s.scrub()
+    if as_json:
+        emit({"runs": len(runs), "rows": rows, "bytes_written": written, "scrubbed": scrubbed})
+    else:
+        out.print(
+            f"{len(runs)} runs checked, {rows} rows encrypted ({written:,} bytes)"
+            + ("" if scrubbed else "; old copies not overwritten yet: see docs/privacy.md (VACUUM)")
+        )
 
 
 def migrate(

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from clew.codec._crypto import LABEL_PREFIX, SCOPE, Cipher, FileSubjectKeys, Keyring, SubjectKeys
-from clew.codec._envelope import FLAG_SPLICED, DataKey, Envelope
+from clew.codec._crypto import LABEL_PREFIX, SCOPE, SUBJECT_PREFIX, Cipher, FileSubjectKeys, Keyring, SubjectKeys
+from clew.codec._envelope import FLAG_PICKLE, FLAG_SPLICED, MAGIC, DataKey, Envelope
 from clew.codec._msgpack import Decoder, Encoder
 from clew.codec._redact import DIGEST_SIZE, Redacted
 from clew.codec._types import register_class, register_type
@@ -151,7 +151,7 @@ class Codec:
         """
         if self.address(plain) == addr:
             return True
-        return self._address_key is not None and self.key_id(blob) is None and self._unkeyed_address(plain) == addr
+        return self._address_key is not None and not self.keyed(blob) and self._unkeyed_address(plain) == addr
 
     def address_hint(self, plain: bytes, addr: bytes) -> str:
         """Why ``plain`` may not match ``addr`` other than changed bytes: another address key."""
@@ -199,11 +199,49 @@ class Codec:
         ``spliced`` marks a row whose large values the store keeps in blobs; such a
         body is the store's to read (:meth:`spliced`), not a value to decode.
         """
-        if key is None and self.keyring is not None and self.keyring.subjects is not None:
+        if key is None and self.keyring is not None:
             scope = SCOPE.get()
             if scope is not None:
-                key = (scope, self.keyring.subject_key(scope))
+                subject = scope.startswith(SUBJECT_PREFIX)
+                key = (scope, self.keyring.subject_key(scope) if subject else self.keyring.key(scope))
         return self._envelope.wrap(plain, pickled=pickled, spliced=spliced, key=key)
+
+    def rewrap(self, plain: bytes, blob: bytes, key: DataKey) -> bytes:
+        """``blob``, whose plaintext is ``plain``, encrypted again under data key ``key``.
+
+        A blob that was stored in the clear keeps what its address and seal cover (the
+        plaintext, unkeyed): the new envelope says so with a flag (see
+        :meth:`keyed`), so verification still holds after it is encrypted in place.
+        """
+        late = self.key_id(blob) is None or self._envelope.late(blob)
+        enveloped = blob[:1] == bytes((MAGIC,))  # a manifest stored in the clear is bare msgpack
+        return self._envelope.wrap(
+            plain,
+            pickled=enveloped and bool(blob[1] & FLAG_PICKLE),
+            spliced=enveloped and self.spliced(blob),
+            key=key,
+            late=late,
+        )
+
+    def keyed(self, blob: bytes) -> bool:
+        """Whether the address and seal of a stored envelope are keyed: it was encrypted
+        when written (not stored in the clear, nor encrypted in place later)."""
+        return self.key_id(blob) is not None and not self._envelope.late(blob)
+
+    def new_data_key(self) -> tuple[str, bytes] | None:
+        """A fresh data key for a run (id, stored wrapped form); None without a keyring."""
+        return self.keyring.new_data_key() if self.keyring is not None else None
+
+    def add_data_key(self, stored: bytes) -> str | None:
+        """Note a run's stored data key; returns its id (None without a keyring)."""
+        return self.keyring.add_data_key(stored) if self.keyring is not None else None
+
+    def data_key(self, key_id: str) -> DataKey:
+        """The data key (id, bytes) named ``key_id``, a run's or a subject's."""
+        assert self.keyring is not None
+        if key_id.startswith(SUBJECT_PREFIX):
+            return key_id, self.keyring.subject_key(key_id)
+        return key_id, self.keyring.key(key_id)
 
     @property
     def subject_keys(self) -> bool:
@@ -225,6 +263,13 @@ class Codec:
             if self._cipher is not None:
                 self._cipher.forget(kid)
         return kid
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a data key from this process's memory (its run was erased)."""
+        if self.keyring is not None:
+            self.keyring.forget(key_id)
+        if self._cipher is not None:
+            self._cipher.forget(key_id)
 
     def unwrap(self, blob: bytes, *, key: bytes | None = None) -> bytes:
         """Stored envelope to plaintext bytes (decrypted with the key its header names, or ``key``).

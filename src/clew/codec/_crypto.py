@@ -38,6 +38,9 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 LABEL_PREFIX = "clew-siv:"
 SUBJECT_PREFIX = "s."
+DATA_PREFIX = "d."
+MAGIC = 0xC7
+FLAG_CRYPT = 0x08
 SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("clew_subject_key", default=None)
 """The subject key id the current store operation writes under (set per operation by the store)."""
 
@@ -164,6 +167,7 @@ class Keyring:
         subjects: SubjectKeys | None = None,
     ) -> None:
         self._keys = {_check_id(k): _check_key(k, v) for k, v in (keys or {}).items()}
+        self._wrapped: dict[str, bytes] = {}  # data key id -> its wrapped form, unwrapped on first use
         self._fetch = fetch
         self.subjects = subjects
         ids = list(self._keys)
@@ -198,8 +202,9 @@ class Keyring:
 
     @property
     def ids(self) -> list[str]:
-        """The ids of the keys held (not those a ``fetch`` callable could supply)."""
-        return list(self._keys)
+        """The ids of the keyring keys held (not those a ``fetch`` callable could supply, nor
+        the subject and data keys cached here)."""
+        return [k for k in self._keys if not k.startswith((SUBJECT_PREFIX, DATA_PREFIX))]
 
     def subject_key_id(self, subject: str) -> str:
         """The id of a data subject's key: a keyed hash of the subject, so a KMS never sees it."""
@@ -217,8 +222,79 @@ class Keyring:
         return found
 
     def forget(self, key_id: str) -> None:
-        """Drop a destroyed subject key from this process's memory."""
+        """Drop a destroyed subject key (or an erased run's data key) from this process's memory."""
         self._keys.pop(key_id, None)
+        self._wrapped.pop(key_id, None)
+
+    # -- data keys: one per run, stored wrapped (encrypted) by a keyring key ------------
+
+    def new_data_key(self) -> tuple[str, bytes]:
+        """A fresh data key: its id and its stored form, wrapped by the current key.
+
+        The stored form is ``id NUL wrapped``, where ``wrapped`` is the 32 key bytes
+        sealed with AES-256-GCM under the current keyring key, laid out as an encrypted
+        envelope (magic, flags, keyring key id, nonce, ciphertext and tag) whose
+        associated data also binds the data key's id: a wrapped key moved to another
+        run does not unwrap.
+        """
+        data_key_id = DATA_PREFIX + os.urandom(12).hex()
+        key = os.urandom(KEY_SIZE)
+        self._keys[data_key_id] = key
+        return data_key_id, data_key_id.encode() + b"\0" + self._wrap(data_key_id, key)
+
+    def add_data_key(self, stored: bytes) -> str:
+        """Note a run's stored data key (unwrapped when first used); returns its id."""
+        data_key_id, wrapped = self._split(stored)
+        if data_key_id not in self._keys:
+            self._wrapped[data_key_id] = wrapped
+        return data_key_id
+
+    def rewrap(self, stored: bytes) -> bytes | None:
+        """A stored data key wrapped again under the current key; None if it already is."""
+        data_key_id, wrapped = self._split(stored)
+        if self.wrapped_by(stored) == self.current:
+            return None
+        key = self._keys.get(data_key_id) or self._unwrap(data_key_id, wrapped)
+        return data_key_id.encode() + b"\0" + self._wrap(data_key_id, key)
+
+    def wrapped_by(self, stored: bytes) -> str:
+        """The id of the keyring key a stored data key is wrapped by."""
+        wrapped = self._split(stored)[1]
+        return wrapped[3 : 3 + wrapped[2]].decode("ascii", "replace")
+
+    @staticmethod
+    def _split(stored: bytes) -> tuple[str, bytes]:
+        from clew.errors import DecodeError
+
+        data_key_id, sep, wrapped = bytes(stored).partition(b"\0")
+        if not sep or len(wrapped) < 3 or wrapped[0] != MAGIC or len(wrapped) < 3 + wrapped[2] + NONCE_SIZE + TAG_SIZE:
+            raise DecodeError("a stored data key is damaged (expected id NUL wrapped-key)")
+        return data_key_id.decode("ascii", "replace"), wrapped
+
+    def _aead(self, key_id: str) -> Any:
+        aesgcm = require("cryptography.hazmat.primitives.ciphers.aead", "crypto", "encryption at rest").AESGCM
+        return aesgcm(self.key(key_id))
+
+    def _wrap(self, data_key_id: str, key: bytes) -> bytes:
+        kid = self.current
+        header = bytes((MAGIC, FLAG_CRYPT, len(kid))) + kid.encode()
+        nonce = os.urandom(NONCE_SIZE)
+        return header + nonce + bytes(self._aead(kid).encrypt(nonce, key, header + data_key_id.encode()))
+
+    def _unwrap(self, data_key_id: str, wrapped: bytes) -> bytes:
+        n = wrapped[2]
+        kid = wrapped[3 : 3 + n].decode("ascii", "replace")
+        header, nonce, body = wrapped[: 3 + n], wrapped[3 + n : 3 + n + NONCE_SIZE], wrapped[3 + n + NONCE_SIZE :]
+        invalid = require("cryptography.exceptions", "crypto", "encryption at rest").InvalidTag
+        try:
+            key = bytes(self._aead(kid).decrypt(nonce, body, header + data_key_id.encode()))
+        except invalid:
+            raise DecryptError(
+                f"data key {data_key_id!r} is wrapped by key {kid!r}, and the key under that id does not unwrap "
+                "it: the wrong key, or the stored data key was changed",
+                key_id=kid,
+            ) from None
+        return _check_key(data_key_id, key)
 
     def key(self, key_id: str) -> bytes:
         """The key named ``key_id``. Raises MissingKeyError naming it."""
@@ -232,6 +308,16 @@ class Keyring:
                     key_id=key_id,
                 )
             self._keys[key_id] = _check_key(key_id, got)
+        if key_id.startswith(DATA_PREFIX) and key_id not in self._keys:
+            wrapped = self._wrapped.get(key_id)
+            if wrapped is None:
+                raise MissingKeyError(
+                    f"data key {key_id!r} of a run is not known here: the run was erased (its wrapped key went "
+                    "with it), or this blob was read without looking its run up first",
+                    key_id=key_id,
+                )
+            self._keys[key_id] = self._unwrap(key_id, wrapped)
+            del self._wrapped[key_id]
         found = self._keys.get(key_id)
         if found is None and self._fetch is not None:
             fetched = self._fetch(key_id)
@@ -239,7 +325,7 @@ class Keyring:
                 found = self._keys[key_id] = _check_key(key_id, fetched)
         if found is None:
             raise MissingKeyError(
-                f"key {key_id!r} is not in the keyring (it holds {', '.join(map(repr, self._keys)) or 'no keys'}); "
+                f"key {key_id!r} is not in the keyring (it holds {', '.join(map(repr, self.ids)) or 'no keys'}); "
                 "add it: data encrypted with it cannot be read without it",
                 key_id=key_id,
             )

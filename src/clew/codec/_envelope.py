@@ -5,7 +5,8 @@
     byte 0   magic 0xC7 (format version 1)
     byte 1   flags: 0x01 zstd-compressed, 0x02 holds pickled values, 0x04 spliced (a
              journal row whose large values live in blobs, see clew.store._splice),
-             0x08 encrypted
+             0x08 encrypted, 0x10 encrypted in place after it was stored in the clear
+             (its content address and seal cover the plaintext, unkeyed)
     rest     payload (canonical msgpack, compressed if flagged, then encrypted if
              flagged: see :mod:`clew.codec._crypto` for that layout)
 
@@ -32,7 +33,8 @@ FLAG_ZSTD = 0x01
 FLAG_PICKLE = 0x02
 FLAG_SPLICED = 0x04
 FLAG_CRYPT = 0x08
-_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_SPLICED | FLAG_CRYPT
+FLAG_LATE = 0x10
+_KNOWN_FLAGS = FLAG_ZSTD | FLAG_PICKLE | FLAG_SPLICED | FLAG_CRYPT | FLAG_LATE
 DataKey = tuple[str, bytes]
 """(key id, key bytes) of a data key that encrypts instead of the keyring's current key."""
 
@@ -69,7 +71,15 @@ class Envelope:
     def encrypts(self) -> bool:
         return self._cipher is not None
 
-    def wrap(self, plain: bytes, *, pickled: bool = False, spliced: bool = False, key: DataKey | None = None) -> bytes:
+    def wrap(
+        self,
+        plain: bytes,
+        *,
+        pickled: bool = False,
+        spliced: bool = False,
+        key: DataKey | None = None,
+        late: bool = False,
+    ) -> bytes:
         flags = (FLAG_PICKLE if pickled else 0) | (FLAG_SPLICED if spliced else 0)
         payload = plain
         if len(plain) >= self._threshold and self._worth_trying(plain):
@@ -80,7 +90,12 @@ class Envelope:
         if self._cipher is None:
             return bytes((MAGIC, flags)) + payload
         kid, raw = key if key is not None else (None, None)
-        return self._cipher.seal(bytes((MAGIC, flags | FLAG_CRYPT)), payload, kid, raw)
+        return self._cipher.seal(bytes((MAGIC, flags | FLAG_CRYPT | (FLAG_LATE if late else 0))), payload, kid, raw)
+
+    @staticmethod
+    def late(blob: bytes) -> bool:
+        """Whether an encrypted blob was encrypted in place after being stored in the clear."""
+        return len(blob) > 1 and blob[0] == MAGIC and bool(blob[1] & FLAG_LATE)
 
     def key_id(self, blob: bytes) -> str | None:
         """The id of the key an encrypted blob names; None for a blob stored in the clear."""
@@ -101,7 +116,7 @@ class Envelope:
         if len(blob) < 2 or blob[0] != MAGIC:
             raise DecodeError("not a clew blob (bad magic byte)")
         flags = blob[1]
-        if flags & ~_KNOWN_FLAGS:
+        if flags & ~_KNOWN_FLAGS or (flags & FLAG_LATE and not flags & FLAG_CRYPT):
             raise DecodeError(f"clew blob has unknown flags {flags:#04x}; written by a newer clew?")
         if flags & FLAG_PICKLE and not allow_pickle:
             raise PickleRefusedError(

@@ -84,9 +84,12 @@ class AgentBase(Generic[S]):
         lease_ttl: float = 30.0,
         lease_margin: float | None = None,
         worker_id: str | None = None,
+        idempotent_calls: Literal["at_once", "with_checkpoint"] = "at_once",
     ) -> None:
         if on_version_mismatch not in ("warn", "refuse"):
             raise ConfigError("on_version_mismatch must be 'warn' or 'refuse'")
+        if idempotent_calls not in ("at_once", "with_checkpoint"):
+            raise ConfigError(f"idempotent_calls must be 'at_once' or 'with_checkpoint', not {idempotent_calls!r}")
         if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int | float) or not 0 < lease_ttl < float("inf"):
             raise ConfigError(f"lease_ttl must be a positive number of seconds, not {lease_ttl!r}")
         margin = lease_ttl / 2 if lease_margin is None else lease_margin
@@ -99,6 +102,7 @@ class AgentBase(Generic[S]):
         self.on_version_mismatch = on_version_mismatch
         self.lease_ttl = float(lease_ttl)
         self.lease_margin = float(margin)
+        self.idempotent_calls = idempotent_calls
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._adapter: StateAdapter[S] = StateAdapter(state, ephemeral)
         redactor = Redactor(redacted, self._adapter.field_names(), self._adapter.type_name)
@@ -410,6 +414,11 @@ class Agent(AgentBase[S]):
         lease_margin: a non-idempotent tool call starts only with at least this many
             seconds of lease left, renewing first if needed (half the ttl by default).
         worker_id: this worker's name in leases (host:pid:random by default).
+        idempotent_calls: when an ``idempotent=True`` call's result is journaled:
+            ``"at_once"`` (after the call: a crash later in the step does not run it
+            again) or ``"with_checkpoint"`` (with the step's checkpoint, or its error or
+            pause: a step is then one transaction, and a crash before it runs the call
+            again, with the same idempotency key).
     """
 
     # -- sync ------------------------------------------------------------------

@@ -80,6 +80,8 @@ class Ledger:
                 rec = ledger.calls.setdefault(data["key"], CallRecord(data["name"]))
                 rec.last, rec.ok = "outcome", data["ok"]
                 rec.result = data.get("result")
+                if "idempotent" in data:  # an idempotent call recorded as one entry
+                    rec.attempts, rec.idempotent = data.get("attempt", rec.attempts), data["idempotent"]
             elif e.kind == "answer":
                 if "call" in data:
                     ledger.resolutions[data["call"]] = data["answer"]
@@ -135,8 +137,10 @@ class Context:
         ledger: Ledger,
         runner: Callable[[Program], Any],
         lease: LeaseKeeper | None = None,
+        defer_idempotent: bool = False,
     ) -> None:
         self.run_id = run_id
+        self._defer = defer_idempotent
         self.branch = branch
         self.step = step
         self.attempt = attempt
@@ -147,6 +151,7 @@ class Context:
         self._seen: dict[str, int] = {}
         self._interrupts = 0
         self.replayed: list[str] = []  # names of calls answered from the ledger
+        self._deferred: list[tuple[str, dict[str, Any]]] = []  # idempotent calls' entries, not yet written
 
     @property
     def fencing_token(self) -> int:
@@ -206,8 +211,17 @@ class Context:
         program = self._call(name, fn, args, kwargs, idempotent, retry or NO_RETRY, timeout, reconcile)
         return self._runner(program)
 
+    def take_deferred(self) -> list[tuple[str, dict[str, Any]]]:
+        """The journal entries of idempotent calls not written yet, to go with the step's
+        next write (its checkpoint, its error, its pause); forgotten here."""
+        rows, self._deferred = self._deferred, []
+        return rows
+
+    def _rows(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        return [(kind, {"exec": self._ledger.exec_id, **data}) for kind, data in entries]
+
     def _journal(self, *entries: tuple[str, dict[str, Any]]) -> StoreCall:
-        rows = [(kind, {"exec": self._ledger.exec_id, **data}) for kind, data in entries]
+        rows = [*self.take_deferred(), *self._rows(entries)]  # earlier deferred entries go first
         lease = self._lease.lease if self._lease is not None else None
         return StoreCall(
             "append_journal", {"run_id": self.run_id, "branch": self.branch, "entries": rows, "lease": lease}
@@ -269,9 +283,16 @@ class Context:
                 {"key": key, "name": name, "attempt": attempt, "idempotent": idempotent, "idempotency_key": idem},
             )
             # A non-idempotent call's intent is durable before the call runs. An
-            # idempotent call may safely run again after a crash, so its intent is
-            # written together with its outcome: one write instead of two.
-            pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent else ()
+            # idempotent call may safely run again after a crash (with the same key), so
+            # its intent and outcome are written together after it: at once, or with
+            # idempotent_calls="with_checkpoint" (a result only; a failure is written at
+            # once, so the attempt count survives a crash) with the step's next write, its
+            # checkpoint as a rule: then a step is one transaction.
+            # Written with its outcome, the intent would only repeat it: with_checkpoint
+            # records an idempotent call as one entry, its outcome naming the key.
+            folded = idempotent and self._defer
+            pending: tuple[tuple[str, dict[str, Any]], ...] = (intent,) if idempotent and not folded else ()
+            marks = {"idempotent": True, "idempotency_key": idem} if folded else {}
             if self._lease is not None:
                 if idempotent:
                     self._lease.check()
@@ -305,6 +326,7 @@ class Context:
                             "ok": False,
                             "error": error_record(exc),
                             "duration_ms": took,
+                            **marks,
                         },
                     ),
                 )
@@ -319,13 +341,22 @@ class Context:
             finally:
                 self.idempotency_key = None
             took = round((time.perf_counter() - started) * 1000, 3)
-            yield self._journal(
-                *pending,
-                (
-                    "call.outcome",
-                    {"key": key, "name": name, "attempt": attempt, "ok": True, "result": result, "duration_ms": took},
-                ),
+            outcome = (
+                "call.outcome",
+                {
+                    "key": key,
+                    "name": name,
+                    "attempt": attempt,
+                    "ok": True,
+                    "result": result,
+                    "duration_ms": took,
+                    **marks,
+                },
             )
+            if folded:
+                self._deferred.extend(self._rows((*pending, outcome)))
+            else:
+                yield self._journal(*pending, outcome)
             return result
 
 

@@ -79,8 +79,15 @@ def store(method: str, **kwargs: Any) -> StoreCall:
     return StoreCall(method, kwargs)
 
 
-def fail(keeper: LeaseKeeper, error: Mapping[str, Any], **details: Any) -> StoreCall:
-    """Mark a branch failed with its error: recover() then leaves it alone, resume() retries."""
+def fail(
+    keeper: LeaseKeeper,
+    error: Mapping[str, Any],
+    journal: Sequence[tuple[str, Any]] = (),
+    **details: Any,
+) -> StoreCall:
+    """Mark a branch failed with its error: recover() then leaves it alone, resume() retries.
+
+    ``journal``: the failed step's idempotent calls not yet written, so resume replays them."""
     lease = keeper.lease
     return store(
         "set_branch_status",
@@ -89,6 +96,7 @@ def fail(keeper: LeaseKeeper, error: Mapping[str, Any], **details: Any) -> Store
         status="failed",
         error={**error, **details},
         lease=lease,
+        journal=list(journal),
     )
 
 
@@ -167,6 +175,7 @@ def execute(
                 ledger=ledger,
                 runner=runner_for(step.fn),
                 lease=keeper,
+                defer_idempotent=agent.idempotent_calls == "with_checkpoint",
             )
             started = time.perf_counter()
             attrs = {"clew.run_id": run_id, "clew.branch": branch, "clew.step": nxt, "clew.attempt": attempt}
@@ -195,7 +204,10 @@ def execute(
                     kind=kind,
                     status="paused",
                     metadata=meta,
-                    journal=[(kind, {"exec": ledger.exec_id, "index": pause.index, "payload": pause.payload})],
+                    journal=[
+                        *ctx.take_deferred(),
+                        (kind, {"exec": ledger.exec_id, "index": pause.index, "payload": pause.payload}),
+                    ],
                     lease=keeper.lease,
                 )
                 return Run(
@@ -211,7 +223,7 @@ def execute(
             except ClewError as exc:
                 # Deterministic (a value clew cannot store, a bad step name): no retry, but the
                 # run must not stay "running" for recover() to pick up again and again.
-                yield fail(keeper, error_record(exc), step=nxt, attempts=attempt)
+                yield fail(keeper, error_record(exc), ctx.take_deferred(), step=nxt, attempts=attempt)
                 raise
             except Exception as exc:
                 err = error_record(exc)
@@ -221,6 +233,7 @@ def execute(
                     branch=branch,
                     lease=keeper.lease,
                     entries=[
+                        *ctx.take_deferred(),  # the calls that completed are replayed by the retry
                         (
                             "step.error",
                             {
@@ -230,7 +243,7 @@ def execute(
                                 "error": err,
                                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                             },
-                        )
+                        ),
                     ],
                 )
                 fields = yield from agent._load_fields(head)
@@ -250,7 +263,7 @@ def execute(
                 f"step {nxt!r} of run {run_id!r} returned {result!r}: return the name of a step "
                 f"({sorted(agent._steps)}) or None to end the run"
             )
-            yield fail(keeper, error_record(bad), step=nxt)
+            yield fail(keeper, error_record(bad), ctx.take_deferred(), step=nxt)
             raise bad
         meta = {
             **agent._meta(),
@@ -260,6 +273,7 @@ def execute(
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
         fields = agent._adapter.to_fields(state)
+        calls = ctx.take_deferred()  # the step's idempotent calls: journaled in its checkpoint
         try:
             head = yield store(
                 "commit",
@@ -270,10 +284,11 @@ def execute(
                 kind="step",
                 metadata=meta,
                 status="completed" if result is None else None,
+                journal=calls,
                 lease=keeper.lease,
             )
         except UnknownTypeError as exc:  # the state holds a value clew cannot store
-            yield fail(keeper, error_record(exc), step=nxt)
+            yield fail(keeper, error_record(exc), calls, step=nxt)
             raise
         if agent._adapter.mask is not None:  # go on as a resume would: with redacted values masked
             state = agent._adapter.from_fields(fields, ephemeral)

@@ -17,8 +17,9 @@ from typing import Any, Self, TypeVar
 
 from clew.codec import Codec
 from clew.codec._crypto import SCOPE
-from clew.errors import CommitUnknownError, StoreUnavailableError
+from clew.errors import CommitUnknownError, ConfigError, StoreUnavailableError
 from clew.store import _erase, _gc, _history, _ops, _rekey
+from clew.store._query import StaleTip
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -27,6 +28,8 @@ from clew.store._records import (
     JournalEntry,
     Lease,
     Page,
+    RekeyReport,
+    RewrapReport,
     RunRecord,
     VerifyReport,
 )
@@ -258,18 +261,39 @@ class Store(_Common, abc.ABC):
                 results.extend(zip(part, done, strict=True))
         return _gc.report(dry_run, results)
 
-    def rekey(self, run_id: str) -> int:
-        """Re-encrypt a run's rows held under a retired key with the keyring's current key.
+    def rewrap_keys(self, *, after: str | None = None, limit: int = 500) -> RewrapReport:
+        """Re-wrap the data keys of the next ``limit`` runs under the keyring's current key.
 
-        One transaction: the run is wholly rotated or untouched. Rows already under the
-        current key are skipped, so an interrupted rotation is finished by running it
-        again. Returns how many rows were re-encrypted.
+        One transaction per call, and no row but the runs' wrapped keys is rewritten.
+        Pass the report's ``next_cursor`` back as ``after`` until it is None; keys already
+        under the current key are skipped, so an interrupted rotation is finished by
+        running it again. Runs listed in ``unkeyed`` have no data key yet: :meth:`rekey`.
+
+        Raises:
+            ConfigError: the store has no keyring.
+            MissingKeyError: a data key is wrapped by a key the keyring lacks (nothing is written).
+            DecryptError: the key under that id does not unwrap it (nothing is written).
+        """
+        return self._execute(_rekey.rewrap_batch(self._ctx, _cursor(after), limit), write=True)
+
+    def rekey(self, run_id: str) -> RekeyReport:
+        """Put every row of a run under its data key, and that key under the current key.
+
+        A run written before data keys existed (or in the clear) is given one; every row
+        of the run in the clear or under a keyring key directly, label values included,
+        is encrypted under it. One transaction: the run is wholly done or untouched;
+        running it again finds nothing left to do.
 
         Raises:
             ConfigError: the store has no keyring.
             MissingKeyError: a row's key is not in the keyring (nothing is written).
         """
         return self._execute(_rekey.rekey(self._ctx, run_id), write=True)
+
+    def scrub(self) -> bool:
+        """Overwrite on disk what earlier writes freed, where the backend can (SQLite:
+        fold the write-ahead log into the file and truncate it); True if it did."""
+        return self._scrub()
 
     # -- checkpoints ---------------------------------------------------------
     def commit(
@@ -330,7 +354,10 @@ class Store(_Common, abc.ABC):
             lease=lease,
         )
         try:
-            return self._execute(op(), write=True)
+            try:
+                return self._execute(op(fast=True), write=True)
+            except StaleTip:  # the branch moved since this store last wrote it: nothing was written
+                return self._execute(op(), write=True)
         except CommitUnknownError as unknown:
             # Settle it: the checkpoint exists only if the commit happened; if it did
             # not, nothing was written and the commit runs once more.
@@ -683,9 +710,17 @@ class AsyncStore(_Common, abc.ABC):
                 results.extend(zip(part, done, strict=True))
         return _gc.report(dry_run, results)
 
-    async def rekey(self, run_id: str) -> int:
+    async def rewrap_keys(self, *, after: str | None = None, limit: int = 500) -> RewrapReport:
+        """See :meth:`Store.rewrap_keys`."""
+        return await self._aexecute(_rekey.rewrap_batch(self._ctx, _cursor(after), limit), write=True)
+
+    async def rekey(self, run_id: str) -> RekeyReport:
         """See :meth:`Store.rekey`."""
         return await self._aexecute(_rekey.rekey(self._ctx, run_id), write=True)
+
+    async def scrub(self) -> bool:
+        """See :meth:`Store.scrub`."""
+        return await self._ascrub()
 
     async def commit(
         self,
@@ -718,7 +753,10 @@ class AsyncStore(_Common, abc.ABC):
             lease=lease,
         )
         try:
-            return await self._aexecute(op(), write=True)
+            try:
+                return await self._aexecute(op(fast=True), write=True)
+            except StaleTip:  # the branch moved since this store last wrote it: nothing was written
+                return await self._aexecute(op(), write=True)
         except CommitUnknownError as unknown:
             try:
                 found = await self._aexecute(settle_commit(self._ctx, run_id, checkpoint_id), write=False)
@@ -888,3 +926,12 @@ async def adrive(op: _ops.Op[T], execute: Any) -> T:
         return result
     finally:
         SCOPE.reset(scope)
+
+
+def _cursor(after: str | None) -> int:
+    if after is None:
+        return 0
+    try:
+        return int(after)
+    except ValueError:
+        raise ConfigError(f"after={after!r} is not a cursor from a RewrapReport") from None

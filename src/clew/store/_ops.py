@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clew.codec._crypto import SUBJECT_PREFIX
 from clew.errors import (
     ConfigError,
     ConflictError,
@@ -20,7 +21,7 @@ from clew.errors import (
     RunLockedError,
 )
 from clew.store import _state, _subjects
-from clew.store._query import Context, Op, Q, new_id
+from clew.store._query import Context, Op, Q, StaleTip, Tip, new_id
 from clew.store._read import (
     append_journal_rows,
     branch_record,
@@ -33,6 +34,7 @@ from clew.store._read import (
     journal_rows,
     load_fields,
     manifest_to_store,
+    note_pending,
     run_key,
     run_record,
     sealed_checkpoint,
@@ -109,7 +111,7 @@ def create_run(
     existing = yield ctx.q("run_key", (run_id,))
     if existing is not None:
         raise ConflictError(f"run {run_id!r} already exists")
-    _subjects.remember_new(ctx, run_id, labels)  # a subject's run: written under the subject's key
+    dek = _subjects.remember_new(ctx, run_id, labels)  # under its own data key, or its subject's
     expires = now + lease_ttl if lease_owner and lease_ttl else None
     row = yield ctx.q(
         "insert_run",
@@ -121,6 +123,7 @@ def create_run(
             ctx.codec.encode(dict(metadata or {}), "metadata"),
             now,
             now,
+            dek,
         ),
     )
     seal, mac = head_row_seal(ctx, run_id, "main", None, None)
@@ -181,6 +184,7 @@ def set_branch_status(
     ]
     if seq_row is None:
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, seq_row)
     _, current = check_fence(run_id, branch, locked, lease, writing=f"status {status!r}")
     if current == "cancelled" and status != "cancelled":
         raise ConflictError(
@@ -195,8 +199,10 @@ def set_branch_status(
     ]
     if revoke:
         writes.append(ctx.q("revoke_lease", (rk, branch), "exec"))
+    ctx.journal_seqs[run_id] = int(seq_row[0])
     if journal:
-        rows, _ = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
+        rows, own = journal_rows(ctx, rk, run_id, branch, journal, None, now, int(seq_row[0]) - len(journal) + 1)
+        note_pending(ctx, run_id, branch, [h for _, h, _, _, _ in own])
         writes.extend(insert_journal(ctx, rows))
     writes.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield writes
@@ -249,7 +255,7 @@ def list_runs(
         if not cursor.isdigit():
             raise ConfigError(f"not a list_runs cursor: {cursor!r}; pass back a page's next_cursor")
         params.append(int(cursor))
-    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at FROM clew_runs"
+    sql = "SELECT rk, run_id, agent, status, labels, meta, created_at, updated_at, dek FROM clew_runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY rk DESC LIMIT {ph}"
@@ -272,7 +278,17 @@ def commit(
     journal: Sequence[tuple[str, Any]],
     checkpoint_id: str | None,
     lease: Lease | None,
+    fast: bool = False,
 ) -> Op[CheckpointRecord]:
+    """Write a checkpoint and move the head.
+
+    With ``fast``, when this context wrote ``parent`` itself (so it knows the parent's
+    hash, that nothing was pending on the branch and the run's journal counter), every
+    statement goes in one batch: one round trip on PostgreSQL. The head moves only if
+    what the writer knew still holds (``cas_head``); if not, :class:`StaleTip` is
+    raised, the transaction is undone, and the caller runs the commit again without
+    ``fast``: it then reads the branch first and reports what changed.
+    """
     if status is not None:
         _check_status(status)
     checkpoint_id = checkpoint_id or new_id()
@@ -282,6 +298,22 @@ def commit(
     pre = (previous or parent is None) and _subjects.ready(ctx, run_id)
     encoded = ctx.encoder.encode(state, previous) if pre else None
     remembered = rk = ctx.run_keys.get(run_id) if _subjects.ready(ctx, run_id) else None
+    if (
+        fast
+        and rk is not None
+        and encoded is not None
+        and previous is not None
+        and parent is not None
+        and previous.hash
+        and (tip := ctx.tips.get((run_id, branch))) is not None
+        and tip.checkpoint_id == parent
+        and (not journal or run_id in ctx.journal_seqs)
+    ):
+        return (
+            yield from _commit_fast(
+                ctx, rk, run_id, branch, parent, encoded, metadata, kind, status, journal, checkpoint_id, lease, tip
+            )
+        )
     if rk is None or encoded is None:
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
@@ -296,18 +328,16 @@ def commit(
     now = time.time()
     cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
     # One round trip: lock the run's row (commits to one run are serialized, other runs
-    # never wait), lock the branch's row and read its head and lease, read what the hash needs.
+    # never wait) and bump its counters, lock the branch's row and read its head, lease
+    # and pending journal entries, and read what the hash needs.
     first = [
-        ctx.q("bump_ckpt_seq", (now, rk, run_id)),
-        ctx.q("lock_branch", (rk, branch)),
-        ctx.q("pending_journal", (rk, branch), "all"),
+        ctx.q("bump_seqs", (len(journal), now, rk, run_id)),
+        ctx.q("lock_branch_pending", (rk, branch), "all"),
     ]
     if parent is not None and not cached_hash:
         first.append(ctx.q("checkpoint_hash", (rk, parent)))
-    if journal:
-        first.append(ctx.q("bump_journal_seq", (len(journal), rk, run_id)))
     results = yield first
-    row, locked, pending = results[0], results[1], results[2]
+    row, locked_rows = results[0], results[1]
     if row is None:
         ctx.run_keys.pop(run_id, None)
         if rk == remembered:
@@ -329,7 +359,11 @@ def commit(
                 )
             )
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, row)
     seq = int(row[0])
+    ctx.journal_seqs[run_id] = int(row[1])
+    locked = locked_rows[0][:4] if locked_rows else None
+    pending = [(s, h) for *_, s, h in locked_rows if s is not None]
     head, current = check_fence(run_id, branch, locked, lease, writing=f"checkpoint {checkpoint_id}")
     if head != parent:
         raise ConflictError(
@@ -342,19 +376,21 @@ def commit(
         )
     parent_hash = cached_hash
     if parent is not None and not cached_hash:
-        prow = results[3]
+        prow = results[2]
         if prow is None:
             raise NotFoundError(f"run {run_id!r} has no checkpoint {parent!r}")
         parent_hash = bytes(prow[0])
     hashes = [bytes(h) for _, h in pending]
     second: list[Q] = []
+    blobs = dict(encoded.blobs)
     if journal:
-        last = int(results[-1][0])
+        last = int(row[1])
         rows, own = journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now, last - len(journal) + 1)
         hashes.extend(h for _, h, _, _, _ in own)
-        second.extend(insert_journal(ctx, rows))
-    if encoded.blobs:
-        second.append(ctx.q("insert_blob", [(rk, a, d) for a, d in encoded.blobs.items()], "many"))
+        blobs.update((a, d) for _, a, d in rows.blobs)
+        second.append(ctx.q("insert_journal", rows, "many"))
+    if blobs:
+        second.insert(0, ctx.q("insert_blob", [(rk, a, d) for a, d in blobs.items()], "many"))
     h = checkpoint_hash(
         parent_hash,
         checkpoint_id,
@@ -382,6 +418,92 @@ def commit(
         second.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield second
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
+    ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
+    return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
+
+
+def _commit_fast(
+    ctx: Context,
+    rk: int,
+    run_id: str,
+    branch: str,
+    parent: str,
+    encoded: _state.EncodedState,
+    metadata: Mapping[str, Any] | None,
+    kind: str,
+    status: str | None,
+    journal: Sequence[tuple[str, Any]],
+    checkpoint_id: str,
+    lease: Lease | None,
+    tip: Tip,
+) -> Op[CheckpointRecord]:
+    """A commit in one batch, on what this context knows; see :func:`commit`."""
+    previous = ctx.cached(run_id, branch, parent)
+    assert previous is not None
+    manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
+    meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
+    stored_manifest = manifest_to_store(ctx, manifest)
+    now = time.time()
+    batch = [ctx.q("bump_seqs", (len(journal), now, rk, run_id))]
+    pending = list(tip.pending)
+    hashes: list[bytes] = list(pending)
+    blobs = dict(encoded.blobs)
+    expected_journal = ctx.journal_seqs.get(run_id, 0) + len(journal)
+    if journal:
+        # Numbered from the run's counter as this context last saw it: the bump's answer
+        # says whether that still held (rows that collide with others' are skipped, and
+        # the transaction is undone).
+        first = ctx.journal_seqs[run_id] + 1
+        rows, own = journal_rows(ctx, rk, run_id, branch, journal, checkpoint_id, now, first)
+        hashes.extend(h for _, h, _, _, _ in own)
+        blobs.update((a, d) for _, a, d in rows.blobs)
+        batch.append(ctx.q("insert_journal_guess", rows, "many"))
+    if blobs:
+        batch.append(ctx.q("insert_blob", [(rk, a, d) for a, d in blobs.items()], "many"))
+    h = checkpoint_hash(
+        previous.hash,
+        checkpoint_id,
+        branch,
+        kind,
+        manifest,
+        ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts),
+        now,
+        hashes,
+    )
+    meta_blob = ctx.codec.wrap(meta_plain)
+    mac = ctx.seal_key.mac(h) if ctx.seal_key is not None else None
+    batch.append(
+        ctx.q(
+            "insert_checkpoint_next",
+            (checkpoint_id, branch, parent, kind, stored_manifest, meta_blob, h, now, mac, rk),
+            "exec",
+        )
+    )
+    seal, head_mac = head_row_seal(ctx, run_id, branch, checkpoint_id, h)
+    fence = (1, lease.owner, lease.epoch) if lease is not None else (0, None, None)
+    cas = (checkpoint_id, seal, head_mac, status, now, rk, branch, parent, *fence)
+    if not pending:
+        batch.append(ctx.q("cas_head", cas))
+    elif ctx.d.expands_in_lists:
+        marks = f"IN ({ctx.marks(len(pending))})"
+        batch.append(ctx.q("cas_head_pending", (*cas, len(pending), *pending, len(pending)), in_hashes=marks))
+    else:
+        batch.append(ctx.q("cas_head_pending", (*cas, len(pending), pending, len(pending)), in_hashes="= ANY(%b)"))
+    moved_at = len(batch) - 1
+    if pending:
+        batch.append(ctx.q("seal_journal", (checkpoint_id, rk, branch), "exec"))
+    if status is not None:
+        batch.append(ctx.q("refresh_run_status", (now, rk), "exec"))
+    results = yield batch
+    row, moved = results[0], results[moved_at]
+    if row is None or moved is None or int(row[1]) != expected_journal:
+        ctx.tips.pop((run_id, branch), None)
+        ctx.journal_seqs.pop(run_id, None)
+        raise StaleTip(run_id, branch)
+    ctx.journal_seqs[run_id] = int(row[1])
+    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
+    ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
+    seq = int(row[0])
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
 
 
@@ -548,6 +670,9 @@ def delete_run(ctx: Context, run_id: str) -> Op[DeleteReport]:
     yield ctx.q("delete_run", (rk,), "rowcount")
     ctx.forget(run_id)
     ctx.run_keys.pop(run_id, None)
+    kid = ctx.subject_kids.pop(run_id, None)
+    if kid is not None and not kid.startswith(SUBJECT_PREFIX):
+        ctx.codec.forget_key(kid)  # its wrapped form goes with the row: nothing can read the run now
     return DeleteReport(run_id, checkpoints=counts[1], blobs=counts[2], journal_entries=counts[0], branches=counts[3])
 
 
@@ -625,14 +750,14 @@ def claim_expired(
     expires = now + ttl
     seqs = yield [
         *[ctx.q("bump_journal_seq", (n, rk, run_ids[rk])) for rk, n in per_run.items()],
-        ctx.q("take_lease", [(owner, expires, int(r[7]) + 1, int(r[0]), r[3]) for r in rows], "many"),
+        ctx.q("take_lease", [(owner, expires, int(r[8]) + 1, int(r[0]), r[4]) for r in rows], "many"),
     ]
     next_seq = {rk: int(seq[0]) - per_run[rk] + 1 for rk, seq in zip(per_run, seqs[: len(per_run)], strict=True)}
     writes: list[Q] = []
     leases = []
-    for rk, run_id, labels, branch, head, previous, expired_at, epoch in rows:
+    for rk, run_id, labels, dek, branch, head, previous, expired_at, epoch in rows:
         rk, epoch = int(rk), int(epoch) + 1
-        _subjects.remember(ctx, run_id, labels)  # the entry is written under the run's subject key
+        _subjects.remember(ctx, run_id, labels, dek)  # the entry is written under the run's (or subject's) key
         entry = lease_entry(owner=owner, epoch=epoch, previous_owner=previous, expired_at=expired_at, head=head)
         journal, _ = journal_rows(ctx, rk, run_id, branch, [("lease", entry)], None, now, next_seq[rk])
         next_seq[rk] += 1

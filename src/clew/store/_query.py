@@ -35,6 +35,23 @@ class Q:
     mode: Mode
 
 
+@dataclass(slots=True)
+class Tip:
+    """A head this context committed, and the hashes of the entries it appended on the
+    branch since (pending, in order)."""
+
+    checkpoint_id: str
+    pending: list[bytes]
+
+
+class StaleTip(Exception):  # not an error the caller sees
+    """A fast commit found the branch other than its writer last left it: nothing was
+    written; the commit runs again, reading the branch first."""
+
+    def __init__(self, run_id: str, branch: str) -> None:
+        super().__init__(f"run {run_id!r} branch {branch!r} moved since this store last committed to it")
+
+
 T = TypeVar("T")
 Op = Generator[Q | list[Q], Any, T]
 """An operation: yields queries, receives their results, returns a ``T``."""
@@ -58,6 +75,11 @@ class Context:
         self.run_keys: dict[str, int] = {}
         self.subject_kids: dict[str, str | None] = {}  # run id -> its data subject's key id (see _subjects)
         self.blobs = BlobCache()  # checked plaintexts, by run and address
+        # (run id, branch) -> the head this context committed, with nothing pending on the
+        # branch then; and run id -> the run's journal counter as last seen. A fast commit
+        # relies on both, and its head move checks they still hold.
+        self.tips: dict[tuple[str, str], Tip] = {}
+        self.journal_seqs: dict[str, int] = {}
 
     def q(self, name: str, params: Sequence[Any], mode: Mode = "one", **fmt: str) -> Q:
         if self.fault == name:
@@ -67,6 +89,16 @@ class Context:
 
     def marks(self, n: int) -> str:
         return ", ".join(["?" if self.d.name == "sqlite" else "%s"] * n)
+
+    def note_tip(self, run_id: str, branch: str, tip: Tip) -> None:
+        """Remember a head this context committed (bounded like the state cache)."""
+        with self._lock:
+            self.tips.pop((run_id, branch), None)
+            self.tips[(run_id, branch)] = tip
+            while len(self.tips) > self._cache_size:
+                self.tips.pop(next(iter(self.tips)))
+            while len(self.journal_seqs) > self._cache_size:
+                self.journal_seqs.pop(next(iter(self.journal_seqs)))
 
     def cached(self, run_id: str, branch: str, checkpoint_id: str) -> _state.StateCache | None:
         with self._lock:
@@ -85,6 +117,9 @@ class Context:
         with self._lock:
             for key in [k for k in self._cache if k[0] == run_id]:
                 del self._cache[key]
+            for tip in [k for k in self.tips if k[0] == run_id]:
+                del self.tips[tip]
+            self.journal_seqs.pop(run_id, None)
         rk = self.run_keys.get(run_id)
         if rk is not None:
             self.blobs.drop_run(rk)

@@ -56,6 +56,10 @@ def mapping_of(ctx: Context, data: Any, what: str) -> dict[str, Any]:
 
 
 def run_record(ctx: Context, row: Sequence[Any]) -> RunRecord:
+    """A run's record from its row (``_RUN_COLS``); the run's data key, if any, is noted
+    first: its metadata is encrypted under it."""
+    if len(row) > 7 and row[7] and ctx.codec.encrypts:
+        ctx.codec.add_data_key(bytes(row[7]))
     return RunRecord(
         run_id=row[0],
         agent=row[1],
@@ -135,7 +139,7 @@ def head_row_seal(
 
 def sealed_meta(ctx: Context, stored: bytes) -> bytes:
     """What a checkpoint's seal covers of its stored metadata (see ``Codec.sealable``)."""
-    return ctx.codec.sealable(ctx.codec.unwrap(stored), encrypted=ctx.codec.key_id(stored) is not None)
+    return ctx.codec.sealable(ctx.codec.unwrap(stored), encrypted=ctx.codec.keyed(stored))
 
 
 def manifest_to_store(ctx: Context, plain: bytes) -> bytes:
@@ -151,13 +155,13 @@ def manifest_from_store(ctx: Context, stored: bytes) -> bytes:
 
 
 def run_key(ctx: Context, run_id: str) -> Generator[Q | list[Q], Any, int]:
-    subjects = ctx.codec.subject_keys
-    row = yield (_subjects.run_key_query(ctx, run_id) if subjects else ctx.q("run_key", (run_id,)))
+    keyed = ctx.codec.encrypts
+    row = yield (_subjects.run_key_query(ctx, run_id) if keyed else ctx.q("run_key", (run_id,)))
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
-    if subjects:
-        _subjects.remember(ctx, run_id, row[1])
+    if keyed:
+        _subjects.remember(ctx, run_id, row[1], row[2])
     ctx.run_keys[run_id] = int(row[0])
     return int(row[0])
 
@@ -400,6 +404,15 @@ def insert_journal(ctx: Context, rows: JournalRows) -> list[Q]:
     return [*blobs, ctx.q("insert_journal", rows, "many")]
 
 
+def note_pending(ctx: Context, run_id: str, branch: str, hashes: list[bytes]) -> None:
+    """Entries now pending on a branch: a fast commit on it must find exactly these.
+    (Should this transaction fail, the next fast commit finds other pending entries than
+    it expects, and is undone; see ``cas_head_pending``.)"""
+    tip = ctx.tips.get((run_id, branch))
+    if tip is not None:
+        tip.pending.extend(hashes)
+
+
 def append_journal_rows(
     ctx: Context,
     rk: int,
@@ -418,7 +431,11 @@ def append_journal_rows(
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
+    _subjects.check_same_run(ctx, run_id, row)
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
+    ctx.journal_seqs[run_id] = int(row[0])
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)
+    if checkpoint_id is None:
+        note_pending(ctx, run_id, branch, [h for _, h, _, _, _ in out])
     yield insert_journal(ctx, rows)
     return out

@@ -222,3 +222,42 @@ class EraseReport:
     journal_entries: int = 0
     branches: int = 0
     scrubbed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RekeyReport:
+    """What :meth:`Store.rekey` did to one run.
+
+    Attributes:
+        run_id: the run.
+        rewrapped: its data key was wrapped again under the current keyring key (or made:
+            the run had none).
+        rows: rows encrypted again under the run's data key (they were in the clear, or
+            under a keyring key directly); 0 for a run already wholly under its data key.
+        bytes_written: bytes of the rows and wrapped key written.
+    """
+
+    run_id: str
+    rewrapped: bool
+    rows: int
+    bytes_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapReport:
+    """What one batch of :meth:`Store.rewrap_keys` did (one transaction).
+
+    Attributes:
+        runs: runs looked at.
+        rewrapped: data keys wrapped again under the current keyring key.
+        bytes_written: bytes of wrapped keys written (no other row is touched).
+        unkeyed: runs with no data key yet (written before data keys existed, or in the
+            clear): give them one with :meth:`Store.rekey`.
+        next_cursor: pass it back as ``after`` for the next batch; None after the last.
+    """
+
+    runs: int
+    rewrapped: int
+    bytes_written: int
+    unkeyed: tuple[str, ...]
+    next_cursor: str | None

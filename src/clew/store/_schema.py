@@ -18,7 +18,7 @@ from clew.errors import SchemaVersionError
 from clew.store._query import Context, Op, Q
 from clew.store._read import head_row_seal
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 # Workers claim the highest priority first, then the oldest: an index walk, whatever the backlog.
@@ -37,7 +37,8 @@ def _current(blob: str, real: str, ident: str) -> list[str]:
             created_at {real} NOT NULL,
             updated_at {real} NOT NULL,
             ckpt_seq BIGINT NOT NULL DEFAULT 0,
-            journal_seq BIGINT NOT NULL DEFAULT 0)""",
+            journal_seq BIGINT NOT NULL DEFAULT 0,
+            dek {blob})""",
         "CREATE INDEX clew_runs_status ON clew_runs (status, rk)",
         "CREATE INDEX clew_runs_agent ON clew_runs (agent, rk)",
         f"""CREATE TABLE clew_branches (
@@ -132,11 +133,6 @@ def _per_branch(blob: str, real: str) -> list[Step]:
     ]
 
 
-# Version 5: a branch's queue priority (``Agent.enqueue(priority=...)``), and the index
-# workers claim by.
-_PRIORITY: list[Step] = ["ALTER TABLE clew_branches ADD COLUMN priority BIGINT NOT NULL DEFAULT 0", _QUEUE_INDEX]
-
-
 def _branch_status_from_runs(ctx: Context) -> Op[None]:
     """Before version 4 a run had one status and lease, applied to the branch named in its
     metadata (``main`` by default). That branch takes them; every other branch gets the
@@ -206,12 +202,30 @@ def _decode(ctx: Context, data: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+# Version 5: each run's data key, wrapped by a keyring key (NULL: a run written before
+# data keys, or in the clear; empty: a data subject's run, under the subject's own key).
+def _data_keys(blob: str) -> list[Step]:
+    return [f"ALTER TABLE clew_runs ADD COLUMN dek {blob}"]
+
+
+# Version 6: a branch's queue priority (``Agent.enqueue(priority=...)``), and the index
+# workers claim by.
+_PRIORITY: list[Step] = ["ALTER TABLE clew_branches ADD COLUMN priority BIGINT NOT NULL DEFAULT 0", _QUEUE_INDEX]
+
+
 MIGRATIONS: dict[str, list[list[Step]]] = {
-    "sqlite": [_JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH, _per_branch("BLOB", "REAL"), _PRIORITY],
+    "sqlite": [
+        _JOURNAL_INDEXES_BY_SEQ,
+        _CHECKPOINTS_BY_BRANCH,
+        _per_branch("BLOB", "REAL"),
+        _data_keys("BLOB"),
+        _PRIORITY,
+    ],
     "postgres": [
         _JOURNAL_INDEXES_BY_SEQ,
         _CHECKPOINTS_BY_BRANCH,
         _per_branch("BYTEA", "DOUBLE PRECISION"),
+        _data_keys("BYTEA"),
         _PRIORITY,
     ],
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at"
+_RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at, dek"
 _BRANCH_COLS = (
     "name, head, base, created_at, status, error, lease_owner, lease_expires, epoch, seal, updated_at, mac, priority"
 )
@@ -27,15 +27,46 @@ COMMON: dict[str, str] = {
     "run_key": "SELECT rk FROM clew_runs WHERE run_id = ?",
     "get_run": f"SELECT {_RUN_COLS} FROM clew_runs WHERE run_id = ?",
     "insert_run": (
-        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING rk"
     ),
     "update_run": (f"UPDATE clew_runs SET meta = ?, updated_at = ? WHERE rk = ? RETURNING {_RUN_COLS}"),
     "bump_ckpt_seq": (
-        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ? WHERE rk = ? AND run_id = ? RETURNING ckpt_seq"
+        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ?"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, dek"
     ),
     "bump_journal_seq": (
-        "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq"
+        "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq, dek"
+    ),
+    # A commit's one write to the run row: the checkpoint counter and the journal's, together.
+    "bump_seqs": (
+        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, journal_seq = journal_seq + ?, updated_at = ?"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, journal_seq"
+    ),
+    # A commit's fast path moves the head only if it is still the parent, the lease still
+    # holds it, it is not cancelled and nothing is pending on it (all of which the writer
+    # saw at its own last commit); else nothing is returned and the transaction is undone.
+    "cas_head": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ? AND head = ? AND status <> 'cancelled'"
+        " AND (? = 0 OR (lease_owner = ? AND epoch = ?))"
+        " AND NOT EXISTS (SELECT 1 FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL) RETURNING epoch"
+    ),
+    # The same when the writer appended entries pending on the branch since: exactly those
+    # are pending (as many, with these hashes), and the same transaction seals them.
+    "cas_head_pending": (
+        "UPDATE clew_branches SET head = ?, seal = ?, mac = ?, status = coalesce(?, status), updated_at = ?"
+        " WHERE rk = ? AND name = ? AND head = ? AND status <> 'cancelled'"
+        " AND (? = 0 OR (lease_owner = ? AND epoch = ?))"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL) = ?"
+        " AND (SELECT count(*) FROM clew_journal j WHERE j.rk = clew_branches.rk AND j.branch = clew_branches.name"
+        " AND j.checkpoint_id IS NULL AND j.hash {in_hashes}) = ? RETURNING epoch"
+    ),
+    "insert_journal_guess": (
+        "INSERT INTO clew_journal (rk, seq, branch, checkpoint_id, kind, data, hash, created_at, hv)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 2) ON CONFLICT DO NOTHING"
     ),
     "refresh_run_status": f"UPDATE clew_runs SET status = {_RUN_STATUS}, updated_at = ? WHERE rk = ?",
     "insert_branch": (
@@ -139,12 +170,23 @@ SQLITE: dict[str, str] = {
     "lock_branch": "SELECT head, status, lease_owner, epoch FROM clew_branches WHERE rk = ? AND name = ?",
     "blobs_by_addr": "SELECT addr, data FROM clew_blobs WHERE rk = ? AND addr IN ({marks})",
     "claim_expired": (
-        "SELECT b.rk, r.run_id, r.labels, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
+        "SELECT b.rk, r.run_id, r.labels, r.dek, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
         " FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
         " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
         " ORDER BY b.priority DESC, b.created_at, b.rk, b.name LIMIT ?"
     ),
     "label_clause": "EXISTS (SELECT 1 FROM json_each(clew_runs.labels) WHERE key = ? AND value = ?)",
+    # The branch row and its pending journal entries (one row with NULLs when none).
+    "lock_branch_pending": (
+        "SELECT b.head, b.status, b.lease_owner, b.epoch, j.seq, j.hash FROM clew_branches b"
+        " LEFT JOIN clew_journal j ON j.rk = b.rk AND j.branch = b.name AND j.checkpoint_id IS NULL"
+        " WHERE b.rk = ? AND b.name = ? ORDER BY j.seq"
+    ),
+    # The checkpoint row, numbered by the run's counter that this transaction just bumped.
+    "insert_checkpoint_next": (
+        "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
+        " hash, created_at, mac) SELECT rk, ?, ckpt_seq, ?, ?, ?, ?, ?, ?, ?, ? FROM clew_runs WHERE rk = ?"
+    ),
 }
 
 POSTGRES: dict[str, str] = {
@@ -155,7 +197,7 @@ POSTGRES: dict[str, str] = {
     # The run row is locked too: the journal entry of the claim bumps its sequence, and a
     # writer to the run (which locks the run row, then the branch) is skipped, never waited on.
     "claim_expired": (
-        "SELECT b.rk, r.run_id, r.labels, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
+        "SELECT b.rk, r.run_id, r.labels, r.dek, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
         " FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
         " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
         " ORDER BY b.priority DESC, b.created_at, b.rk, b.name LIMIT ? FOR UPDATE OF b, r SKIP LOCKED"
@@ -164,9 +206,20 @@ POSTGRES: dict[str, str] = {
     # each counts the leases the one before it took.
     "agent_lock": "SELECT pg_advisory_xact_lock(1668048247, hashtext(current_schema() || ':' || ?))",
     "label_clause": "labels ->> ? = ?",
+    "lock_branch_pending": (
+        "SELECT b.head, b.status, b.lease_owner, b.epoch, j.seq, j.hash FROM clew_branches b"
+        " LEFT JOIN clew_journal j ON j.rk = b.rk AND j.branch = b.name AND j.checkpoint_id IS NULL"
+        " WHERE b.rk = ? AND b.name = ? ORDER BY j.seq FOR UPDATE OF b"
+    ),
+    "insert_checkpoint_next": (
+        "INSERT INTO clew_checkpoints (rk, checkpoint_id, seq, branch, parent_id, kind, manifest, meta,"
+        " hash, created_at, mac) SELECT rk, CAST(? AS TEXT), ckpt_seq, CAST(? AS TEXT), CAST(? AS TEXT),"
+        " CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS DOUBLE PRECISION),"
+        " CAST(? AS BYTEA) FROM clew_runs WHERE rk = ?"
+    ),
     "insert_run": (
-        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at)"
-        " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?) RETURNING rk"
+        "INSERT INTO clew_runs (run_id, agent, status, labels, meta, created_at, updated_at, dek)"
+        " VALUES (?, ?, ?, CAST(? AS jsonb), ?, ?, ?, ?) RETURNING rk"
     ),
 }
 

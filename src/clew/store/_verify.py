@@ -153,7 +153,7 @@ def _journal(
                     plain = _splice.join(plain, plains)
                 else:
                     lost = [b""]
-            sealed = ctx.codec.sealable(plain, encrypted=ctx.codec.key_id(raw) is not None)
+            sealed = ctx.codec.sealable(plain, encrypted=ctx.codec.keyed(raw))
             good = bool(lost) or journal_hash(seq, branch, kind, sealed, created, bound) == bytes(h)
         except Exception as exc:
             problems.append(Problem("journal", str(seq), f"cannot be read: {exc}"))

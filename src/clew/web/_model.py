@@ -163,6 +163,9 @@ def events(entries: list[JournalEntry]) -> list[dict[str, Any]]:
                 ev["idempotent"] = data.get("idempotent")
                 ev["idempotency_key"] = data.get("idempotency_key")
             else:
+                if "idempotency_key" in data:  # an idempotent call recorded as one entry
+                    ev["idempotent"] = data.get("idempotent")
+                    ev["idempotency_key"] = data.get("idempotency_key")
                 ev["outcome"] = "ok" if data.get("ok") else "error"
                 ev["result"] = to_jsonable(data.get("result"))
                 ev["error"] = to_jsonable(data.get("error"))
