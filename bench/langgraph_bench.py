@@ -283,7 +283,7 @@ def dict_once(backend: str, saver: str, delta: bool, n: int, tmp: str, pg: str, 
         with open_saver(kind, **where) as s:
             reader = dict_graph([], s, delta=delta)
             reader.get_state(config)  # connect and warm up outside the timings
-            get_state = _best(lambda: reader.get_state(config), reads)
+            get_state = _best(lambda: reader.get_state(config), reads * 5)  # ms each: cheap to repeat
             history = _best(lambda: sum(1 for _ in reader.get_state_history(config)), max(1, reads // 2))
         size = _db.sqlite_bytes(where["path"]) if backend == "sqlite" else _pg_size(pg, where["schema"])
     return {"bytes": size, "seconds": seconds, "get_state": get_state, "history": history}

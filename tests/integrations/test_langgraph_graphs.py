@@ -126,7 +126,7 @@ class Outer(TypedDict):
     results: Annotated[list[str], operator.add]
 
 
-def test_subgraphs_and_send_map_to_runs(stores: StoreFactory) -> None:
+def test_subgraphs_and_send_map_to_branches_of_the_thread_run(stores: StoreFactory) -> None:
     class Inner(TypedDict):
         topic: str
         results: Annotated[list[str], operator.add]
@@ -151,12 +151,16 @@ def test_subgraphs_and_send_map_to_runs(stores: StoreFactory) -> None:
     store = saver.store
     assert store is not None
     runs = store.list_runs(agent="langgraph", labels={"thread_id": "map"}).items
-    namespaces = sorted(r.labels["checkpoint_ns"] for r in runs)
+    assert [r.run_id for r in runs] == ["map"]  # one run per thread: its namespaces are branches
+    branches = sorted(b.name for b in store.list_branches("map"))
+    namespaces = sorted({name.rpartition("/")[0] for name in branches})
     assert namespaces[0] == "" and all(ns.startswith("worker") for ns in namespaces[1:])
     assert len(namespaces) == 3  # the root and one per Send
-    for r in runs:
-        assert r.run_id == (r.labels["thread_id"] + (f"#{ns}" if (ns := r.labels["checkpoint_ns"]) else ""))
-        assert store.verify(r.run_id).ok
+    assert [b for b in branches if b.endswith("/main")] == [f"{ns}/main" for ns in namespaces[1:]]
+    assert store.verify("map").ok
+    for ns in namespaces:  # each namespace reads back as LangGraph wrote it
+        listed = list(saver.list({"configurable": {"thread_id": "map", "checkpoint_ns": ns}}))
+        assert listed and all(t.config["configurable"]["checkpoint_ns"] == ns for t in listed)
     saver.delete_thread("map")
     assert not store.list_runs(agent="langgraph", labels={"thread_id": "map"}).items
 

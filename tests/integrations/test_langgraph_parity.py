@@ -319,7 +319,10 @@ def test_a_thread_status_follows_the_graph(stores: StoreFactory) -> None:
     nested.invoke({"messages": [HumanMessage("hi")]}, cfg("n"))
     nested.invoke(Command(resume="yes"), cfg("n"))
     runs = saver.store.list_runs(agent="langgraph", labels={"thread_id": "n"}).items
-    assert len(runs) == 2 and {r.status for r in runs} == {"completed"}
+    assert [(r.run_id, r.status) for r in runs] == [("n", "completed")]  # the subgraph is a branch of it
+    statuses = {b.name: b.status for b in saver.store.list_branches("n")}
+    assert set(statuses.values()) == {"completed"}
+    assert len([name for name in statuses if name.endswith("/main")]) == 1  # the subgraph's namespace
 
 
 def _shared_decoding(history: list[Any]) -> None:

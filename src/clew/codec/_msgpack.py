@@ -250,7 +250,11 @@ class Decoder:
         raw = self._inner(data)
         if not isinstance(raw, dict):
             raise DecodeError("malformed field record")
-        return {k: self._inner(v) for k, v in raw.items()}
+        unpack, ext = ormsgpack.unpackb, self._ext  # inlined _inner: a model has many small fields
+        try:
+            return {k: unpack(v, ext_hook=ext) for k, v in raw.items()}
+        except ValueError:  # a field that is not bytes, or bad bytes: _inner says which
+            return {k: self._inner(v) for k, v in raw.items()}
 
     def _ext(self, code: int, payload: bytes) -> Any:
         try:
@@ -302,5 +306,5 @@ class Decoder:
             values = self._fields(data[1])
             if data[2] is not None:
                 values.update(self._fields(data[2]))
-            return cls.model_construct(_fields_set=set(data[3]), **values)  # type: ignore[attr-defined]  # checked above
+            return t.construct_model(cls, set(data[3]), values)
         return t.scalar_from_ext(code, data)

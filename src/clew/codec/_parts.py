@@ -70,5 +70,5 @@ def assemble(shape: list[Any], keys: list[str] | None, values: list[Any]) -> Any
     if kind == "p":
         cls = t.resolve_class(shape[1], "pydantic model")
         t.check_kind(cls, shape[1], "pydantic model")
-        return cls.model_construct(_fields_set=set(shape[2]), **dict(zip(keys, values, strict=True)))  # type: ignore[attr-defined]  # checked above
+        return t.construct_model(cls, set(shape[2]), dict(zip(keys, values, strict=True)))
     raise DecodeError(f"unknown container kind {kind!r}")

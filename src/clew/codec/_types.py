@@ -143,14 +143,53 @@ def resolve_class(key: str, kind: str) -> type:
     return cls
 
 
+_KIND_CHECKS: dict[str, Callable[[type], bool]] = {
+    "dataclass": lambda cls: dataclasses.is_dataclass(cls),
+    "enum": lambda cls: issubclass(cls, enum.Enum),
+    "pydantic model": lambda cls: _is_pydantic(cls),
+}
+_kinds_ok: dict[tuple[type, str], bool] = {}  # a class's kind never changes: checked once per process
+
+
 def check_kind(cls: type, key: str, kind: str) -> None:
-    ok = {
-        "dataclass": dataclasses.is_dataclass(cls),
-        "enum": issubclass(cls, enum.Enum),
-        "pydantic model": _is_pydantic(cls),
-    }[kind]
+    ok = _kinds_ok.get((cls, kind))
+    if ok is None:
+        ok = _kinds_ok[(cls, kind)] = _KIND_CHECKS[kind](cls)
     if not ok:
         raise DecodeError(f"blob names {key!r} as a {kind}, but it is not one")
+
+
+_plain: dict[type, tuple[tuple[str, ...], frozenset[str], bool] | None] = {}
+
+
+def _plain_model(cls: Any) -> tuple[tuple[str, ...], frozenset[str], bool] | None:
+    """(field names, their set, extra allowed) if ``model_construct`` of ``cls`` only assigns.
+
+    That is: no aliases to resolve, no ``model_post_init``, not a root model. Then a
+    record holding every field builds the model as ``model_construct`` would, without
+    its per-field loop (the cost of loading long message lists).
+    """
+    if cls in _plain:
+        return _plain[cls]
+    fields = cls.__pydantic_fields__
+    plain = not cls.__pydantic_root_model__ and not cls.__pydantic_post_init__
+    plain = plain and all(f.alias in (None, n) and f.validation_alias in (None, n) for n, f in fields.items())
+    info = (tuple(fields), frozenset(fields), cls.model_config.get("extra") == "allow") if plain else None
+    _plain[cls] = info
+    return info
+
+
+def construct_model(cls: Any, fields_set: set[str], values: dict[str, Any]) -> Any:
+    """``cls.model_construct(_fields_set=fields_set, **values)``, fast when every field is given."""
+    info = _plain_model(cls)
+    if info is None or values.keys() != info[1]:
+        return cls.model_construct(_fields_set=fields_set, **values)
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", {name: values[name] for name in info[0]})  # in field order
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(obj, "__pydantic_extra__", {} if info[2] else None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def _is_pydantic(cls: type) -> bool:

@@ -184,7 +184,7 @@ def set_branch_status(
     ]
     if seq_row is None:
         raise NotFoundError(f"run {run_id!r} not found")
-    _subjects.check_same_run(ctx, run_id, seq_row)
+    _subjects.check_same_run(ctx, run_id, seq_row[1])
     _, current = check_fence(run_id, branch, locked, lease, writing=f"status {status!r}")
     if current == "cancelled" and status != "cancelled":
         raise ConflictError(
@@ -359,7 +359,7 @@ def commit(
                 )
             )
         raise NotFoundError(f"run {run_id!r} not found")
-    _subjects.check_same_run(ctx, run_id, row)
+    _subjects.check_same_run(ctx, run_id, row[2])
     seq = int(row[0])
     ctx.journal_seqs[run_id] = int(row[1])
     locked = locked_rows[0][:4] if locked_rows else None
@@ -496,7 +496,7 @@ def _commit_fast(
         batch.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     results = yield batch
     row, moved = results[0], results[moved_at]
-    if row is None or moved is None or int(row[1]) != expected_journal:
+    if row is None or moved is None or int(row[1]) != expected_journal or not _subjects.same_run(ctx, run_id, row[2]):
         ctx.tips.pop((run_id, branch), None)
         ctx.journal_seqs.pop(run_id, None)
         raise StaleTip(run_id, branch)

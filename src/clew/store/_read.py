@@ -431,7 +431,7 @@ def append_journal_rows(
     if row is None:
         ctx.run_keys.pop(run_id, None)
         raise NotFoundError(f"run {run_id!r} not found")
-    _subjects.check_same_run(ctx, run_id, row)
+    _subjects.check_same_run(ctx, run_id, row[1])
     check_fence(run_id, branch, locked, lease, writing="the journal entry")
     ctx.journal_seqs[run_id] = int(row[0])
     rows, out = journal_rows(ctx, rk, run_id, branch, entries, checkpoint_id, now, int(row[0]) - len(entries) + 1)

@@ -41,7 +41,7 @@ COMMON: dict[str, str] = {
     # A commit's one write to the run row: the checkpoint counter and the journal's, together.
     "bump_seqs": (
         "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, journal_seq = journal_seq + ?, updated_at = ?"
-        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, journal_seq"
+        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, journal_seq, dek"
     ),
     # A commit's fast path moves the head only if it is still the parent, the lease still
     # holds it, it is not cancelled and nothing is pending on it (all of which the writer

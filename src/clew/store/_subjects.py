@@ -70,7 +70,17 @@ def enter(ctx: Context, run_id: str) -> None:
         SCOPE.set(ctx.subject_kids.get(run_id))
 
 
-def check_same_run(ctx: Context, run_id: str, locked_row: Any) -> None:
+def same_run(ctx: Context, run_id: str, dek: Any) -> bool:
+    """Whether the data key this operation encrypted under is still the run's (``dek``: the
+    run row's column, as returned by the statement that locked the row)."""
+    kid = ctx.subject_kids.get(run_id)
+    if not ctx.codec.encrypts or kid is None or not kid.startswith(DATA_PREFIX):
+        return True
+    stored = bytes(dek).partition(b"\0")[0].decode("ascii", "replace") if dek else None
+    return stored == kid
+
+
+def check_same_run(ctx: Context, run_id: str, dek: Any) -> None:
     """After locking a run's row (``bump_*_seq`` returns its ``dek``): check that the data
     key this operation encrypted under is still the run's. It is not when the run was
     erased and made again under the same internal key by another process since this one
@@ -80,12 +90,7 @@ def check_same_run(ctx: Context, run_id: str, locked_row: Any) -> None:
     Raises:
         ConflictError: the run was made again; forget it and retry.
     """
-    kid = ctx.subject_kids.get(run_id)
-    if not ctx.codec.encrypts or kid is None or not kid.startswith(DATA_PREFIX):
-        return
-    dek = locked_row[1] if locked_row is not None and len(locked_row) > 1 else None
-    stored = bytes(dek).partition(b"\0")[0].decode("ascii", "replace") if dek else None
-    if stored != kid:
+    if not same_run(ctx, run_id, dek):
         ctx.run_keys.pop(run_id, None)
         ctx.subject_kids.pop(run_id, None)
         ctx.forget(run_id)

@@ -74,6 +74,7 @@ class Memory:
         self._stored: OrderedDict[Key, None] = OrderedDict()
         self._buffer: OrderedDict[Key, list[tuple[str, Any]]] = OrderedDict()
         self._runs: OrderedDict[str, None] = OrderedDict()
+        self._legacy: OrderedDict[Key, bool] = OrderedDict()
 
     def _put(self, d: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         d[key] = value
@@ -129,9 +130,19 @@ class Memory:
         with self._lock:
             self._put(self._runs, run, None)
 
+    def legacy(self, thread: str, ns: str) -> bool | None:
+        with self._lock:
+            return self._legacy.get((thread, ns))
+
+    def set_legacy(self, thread: str, ns: str, legacy: bool) -> None:
+        with self._lock:
+            self._put(self._legacy, (thread, ns), legacy)
+
     def forget(self, run: str) -> None:
         with self._lock:
             self._runs.pop(run, None)
+            for key in [k for k in self._legacy if run in (k[0], m.legacy_run_id(*k))]:
+                del self._legacy[key]
             for d in (self._heads, self._expected, self._stored, self._buffer):
                 for key in [k for k in d if k[0] == run]:
                     del d[key]
@@ -212,24 +223,79 @@ def thread_runs(thread: str | None) -> Flow[list[RunRecord]]:
         cursor = page.next_cursor
 
 
-def head_branch(branches: Sequence[BranchRecord], cid: str, prefer: str | None = None) -> str | None:
-    """A branch that ``cid`` heads: ``prefer`` if it does, else ``main``, else the oldest."""
-    names = [b.name for b in branches if b.head == cid and b.name != m.LATE]
-    for name in (prefer, "main"):
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where one namespace of a thread lives: a run, and the prefix of its branches' names.
+
+    The root namespace and every subgraph namespace share the thread's run; a
+    namespace's branches are named ``<ns>/main``, ``<ns>/fork-<id>``... A store written
+    before that keeps a namespace in a run of its own (``thread#ns``, prefix ``""``).
+    """
+
+    run: str
+    thread: str
+    ns: str
+    prefix: str
+
+    @property
+    def label_ns(self) -> str:
+        """The ``checkpoint_ns`` label of the run (the namespace's own only in a legacy run)."""
+        return self.ns if self.run != self.thread else ""
+
+    def branch(self, name: str) -> str:
+        return self.prefix + name
+
+    def mine(self, branches: Sequence[BranchRecord]) -> list[BranchRecord]:
+        """The branches of this namespace, the late-writes one included."""
+        return [b for b in branches if m.prefix_of(b.name) == self.prefix]
+
+    def heads(self, branches: Sequence[BranchRecord]) -> list[str]:
+        """The checkpoints heading this namespace's branches (never the run's anchor)."""
+        late = self.branch(m.LATE)
+        return [b.head for b in self.mine(branches) if b.head and b.head != m.ANCHOR and b.name != late]
+
+    def holds(self, record: CheckpointRecord) -> bool:
+        return record.checkpoint_id != m.ANCHOR and m.prefix_of(record.branch) == self.prefix
+
+
+def locate(ctx: Ctx, thread: str, ns: str) -> Flow[Where]:
+    """Where a namespace lives: a branch prefix of the thread's run, or its own legacy run."""
+    if not ns:
+        return Where(thread, thread, "", "")
+    legacy = ctx.mem.legacy(thread, ns)
+    if legacy is None:
+        legacy = yield from find_run(ctx, m.legacy_run_id(thread, ns), thread, ns)
+        ctx.mem.set_legacy(thread, ns, legacy)
+    if legacy:
+        return Where(m.legacy_run_id(thread, ns), thread, ns, "")
+    return Where(thread, thread, ns, m.prefix_for(ns))
+
+
+def head_branch(where: Where, branches: Sequence[BranchRecord], cid: str, prefer: str | None = None) -> str | None:
+    """A branch of the namespace that ``cid`` heads: ``prefer`` if it does, else main, else the oldest."""
+    late = where.branch(m.LATE)
+    names = [b.name for b in where.mine(branches) if b.head == cid and b.name != late]
+    for name in (prefer, where.branch("main")):
         if name in names:
             return name
     return names[0] if names else None
 
 
-def all_records(run: str, branches: Sequence[BranchRecord]) -> Flow[dict[str, CheckpointRecord]]:
-    """Every checkpoint of a run: each branch walked back until known history."""
+def all_records(
+    run: str, branches: Sequence[BranchRecord], where: Where | None = None
+) -> Flow[dict[str, CheckpointRecord]]:
+    """Every checkpoint of a run, or of one namespace in it: each branch walked back until known history."""
     seen: dict[str, CheckpointRecord] = {}
-    for b in branches:
+    stop: set[str] = set()  # records of other namespaces, where a walk leaves this one
+    for b in branches if where is None else where.mine(branches):
         cursor = b.head
-        while cursor is not None and cursor not in seen:
+        while cursor is not None and cursor not in seen and cursor not in stop:
             page = yield call("list_checkpoints", run, branch=b.name, limit=_PAGE, cursor=cursor)
             for rec in page.items:
-                if rec.checkpoint_id in seen:
+                if rec.checkpoint_id in seen or rec.checkpoint_id in stop:
+                    break
+                if where is not None and not where.holds(rec):
+                    stop.add(rec.checkpoint_id)
                     break
                 seen[rec.checkpoint_id] = rec
             else:

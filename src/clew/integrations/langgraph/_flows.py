@@ -29,6 +29,7 @@ from clew.integrations.langgraph._core import (
     Emit,
     Flow,
     Stream,
+    Where,
     all_records,
     append,
     call,
@@ -36,6 +37,7 @@ from clew.integrations.langgraph._core import (
     ensure_run,
     find_run,
     head_branch,
+    locate,
     run_exists,
     thread_runs,
     verified,
@@ -48,16 +50,16 @@ _LOAD_PAGE = 400
 # -- reading -------------------------------------------------------------------
 
 
-def _children(run: str, record: CheckpointRecord, branches: Sequence[BranchRecord]) -> Flow[list[str]]:
+def _children(where: Where, record: CheckpointRecord, branches: Sequence[BranchRecord]) -> Flow[list[str]]:
     """The checkpoints whose parent is ``record``: on its branch or on branches forked at it."""
     cid = record.checkpoint_id
     out: list[str] = []
-    for b in branches:
+    for b in where.mine(branches):
         if b.head is None or b.head == cid or (b.name != record.branch and b.base != cid):
             continue
         cursor: str | None = b.head
         while cursor is not None:
-            page = yield call("list_checkpoints", run, branch=b.name, limit=64, cursor=cursor)
+            page = yield call("list_checkpoints", where.run, branch=b.name, limit=64, cursor=cursor)
             cursor = page.next_cursor
             for rec in page.items:
                 if rec.parent_id == cid:
@@ -69,16 +71,20 @@ def _children(run: str, record: CheckpointRecord, branches: Sequence[BranchRecor
 
 
 def writes_of(
-    ctx: Ctx, run: str, record: CheckpointRecord, branches: Sequence[BranchRecord], children: list[str] | None = None
+    ctx: Ctx,
+    where: Where,
+    record: CheckpointRecord,
+    branches: Sequence[BranchRecord],
+    children: list[str] | None = None,
 ) -> Flow[list[PendingWrite]]:
     """The pending writes of one checkpoint, read from every place they can be (see module doc)."""
-    cid = record.checkpoint_id
+    run, cid = where.run, record.checkpoint_id
     entries: list[JournalEntry] = list((yield call("list_journal", run, checkpoint_id=cid)))
-    for b in branches:
-        if b.head == cid or b.name == m.LATE:
+    for b in where.mine(branches):
+        if b.head == cid or b.name == where.branch(m.LATE):
             entries.extend((yield call("list_journal", run, pending_on=b.name)))
     if children is None:
-        children = yield from _children(run, record, branches)
+        children = yield from _children(where, record, branches)
     for child in children:
         entries.extend((yield call("list_journal", run, checkpoint_id=child)))
     return m.pending_writes(ctx.serde, cid, entries)
@@ -86,38 +92,53 @@ def writes_of(
 
 def get_tuple(ctx: Ctx, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
     thread, ns, cid = m.parse_config(config)
-    run = m.run_id_for(thread, ns)
-    if not (yield from find_run(ctx, run, thread, ns)):
+    where = yield from locate(ctx, thread, ns)
+    run = where.run
+    if not (yield from find_run(ctx, run, thread, where.label_ns)):
         return None
     try:
         branches: list[BranchRecord] = yield call("list_branches", run)
         if cid is None:
-            heads = [b.head for b in branches if b.head and b.name != m.LATE]
+            heads = where.heads(branches)
             if not heads:
                 return None
             cid = max(heads)
         record: CheckpointRecord = yield call("get_checkpoint", run, cid)
+        if not where.holds(record):  # a checkpoint of another namespace of the thread
+            return None
         state = yield call("load_state", run, cid)
-        writes = yield from writes_of(ctx, run, record, branches)
+        writes = yield from writes_of(ctx, where, record, branches)
         yield from verified(ctx, run)
     except NotFoundError:
         return None
-    ctx.mem.saw(run, cid, head_branch(branches, cid, record.branch))
+    ctx.mem.saw(run, cid, head_branch(where, branches, cid, record.branch))
     named = config if config.get("configurable", {}).get("checkpoint_id") else None
     return m.to_tuple(ctx.serde, thread, ns, record, state, writes, named)
 
 
-def _runs_to_list(ctx: Ctx, config: RunnableConfig | None) -> Flow[list[tuple[str, str, str]]]:
+def _wheres(ctx: Ctx, config: RunnableConfig | None) -> Flow[list[Where]]:
+    """The namespaces a listing covers: the config's, or every one of its thread (or of all threads)."""
     conf = (config or {}).get("configurable") or {}
     if conf.get("thread_id") is not None and "checkpoint_ns" in conf:
         thread, ns, _ = m.parse_config(config)  # type: ignore[arg-type]  # not None here
-        run = m.run_id_for(thread, ns)
-        return [(run, thread, ns)] if (yield from find_run(ctx, run, thread, ns)) else []
+        where = yield from locate(ctx, thread, ns)
+        return [where] if (yield from find_run(ctx, where.run, thread, where.label_ns)) else []
     runs = yield from thread_runs(str(conf["thread_id"]) if conf.get("thread_id") is not None else None)
-    # A rewrite's scratch run has no thread_id label: not part of any thread.
-    return [
-        (r.run_id, r.labels["thread_id"], r.labels.get("checkpoint_ns", "")) for r in runs if "thread_id" in r.labels
-    ]
+    out: list[Where] = []
+    for r in runs:
+        if "thread_id" not in r.labels:  # a rewrite's scratch run: not part of any thread
+            continue
+        thread, ns = r.labels["thread_id"], r.labels.get("checkpoint_ns", "")
+        if ns:  # a namespace in a run of its own (a store from before namespaces were branches)
+            out.append(Where(r.run_id, thread, ns, ""))
+            continue
+        try:
+            branches: list[BranchRecord] = yield call("list_branches", r.run_id)
+        except NotFoundError:
+            continue
+        for prefix in dict.fromkeys(m.prefix_of(b.name) for b in branches):
+            out.append(Where(r.run_id, thread, prefix[:-1], prefix))
+    return out
 
 
 def list_checkpoints(
@@ -127,15 +148,15 @@ def list_checkpoints(
     before: RunnableConfig | None,
     limit: int | None,
 ) -> Stream:
-    """Checkpoints newest first (by id), across every branch of the thread's runs."""
+    """Checkpoints newest first (by id), across every branch of the thread's namespaces."""
     only = ((config or {}).get("configurable") or {}).get("checkpoint_id")
     before_id = ((before or {}).get("configurable") or {}).get("checkpoint_id")
-    found: list[tuple[CheckpointRecord, tuple[str, str, str], list[BranchRecord], dict[str, CheckpointRecord]]] = []
-    for where in (yield from _runs_to_list(ctx, config)):
+    found: list[tuple[CheckpointRecord, Where, list[BranchRecord], dict[str, CheckpointRecord]]] = []
+    for where in (yield from _wheres(ctx, config)):
         try:
-            branches = yield call("list_branches", where[0])
-            records = yield from all_records(where[0], branches)
-            yield from verified(ctx, where[0])
+            branches = yield call("list_branches", where.run)
+            records = yield from all_records(where.run, branches, where)
+            yield from verified(ctx, where.run)
         except NotFoundError:
             continue
         for rec in records.values():
@@ -150,8 +171,8 @@ def list_checkpoints(
     for start in range(0, len(found), _LOAD_PAGE):
         page = found[start : start + _LOAD_PAGE]
         states: dict[tuple[str, str], dict[str, Any]] = {}
-        for run in dict.fromkeys(where[0] for _, where, _, _ in page):
-            cids = [rec.checkpoint_id for rec, where, _, _ in page if where[0] == run]
+        for run in dict.fromkeys(where.run for _, where, _, _ in page):
+            cids = [rec.checkpoint_id for rec, where, _, _ in page if where.run == run]
             try:  # each blob the page's checkpoints share is decoded once
                 loaded = yield call("load_states", run, cids)
             except NotFoundError:  # deleted while we listed: load what is left one by one
@@ -162,7 +183,8 @@ def list_checkpoints(
                     except NotFoundError:
                         continue
             states.update(((run, cid), state) for cid, state in loaded.items())
-        for rec, (run, thread, ns), branches, records in page:
+        for rec, where, branches, records in page:
+            run = where.run
             state = states.get((run, rec.checkpoint_id))
             if state is None:
                 continue
@@ -174,11 +196,12 @@ def list_checkpoints(
                     writes = m.pending_writes(ctx.serde, rec.checkpoint_id, entries)
                 else:
                     kids = [r.checkpoint_id for r in records.values() if r.parent_id == rec.checkpoint_id]
-                    writes = yield from writes_of(ctx, run, rec, branches, kids)
+                    writes = yield from writes_of(ctx, where, rec, branches, kids)
             except NotFoundError:  # deleted while we listed
                 continue
-            ctx.mem.saw(run, rec.checkpoint_id, head_branch(branches, rec.checkpoint_id, rec.branch), explicit=False)
-            yield Emit(m.to_tuple(ctx.serde, thread, ns, rec, state, writes))
+            branch = head_branch(where, branches, rec.checkpoint_id, rec.branch)
+            ctx.mem.saw(run, rec.checkpoint_id, branch, explicit=False)
+            yield Emit(m.to_tuple(ctx.serde, where.thread, where.ns, rec, state, writes))
 
 
 # -- writing -------------------------------------------------------------------
@@ -195,7 +218,8 @@ def _conflict(thread: str, ns: str, parent: str, cid: str) -> ConflictError:
 
 def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata) -> Flow[RunnableConfig]:
     thread, ns, parent = m.parse_config(config)
-    run = m.run_id_for(thread, ns)
+    where = yield from locate(ctx, thread, ns)
+    run = where.run
     cid = checkpoint["id"]
     lg_meta = _lg_metadata(config, metadata)
     state = dict(checkpoint["channel_values"])
@@ -227,30 +251,64 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
             pass
         return (yield from go(name, at, lg_parent))
 
+    def anchor(branches: Sequence[BranchRecord]) -> Flow[str]:
+        """The checkpoint a namespace's first branch forks from: the root's latest, or the run's anchor."""
+        root = Where(run, thread, "", "")
+        for _ in range(2):
+            if heads := root.heads(branches):
+                return max(heads)
+            if any(b.name == "main" and b.head == m.ANCHOR for b in branches):
+                return m.ANCHOR
+            try:
+                yield call(
+                    "commit",
+                    run,
+                    state={},
+                    parent=None,
+                    branch="main",
+                    kind="input",
+                    metadata={m.LG: {"anchor": True}},
+                    checkpoint_id=m.ANCHOR,
+                    status=None,
+                )
+                return m.ANCHOR
+            except ConflictError:  # the root namespace, or another namespace, wrote main just now
+                branches = yield call("list_branches", run)
+        raise AssertionError("unreachable: main has a head after a failed first commit")
+
     def as_root(branches: Sequence[BranchRecord], lg_parent: Any) -> Flow[str]:
-        heads = [b.head for b in branches if b.head and b.name != m.LATE]
+        heads = where.heads(branches)
         if not heads:
+            if where.prefix:  # a namespace's first checkpoint: its main forks off the thread's run
+                at = yield from anchor(branches)
+                return (yield from fork_and_go(where.branch("main"), at, None if lg_parent is ... else lg_parent))
+            main = next((b for b in branches if b.name == "main"), None)
+            if main is not None and main.head == m.ANCHOR:  # subgraphs wrote first: go on from the anchor
+                return (yield from go("main", m.ANCHOR, None if lg_parent is ... else lg_parent))
             return (yield from go("main", None, lg_parent))
         # A second root: kept on a branch off the latest checkpoint, so the run stays one chain.
-        return (yield from fork_and_go(f"root-{cid}", max(heads), None if lg_parent is ... else lg_parent))
+        name = where.branch(f"root-{cid}")
+        return (yield from fork_and_go(name, max(heads), None if lg_parent is ... else lg_parent))
 
     def place(created: bool) -> Flow[str]:
-        if created:
+        if created and not where.prefix:
             return (yield from go("main", None, ... if parent is None else parent))
         if parent is not None and expect:
             return (yield from go(expect, parent))
         branches: list[BranchRecord] = yield call("list_branches", run)
         if parent is None:
             return (yield from as_root(branches, ...))
-        if (at := head_branch(branches, parent)) is not None:
+        if (at := head_branch(where, branches, parent)) is not None:
             return (yield from go(at, parent))
         try:
-            yield call("get_checkpoint", run, parent)
+            record: CheckpointRecord = yield call("get_checkpoint", run, parent)
         except NotFoundError:  # a parent this thread never stored: keep its id, start a root
             return (yield from as_root(branches, parent))
-        return (yield from fork_and_go(f"fork-{cid}", parent))
+        if not where.holds(record):  # a parent in another namespace: as good as never stored here
+            return (yield from as_root(branches, parent))
+        return (yield from fork_and_go(where.branch(f"fork-{cid}"), parent))
 
-    created = yield from ensure_run(ctx, run, thread, ns)
+    created = yield from ensure_run(ctx, run, thread, where.label_ns)
     try:
         try:
             yield from place(created)
@@ -258,7 +316,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
             if (yield from run_exists(run)):
                 raise
             ctx.mem.forget(run)  # deleted by someone else since we saw it: start it again
-            yield from place((yield from ensure_run(ctx, run, thread, ns)))
+            yield from place((yield from ensure_run(ctx, run, thread, where.label_ns)))
     except ConflictError as exc:
         try:
             yield call("get_checkpoint", run, cid)
@@ -269,7 +327,7 @@ def put(ctx: Ctx, config: RunnableConfig, checkpoint: Checkpoint, metadata: Chec
         if parent is None:  # another writer made the thread's first checkpoint just now
             yield from as_root((yield call("list_branches", run)), ...)
         elif ctx.on_conflict == "fork":
-            yield from fork_and_go(f"conflict-{cid}", parent)
+            yield from fork_and_go(where.branch(f"conflict-{cid}"), parent)
         else:
             raise _conflict(thread, ns, parent, cid) from exc
     return m.make_config(thread, ns, cid)
@@ -284,13 +342,13 @@ def probe_writes(ctx: Ctx, config: RunnableConfig) -> Flow[bool | None]:
     thread, ns, cid = m.parse_config(config)
     if cid is None:
         raise ValueError("put_writes needs a config naming its checkpoint (configurable.checkpoint_id)")
-    run = m.run_id_for(thread, ns)
-    if ctx.mem.stored(run, cid):
+    where = yield from locate(ctx, thread, ns)
+    if ctx.mem.stored(where.run, cid):
         return None
     try:
-        if not (yield from find_run(ctx, run, thread, ns)):
+        if not (yield from find_run(ctx, where.run, thread, where.label_ns)):
             return False
-        yield call("get_checkpoint", run, cid)
+        yield call("get_checkpoint", where.run, cid)
     except NotFoundError:
         return False
     return True
@@ -307,26 +365,28 @@ def put_writes(
     """Record writes; ``stored`` is what :func:`probe_writes` found, before the lock."""
     thread, ns, cid = m.parse_config(config)
     assert cid is not None  # checked by probe_writes
-    run = m.run_id_for(thread, ns)
+    where = yield from locate(ctx, thread, ns)
+    run = where.run
     entry = m.writes_entry(cid, task_id, task_path, writes)
     branch = ctx.mem.head(run, cid)
+    late = where.branch(m.LATE)
     if branch is None:
         if stored is False and not ctx.mem.stored(run, cid):  # not stored then, nor since by this saver
             ctx.mem.hold(run, cid, entry)  # committed with the checkpoint when it comes
             return
         branches: list[BranchRecord] = yield call("list_branches", run)
-        branch = head_branch(branches, cid)
+        branch = head_branch(where, branches, cid)
         if branch is not None:
             ctx.mem.saw(run, cid, branch)
-        else:  # the checkpoint has a child already: its writes wait on the run's late-writes branch
-            branch = m.LATE
-            if all(b.name != m.LATE for b in branches):
+        else:  # the checkpoint has a child already: its writes wait on the namespace's late-writes branch
+            branch = late
+            if all(b.name != late for b in branches):
                 try:
-                    yield call("fork", run, checkpoint_id=cid, branch=m.LATE, status="completed")
+                    yield call("fork", run, checkpoint_id=cid, branch=late, status="completed")
                 except ConflictError:  # made by another writer just now
                     pass
     yield from append(ctx, run, entry, branch)
-    if branch == m.LATE:  # writes of a checkpoint with a child already: the thread moved on
+    if branch == late:  # writes of a checkpoint with a child already: the thread moved on
         return
     if m.has_interrupt(writes):
         yield call("set_branch_status", run, branch=branch, status="paused")

@@ -3,9 +3,10 @@
 =========================  ==========================================================
 LangGraph                  clew
 =========================  ==========================================================
-thread_id, checkpoint_ns   one run: id ``thread_id`` (root namespace) or
-                           ``thread_id#checkpoint_ns``; agent ``"langgraph"``; labels
-                           ``thread_id`` and ``checkpoint_ns``
+thread_id                  one run: id ``thread_id``; agent ``"langgraph"``; labels
+                           ``thread_id`` and ``checkpoint_ns`` (empty)
+checkpoint_ns              branches of the thread's run: ``<ns>/main``, ``<ns>/fork-<id>``
+                           (older stores: a run ``thread_id#checkpoint_ns`` of its own)
 checkpoint id              checkpoint id (the same string)
 parent checkpoint          parent checkpoint; ``__langgraph__.parent`` when they differ
 ``channel_values``         the checkpoint's state, one field per channel (lists are
@@ -47,6 +48,9 @@ LATE = "late-writes"
 LG = "__langgraph__"
 """Checkpoint metadata key holding the LangGraph checkpoint's own fields (versions, ``ts``...)."""
 PARENT = "parent"
+ANCHOR = "__thread__"
+"""Id of the empty checkpoint a thread's run starts with when a subgraph namespace writes
+before the root namespace: the base its branches fork from. LangGraph never sees it."""
 
 _TRIGGER = "branch:to:"
 START = "__start__"
@@ -78,13 +82,38 @@ def parse_config(config: RunnableConfig) -> tuple[str, str, str | None]:
     return str(conf["thread_id"]), str(conf.get("checkpoint_ns") or ""), conf.get("checkpoint_id") or None
 
 
-def run_id_for(thread_id: str, checkpoint_ns: str) -> str:
-    """The clew run that holds one namespace of one thread."""
+def run_id_for(thread_id: str, checkpoint_ns: str = "") -> str:
+    """The clew run that holds a thread: all its namespaces (subgraphs) are branches of it.
+
+    Stores written before namespaces were grouped keep a subgraph namespace in a run
+    of its own, ``thread_id#checkpoint_ns`` (:func:`legacy_run_id`), read and written
+    there as before.
+    """
+    return thread_id
+
+
+def legacy_run_id(thread_id: str, checkpoint_ns: str) -> str:
+    """The run a namespace had to itself before namespaces became branches of the thread's run."""
     return thread_id if not checkpoint_ns else f"{thread_id}#{checkpoint_ns}"
 
 
 def labels_for(thread_id: str, checkpoint_ns: str) -> dict[str, str]:
     return {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+
+
+def prefix_for(checkpoint_ns: str) -> str:
+    """What a namespace's branch names start with: ``<ns>/`` (``child:1/main``), nothing for the root."""
+    return f"{checkpoint_ns}/" if checkpoint_ns else ""
+
+
+def prefix_of(branch: str) -> str:
+    """The namespace prefix of a branch name (branch names of their own hold no ``/``)."""
+    return branch[: branch.rfind("/") + 1]
+
+
+def ns_of(branch: str) -> str:
+    """The LangGraph namespace a branch of a thread's run belongs to."""
+    return prefix_of(branch)[:-1]
 
 
 def make_config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:

@@ -69,19 +69,40 @@ def _place(
     heads: dict[str, str | None],
 ) -> Flow[tuple[str, str | None]]:
     """The branch and parent a replayed checkpoint goes on, as ``put`` would choose."""
+    prefix = m.prefix_of(rec.branch)  # a subgraph namespace's branches keep its prefix
     parent = rec.parent_id
     while parent is not None and parent not in kept:
         parent = records[parent].parent_id if parent in records else None
     if parent is None:
-        latest = max((h for h in heads.values() if h), default=None)
-        if latest is None:
-            return "main", None
-        name, parent = f"root-{rec.checkpoint_id}", latest
+        root = [h for n, h in heads.items() if h and h != m.ANCHOR and not m.prefix_of(n)]
+        mine = [h for n, h in heads.items() if h and h != m.ANCHOR and m.prefix_of(n) == prefix]
+        if not prefix and not root:
+            return "main", heads.get("main")  # the first root checkpoint, after the anchor if there is one
+        if not prefix:
+            name, parent = f"root-{rec.checkpoint_id}", max(root)
+        elif mine:
+            name, parent = f"{prefix}root-{rec.checkpoint_id}", max(mine)
+        else:  # a namespace's first checkpoint: its main forks off the root's latest, or off the anchor
+            if not root and heads.get("main") is None:
+                yield call(
+                    "commit",
+                    target,
+                    state={},
+                    parent=None,
+                    branch="main",
+                    kind="input",
+                    metadata={m.LG: {"anchor": True}},
+                    checkpoint_id=m.ANCHOR,
+                    status=None,
+                )
+                heads["main"] = m.ANCHOR
+            name, parent = prefix + "main", max(root) if root else m.ANCHOR
     else:
-        on = [n for n, h in heads.items() if h == parent]
+        on = [n for n, h in heads.items() if h == parent and m.prefix_of(n) == prefix]
         if on:
-            return (rec.branch if rec.branch in on else "main" if "main" in on else on[0]), parent
-        name = rec.branch if rec.branch not in heads else f"fork-{rec.checkpoint_id}"
+            main = prefix + "main"
+            return (rec.branch if rec.branch in on else main if main in on else on[0]), parent
+        name = rec.branch if rec.branch not in heads else f"{prefix}fork-{rec.checkpoint_id}"
     yield call("fork", target, checkpoint_id=parent, branch=name)
     heads[name] = parent
     return name, parent
@@ -108,8 +129,14 @@ def prune(ctx: Ctx, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
                 continue
             branches = yield call("list_branches", rec.run_id)
             records = yield from all_records(rec.run_id, branches)
-            if len(records) > 1:
-                yield from rewrite(ctx, rec, {max(records)})
+            latest: dict[str, str] = {}  # each namespace keeps its latest checkpoint
+            for cid, r in records.items():
+                ns = m.ns_of(r.branch)
+                if cid != m.ANCHOR and cid > latest.get(ns, ""):
+                    latest[ns] = cid
+            keep = {*latest.values(), *({m.ANCHOR} & records.keys())}
+            if keep != records.keys():
+                yield from rewrite(ctx, rec, keep)
 
 
 def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Flow[None]:
@@ -131,7 +158,7 @@ def delete_for_runs(ctx: Ctx, run_ids: Sequence[str]) -> Flow[None]:
         doomed = {cid for cid, r in records.items() if _run_of(r) in wanted}
         if not doomed:
             continue
-        if doomed == set(records):
+        if doomed == set(records) - {m.ANCHOR}:
             yield call("delete_run", rec.run_id)
             ctx.mem.forget(rec.run_id)
         else:
@@ -148,7 +175,7 @@ def copy_thread(ctx: Ctx, source: str, target: str) -> Flow[None]:
     runs = [r for r in (yield from thread_runs(source)) if not _is_scratch(r)]
     for rec in runs:
         ns = rec.labels.get("checkpoint_ns", "")
-        dest = m.run_id_for(target, ns)
+        dest = m.legacy_run_id(target, ns)  # the thread's run, or a legacy run of one namespace
         try:
             yield call("get_run", dest)
         except NotFoundError:

@@ -280,8 +280,9 @@ class ClewSaver(BaseCheckpointSaver[int]):
 
     @staticmethod
     def _run(config: RunnableConfig) -> str:
+        """The lock key of a config's thread namespace: one per namespace, so a subgraph never waits on its parent."""
         thread, ns, _ = m.parse_config(config)
-        return m.run_id_for(thread, ns)
+        return m.legacy_run_id(thread, ns)
 
     # -- sync ----------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
