@@ -22,10 +22,10 @@ ACROSS_RUNS = {
     "run_key": "a run id to its key: clew_runs is small and can be a reference table",
     "get_run": "by run id, as run_key",
     "insert_run": "makes the key",
-    "run_ids": "keys to ids for a page of runs (list_runs)",
     "label_clause": "a filter of list_runs, which lists across runs by design",
     "find_checkpoint": "a checkpoint by id alone, through its own index: one query to every shard",
     "claim_expired": "recovery looks for expired leases in every run: one query to every shard",
+    "live_leases": "an agent's running branches with a live lease (max_running): one query to every shard",
 }
 
 

@@ -109,3 +109,19 @@ def test_two_makers_of_one_subject_key_agree(tmp_path: Path) -> None:
     keys.destroy("s.0123")
     keys.destroy("s.0123")  # already gone: no error
     assert keys.get("s.0123", create=False) is None
+
+
+def test_a_claim_journals_under_the_subject_key(shared_stores: Any, keyring: Keyring) -> None:
+    maker = shared_stores.open(codec=Codec(keyring=keyring))
+    maker.create_run("q", agent="a", labels={clew.store.SUBJECT_LABEL: "cust-8"}, state={"v": 1})
+    worker = shared_stores.open(codec=Codec(keyring=keyring))  # another process: knows nothing of "q"
+    (lease,) = worker.claim_expired(owner="w", ttl=30, agent="a")
+    raw = Raw(shared_stores, worker)
+    try:
+        kids = {worker.codec.key_id(c) for c in cells(raw, "q")}
+    finally:
+        raw.close()
+    assert kids == {keyring.subject_key_id("cust-8")}  # the claim's entry too
+    (entry,) = worker.list_journal("q")
+    assert entry.kind == "lease" and entry.data["owner"] == "w" and entry.data["epoch"] == lease.epoch
+    assert worker.verify("q").ok

@@ -220,8 +220,37 @@ def test_recover_after_a_real_crash(shared_stores: StoreFactory, tmp_path: Path)
     assert run.status == "paused" and run.interrupt == {"approve": "lamp"}
     assert run.state.charged == "receipt-lamp"
     assert len(_proc.effects(log)) == 1  # reconciled, not charged again
+    (taken,) = [e for e in store.list_journal("o1") if e.kind == "lease"]  # why it resumed where it did
+    assert taken.data["reason"] == "lease expired" and taken.data["epoch"] == record.epoch + 1
+    assert (taken.data["owner"], taken.data["previous_owner"]) == ("rescuer", "doomed")
+    assert taken.data["head"] == record.head and taken.checkpoint_id is not None  # sealed into the next checkpoint
     run = agent.resume("o1", answer={"by": "alice"})
     assert run.status == "completed"
+    assert store.verify("o1").ok
+
+
+def test_resuming_by_hand_after_a_real_crash_journals_the_takeover(shared_stores: StoreFactory, tmp_path: Path) -> None:
+    log, hang = tmp_path / "effects", tmp_path / "hang"
+    proc = _proc.child(
+        f"""
+        from tests.runtime._proc import Order, order_agent
+        store = clew.open(URL)
+        agent = order_agent(store, Path({str(log)!r}), hang=Path({str(hang)!r}), lease_ttl=1.0, worker_id="doomed")
+        agent.start(Order(item="lamp"), run_id="o1")
+        """,
+        shared_stores.url,
+    )
+    _proc.kill_when(proc, hang)
+    store = shared_stores.open()
+    record = store.get_branch("o1")
+    agent = _proc.order_agent(store, log, reconcile=True, lease_ttl=1.0, worker_id="operator")
+    time.sleep(max(0.0, (record.lease_expires_at or 0) - time.time()) + 0.05)
+    run = agent.resume("o1", actor="alice")  # by hand, as `clew resume` does
+    assert run.status == "paused"
+    (taken,) = [e.data for e in store.list_journal("o1") if e.kind == "lease"]
+    assert taken["reason"] == "lease expired" and taken["actor"] == "alice"
+    assert (taken["owner"], taken["previous_owner"], taken["epoch"]) == ("operator", "doomed", record.epoch + 1)
+    assert taken["expired_at"] == record.lease_expires_at and taken["head"] == record.head
     assert store.verify("o1").ok
 
 

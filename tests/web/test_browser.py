@@ -106,6 +106,9 @@ def test_inspect_compare_resume_and_fork_in_chromium(site: tuple[str, Path, Path
 
     base, db, counters = site
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with clew.open(f"sqlite:///{db}") as store:  # the demo's worker was SIGKILLed; recover() took the run over
+        (takeover,) = [e.data for e in store.list_journal("ticket-c42") if e.kind == "lease"]
+    assert takeover["reason"] == "lease expired" and takeover["previous_owner"] != takeover["owner"]
 
     def shot(page: object, name: str) -> None:
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
@@ -129,6 +132,13 @@ def test_inspect_compare_resume_and_fork_in_chromium(site: tuple[str, Path, Path
         expect(page.locator("h1")).to_contain_text("ticket-c42")
         expect(page.locator("#branch-refund")).to_contain_text("completed")
         expect(page.locator("svg.tree a.node")).to_have_count(11)
+        # Why the run resumed where it did: the takeover, in the timeline of the step it resumed with.
+        ev = page.locator(".timeline .ev.takeover")
+        expect(ev).to_have_count(1)
+        expect(ev).to_contain_text("taken over")
+        expect(ev).to_contain_text(f"from {takeover['previous_owner']}: lease expired")
+        expect(ev).to_contain_text(f"by {takeover['owner']} (epoch {takeover['epoch']})")
+        expect(ev.get_by_role("link")).to_have_attribute("href", f"#c-{takeover['head']}")
         shot(page, "2-run")
 
         # Follow the tree to the fork: bob's, with his reason; the diff against its parent.

@@ -122,3 +122,20 @@ def test_runs_page_filters_and_pages(store: clew.Store) -> None:
     assert all(f"run-{i}" in c.get("/?q=run-").text for i in range(5))
     assert "run-3" in c.get("/?q=run-3").text and "run-4" not in c.get("/?q=run-3").text
     assert c.get("/?since=soon").status_code == 400
+
+
+def test_a_run_page_shows_priority_and_each_claim_with_its_reason(store: clew.Store) -> None:
+    agent = make_agent(store)
+    rid = agent.enqueue({"q": "a"}, run_id="queued", priority=3)
+    owner = '<b id="x">w"1</b>'  # worker ids are text: shown as text
+    (lease,) = store.claim_expired(owner=owner, ttl=30, agent="helper")
+    c = client_for(store)
+    page = c.get(f"/runs/{rid}").text
+    assert "priority 3" in page
+    assert "claimed from the queue" in page and "queued" in page and f"epoch {lease.epoch}" in page
+    assert '<b id="x">' not in page and "&lt;b id=&#34;x&#34;&gt;w&#34;1&lt;/b&gt;" in page
+    body = c.get(f"/api/v1/runs/{rid}").json()
+    (main,) = body["branches"]
+    assert main["priority"] == 3
+    (pending,) = main["pending"]  # the claim, recorded with the lease, sealed by the next checkpoint
+    assert pending["kind"] == "lease" and pending["data"]["owner"] == owner and pending["data"]["reason"] == "queued"

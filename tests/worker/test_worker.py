@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.worker import workagent
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = "tests.worker.workagent:agent"
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_stores: StoreFactory) -> Iterator[StoreFactory]:
-    monkeypatch.setenv("WORK_DIR", str(tmp_path))
-    monkeypatch.setenv("WORK_URL", shared_stores.url)
-    yield shared_stores
 
 
 def start_worker(*args: str, slow: float = 0.0, ttl: float = 30.0) -> subprocess.Popen[str]:
@@ -124,6 +116,18 @@ def test_after_sigkill_another_worker_recovers_the_run(work: StoreFactory, tmp_p
     assert names.count("first:2") == 1  # checkpointed before the kill: not run again
     assert names.count("slow-start:2") == 2 and names.count("slow-end:2") == 1 and names[-1] == "last:2"
     assert store.load_state(rid, store.get_branch(rid).head)["done"] == ["first", "slow", "last"]
+    # The journal says why the run resumed where it did: taken from the queue by the first
+    # worker, taken over by the second once the first one's lease expired.
+    queued, takeover = [e for e in store.list_journal(rid) if e.kind == "lease"]
+    assert queued.data["reason"] == "queued" and queued.data["epoch"] == epoch and queued.data["previous_owner"] is None
+    assert takeover.data["reason"] == "lease expired" and takeover.data["epoch"] == epoch + 1
+    assert takeover.data["previous_owner"] == killed.lease_owner == queued.data["owner"]
+    assert takeover.data["owner"] != killed.lease_owner and takeover.data["expired_at"] == killed.lease_expires_at
+    resumed_from = store.get_checkpoint(rid, takeover.data["head"])
+    assert resumed_from.metadata["step"] == "first"  # the last checkpoint before the kill
+    sealed_in = store.get_checkpoint(rid, takeover.checkpoint_id)
+    assert sealed_in.parent_id == resumed_from.checkpoint_id and sealed_in.metadata["step"] == "slow"
+    assert store.verify(rid).ok  # the entries are in the hash chain
 
 
 def test_serve_in_process_until_stopped(store: clew.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,7 @@ def effects() -> list[tuple[str, int]]:
     return [(line.split()[0], int(line.split()[1])) for line in path.read_text().splitlines()]
 
 
-def make(store: clew.Store, lease_ttl: float = 30.0) -> clew.Agent[Job]:
+def make(store: clew.Store | clew.AsyncStore, lease_ttl: float = 30.0) -> clew.Agent[Job]:
     agent = clew.Agent("jobs", state=Job, store=store, lease_ttl=lease_ttl)
 
     @agent.step(start=True)

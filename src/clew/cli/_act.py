@@ -199,12 +199,17 @@ def worker(
     agent: AgentArg,
     concurrency: Annotated[int, typer.Option(help="How many runs to execute at once.")] = 1,
     poll: Annotated[float, typer.Option(help="Seconds between looks for work when idle.")] = 1.0,
+    max_running: Annotated[
+        int | None,
+        typer.Option(help="At most this many of the agent's runs executing at once, across all workers of the store."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve an agent: execute queued and orphaned runs until SIGTERM.
 
-    On SIGTERM or Ctrl-C each run in progress finishes its current step, checkpoints and
-    releases its lease, then the worker exits. A second signal stops it at once."""
+    Queued runs are taken highest priority first, then oldest first. On SIGTERM or Ctrl-C
+    each run in progress finishes its current step, checkpoints and releases its lease,
+    then the worker exits. A second signal stops it at once."""
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise errors.ConfigError(f"--log-level {log_level!r}: use debug, info, warning or error")
@@ -212,7 +217,7 @@ def worker(
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("clew").setLevel(level)
     a = load_agent(agent)
-    a.serve(concurrency=concurrency, poll=poll)
+    a.serve(concurrency=concurrency, poll=poll, max_running=max_running)
 
 
 def demo(

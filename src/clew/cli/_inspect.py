@@ -150,7 +150,7 @@ def show(
 def branches(
     run_id: str, store: StoreOpt = None, db: DbOpt = None, wide: WideOpt = False, as_json: JsonOpt = False
 ) -> None:
-    """A run's branches, oldest first: status, head, lease and error."""
+    """A run's branches, oldest first: status, queue priority, head, lease and error."""
     with open_store(store, db, read_only=True) as s:
         run_id = resolve_run(s, run_id)
         found = s.list_branches(run_id)
@@ -161,6 +161,7 @@ def branches(
         (
             b.name,
             b.status,
+            b.priority,
             b.head,
             b.base,
             f"{b.lease_owner} until {local(b.lease_expires_at)}" if b.lease_owner else "",
@@ -168,7 +169,7 @@ def branches(
         )
         for b in found
     ]
-    columns = ("branch", "status", "head", "from", "lease", "error")
+    columns = ("branch", "status", "priority", "head", "from", "lease", "error")
     show_table(table(columns, rows, ids=("head", "from"), title=run_id), wide)
 
 

@@ -226,7 +226,7 @@ class AgentBase(Generic[S]):
             "clew.worker_id": self.worker_id,
         }
 
-    def _enqueue(self, state: S, run_id: str | None, labels: Mapping[str, str] | None) -> Program:
+    def _enqueue(self, state: S, run_id: str | None, labels: Mapping[str, str] | None, priority: int) -> Program:
         """Create the run and its first checkpoint with no lease: queued for any worker."""
         if self._start is None:
             raise ConfigError(f"agent {self.name!r} has no start step: mark one with @agent.step(start=True)")
@@ -238,6 +238,7 @@ class AgentBase(Generic[S]):
             labels=labels,
             state=self._adapter.to_fields(state),
             checkpoint_metadata={**self._meta(), "next": self._start},
+            priority=priority,
         )
         return run.run_id
 
@@ -503,26 +504,43 @@ class Agent(AgentBase[S]):
         log.info("run %s started (agent %s)", keeper.lease.run_id, self.name)
         return self._run_sync(keeper, self._ephemeral_of(state))
 
-    def enqueue(self, state: S, *, run_id: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+    def enqueue(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> str:
         """Create a run with its first checkpoint and leave it for a worker; returns its id.
 
         The run is ``running`` with no lease, so the next worker that claims work
-        (:meth:`serve`, ``clew worker``, :meth:`recover`) executes it. Ephemeral fields
-        are not stored: give them to the worker (``serve(ephemeral=...)``).
+        (:meth:`serve`, ``clew worker``, :meth:`recover`) executes it: the highest
+        ``priority`` first, then the oldest. Ephemeral fields are not stored: give them
+        to the worker (``serve(ephemeral=...)``).
         """
-        rid: str = self._sync(self._enqueue(state, run_id, labels))
-        log.info("run %s queued (agent %s)", rid, self.name)
+        rid: str = self._sync(self._enqueue(state, run_id, labels, priority))
+        log.info("run %s queued (agent %s, priority %d)", rid, self.name, priority)
         return rid
 
-    def serve(self, *, concurrency: int = 1, poll: float = 1.0, ephemeral: Mapping[str, Any] | None = None) -> None:
+    def serve(
+        self,
+        *,
+        concurrency: int = 1,
+        poll: float = 1.0,
+        ephemeral: Mapping[str, Any] | None = None,
+        max_running: int | None = None,
+    ) -> None:
         """Work as a long-running worker until SIGTERM/SIGINT: execute queued runs and
         recover runs whose worker died, ``concurrency`` at a time. On the signal, each
         run in progress finishes its current step, checkpoints and releases its lease.
-        See ``docs/operating.md``.
+
+        ``max_running`` caps how many of this agent's runs hold a live lease at once
+        across every worker and process sharing the store. See ``docs/operating.md``.
         """
         from clew.runtime._worker import Worker
 
-        Worker(self, concurrency=concurrency, poll=poll, ephemeral=ephemeral).run()
+        Worker(self, concurrency=concurrency, poll=poll, ephemeral=ephemeral, max_running=max_running).run()
 
     def resume(
         self,
@@ -774,6 +792,38 @@ class Agent(AgentBase[S]):
                 return result
         finally:
             await self._async(self._finish(keeper))
+
+    async def aenqueue(
+        self,
+        state: S,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> str:
+        """The async twin of :meth:`enqueue`."""
+        rid: str = await self._async(self._enqueue(state, run_id, labels, priority))
+        log.info("run %s queued (agent %s, priority %d)", rid, self.name, priority)
+        return rid
+
+    async def aserve(
+        self,
+        *,
+        concurrency: int = 1,
+        poll: float = 1.0,
+        ephemeral: Mapping[str, Any] | None = None,
+        max_running: int | None = None,
+    ) -> None:
+        """The async twin of :meth:`serve`, for an agent on an async store.
+
+        Runs ``concurrency`` runs at once as tasks on the running event loop until the
+        task is cancelled (or SIGTERM/SIGINT, when the loop runs in the main thread):
+        then each run in progress finishes its current step, checkpoints and releases
+        its lease before the cancellation goes on.
+        """
+        from clew.runtime._worker import AsyncWorker
+
+        await AsyncWorker(self, concurrency=concurrency, poll=poll, ephemeral=ephemeral, max_running=max_running).run()
 
     async def astart(
         self,

@@ -37,6 +37,7 @@ from clew.runtime._context import Context, Interrupted, Ledger, error_record
 from clew.runtime._effects import Invoke, Program, Sleep, StoreCall
 from clew.runtime._lease import LeaseKeeper
 from clew.store import BranchRecord, CheckpointRecord, JournalEntry
+from clew.store._records import lease_entry
 
 if TYPE_CHECKING:
     from clew.runtime._agent import AgentBase
@@ -342,7 +343,7 @@ def prepare_resume(
             )
 
     branches = yield store("list_branches", run_id=run_id)
-    b = pick_branch(run_id, branches, branch, answering)
+    b = before = pick_branch(run_id, branches, branch, answering)
     check(b)
     try:
         lease = yield store("acquire_lease", run_id=run_id, owner=owner, ttl=agent.lease_ttl, branch=b.name)
@@ -361,7 +362,14 @@ def prepare_resume(
         agent._upcasters.check(
             agent._upcasters.stored_version(head.metadata), f"run {run_id!r} head {head.checkpoint_id}"
         )
-        entries = []
+        entries: list[tuple[str, Any]] = []
+        if b.status == "running" and before.lease_owner != owner:
+            # A run whose worker died (or that was queued), resumed by hand: why it resumes here.
+            expired = before.lease_expires_at if before.lease_owner is not None else None
+            taken = lease_entry(
+                owner=owner, epoch=lease.epoch, previous_owner=before.lease_owner, expired_at=expired, head=b.head
+            )
+            entries.append(("lease", {**taken, "actor": actor}))
         if b.status == "paused" and head.kind in PAUSE_KINDS:
             if not answering:
                 raise RunStatusError(

@@ -97,12 +97,13 @@ class Store(_Common, abc.ABC):
         lease_ttl: float | None = None,
         state: Mapping[str, Any] | None = None,
         checkpoint_metadata: Mapping[str, Any] | None = None,
+        priority: int = 0,
     ) -> RunRecord:
         """Create a run and its ``main`` branch; optionally leased to ``lease_owner``.
 
         With ``state``, the branch's first checkpoint (kind ``start``, with
         ``checkpoint_metadata``) is written in the same transaction, so the run never
-        exists without it.
+        exists without it. Workers claim unleased runs with a higher ``priority`` first.
 
         Raises:
             ConflictError: a run with this id exists.
@@ -119,6 +120,7 @@ class Store(_Common, abc.ABC):
                 lease_ttl=lease_ttl,
                 state=state,
                 checkpoint_metadata=checkpoint_metadata,
+                priority=priority,
             ),
             write=True,
         )
@@ -517,16 +519,32 @@ class Store(_Common, abc.ABC):
         limit: int = 10,
         statuses: Sequence[str] = ("running",),
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> list[Lease]:
         """Lease to ``owner`` up to ``limit`` branches whose lease expired (their worker died).
 
         Only branches in ``statuses`` (of runs of ``agent``, if given) are claimed; a
-        branch that never had a lease counts as expired. Each claim bumps the branch's
-        epoch, fencing out the worker that lost it. Safe with many workers at once:
-        each branch is claimed by one of them.
+        branch that never had a lease counts as expired. The highest ``priority`` is
+        claimed first, then the oldest branch. Each claim bumps the branch's epoch,
+        fencing out the worker that lost it, and journals a ``lease`` entry on the branch
+        (new and previous owner, epoch, reason: ``queued``, ``released`` or ``lease
+        expired``). Safe with many workers at once: each branch is claimed by one of them.
+
+        With ``max_running`` (and ``agent``), no more than that many running branches of
+        the agent's runs hold a live lease once this claim is made, across every worker
+        sharing the store (on PostgreSQL such claims take an advisory lock per agent).
         """
         return self._execute(
-            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
+            _ops.claim_expired(
+                self._ctx,
+                owner=owner,
+                ttl=ttl,
+                limit=limit,
+                statuses=statuses,
+                agent=agent,
+                max_running=max_running,
+            ),
+            write=True,
         )
 
     # -- audit ---------------------------------------------------------------
@@ -576,6 +594,7 @@ class AsyncStore(_Common, abc.ABC):
         lease_ttl: float | None = None,
         state: Mapping[str, Any] | None = None,
         checkpoint_metadata: Mapping[str, Any] | None = None,
+        priority: int = 0,
     ) -> RunRecord:
         """See :meth:`Store.create_run`."""
         return await self._aexecute(
@@ -590,6 +609,7 @@ class AsyncStore(_Common, abc.ABC):
                 lease_ttl=lease_ttl,
                 state=state,
                 checkpoint_metadata=checkpoint_metadata,
+                priority=priority,
             ),
             write=True,
         )
@@ -859,10 +879,20 @@ class AsyncStore(_Common, abc.ABC):
         limit: int = 10,
         statuses: Sequence[str] = ("running",),
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> list[Lease]:
         """See :meth:`Store.claim_expired`."""
         return await self._aexecute(
-            _ops.claim_expired(self._ctx, owner=owner, ttl=ttl, limit=limit, statuses=statuses, agent=agent), write=True
+            _ops.claim_expired(
+                self._ctx,
+                owner=owner,
+                ttl=ttl,
+                limit=limit,
+                statuses=statuses,
+                agent=agent,
+                max_running=max_running,
+            ),
+            write=True,
         )
 
     async def verify(self, run_id: str, *, require_keyed: bool = False) -> VerifyReport:

@@ -50,6 +50,7 @@ from clew.store._records import (
     Lease,
     Page,
     RunRecord,
+    lease_entry,
 )
 from clew.store._seal import checkpoint_hash
 from clew.store._verify import verify
@@ -62,6 +63,20 @@ __all__ = ["Context", "Op", "Q", "new_id", "verify"]
 def _check_status(status: str) -> None:
     if status not in RUN_STATUSES:
         raise ConfigError(f"status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+
+
+def _check_priority(priority: int) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**63) <= priority < 2**63:
+        raise ConfigError(f"priority must be an int (higher runs first; 0 by default), not {priority!r}")
+
+
+def _check_max_running(max_running: int | None, agent: str | None) -> None:
+    if max_running is None:
+        return
+    if isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 1:
+        raise ConfigError(f"max_running must be a positive int (or None for no limit), not {max_running!r}")
+    if agent is None:
+        raise ConfigError("claim_expired: max_running limits the runs of one agent; give agent= too")
 
 
 def _check_ttl(ttl: float | None, where: str, name: str = "ttl") -> float:
@@ -85,8 +100,10 @@ def create_run(
     lease_ttl: float | None,
     state: Mapping[str, Any] | None = None,
     checkpoint_metadata: Mapping[str, Any] | None = None,
+    priority: int = 0,
 ) -> Op[RunRecord]:
     _check_status(status)
+    _check_priority(priority)
     if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
         raise ConfigError(f"run_id={run_id!r}: give a non-empty str, or None for a generated id")
     if lease_owner is not None:
@@ -114,7 +131,9 @@ def create_run(
     seal, mac = head_row_seal(ctx, run_id, "main", None, None)
     epoch = 1 if lease_owner else 0
     yield ctx.q(
-        "insert_branch", (row[0], "main", None, None, now, status, lease_owner, expires, epoch, seal, now, mac), "exec"
+        "insert_branch",
+        (row[0], "main", None, None, now, status, lease_owner, expires, epoch, seal, now, mac, priority),
+        "exec",
     )
     if state is not None:  # the first checkpoint, in the same transaction: never a run without one
         yield from commit(
@@ -614,7 +633,11 @@ def fork(
     _check_status(status)
     expires = time.time() + _check_ttl(lease_ttl, "fork", "lease_ttl") if lease_owner is not None else None
     rk = yield from run_key(ctx, run_id)
-    row, existing = yield [ctx.q("get_checkpoint", (rk, checkpoint_id)), ctx.q("get_branch", (rk, branch))]
+    row, existing, source = yield [
+        ctx.q("get_checkpoint", (rk, checkpoint_id)),
+        ctx.q("get_branch", (rk, branch)),
+        ctx.q("fork_priority", (rk, checkpoint_id)),
+    ]
     if row is None:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
     if existing is not None:
@@ -622,9 +645,10 @@ def fork(
     now = time.time()
     seal, mac = head_row_seal(ctx, run_id, branch, checkpoint_id, bytes(row[6]))
     epoch = 1 if lease_owner is not None else 0
+    priority = int(source[0]) if source is not None else 0
     yield ctx.q(
         "insert_branch",
-        (rk, branch, checkpoint_id, checkpoint_id, now, status, lease_owner, expires, epoch, seal, now, mac),
+        (rk, branch, checkpoint_id, checkpoint_id, now, status, lease_owner, expires, epoch, seal, now, mac, priority),
         "exec",
     )
     if state is not None:  # the branch's first checkpoint, in the same transaction
@@ -699,20 +723,53 @@ def release_lease(ctx: Context, run_id: str, *, owner: str, branch: str, epoch: 
 
 
 def claim_expired(
-    ctx: Context, *, owner: str, ttl: float, limit: int, statuses: Sequence[str], agent: str | None
+    ctx: Context,
+    *,
+    owner: str,
+    ttl: float,
+    limit: int,
+    statuses: Sequence[str],
+    agent: str | None,
+    max_running: int | None = None,
 ) -> Op[list[Lease]]:
     ttl = _check_ttl(ttl, "claim_expired")
     for status in statuses:
         _check_status(status)
+    _check_max_running(max_running, agent)
     if not statuses or limit < 1:
         return []
     now = time.time()
-    rows = yield ctx.q(
-        "claim_expired", (owner, now + ttl, *statuses, now, agent, limit), "all", marks=ctx.marks(len(statuses))
-    )
+    if max_running is not None:
+        if ctx.d.name == "postgres":
+            yield ctx.q("agent_lock", (agent,), "one")
+        live = yield ctx.q("live_leases", (now, agent))
+        limit = min(limit, max_running - int(live[0]))
+        if limit < 1:
+            return []
+    rows = yield ctx.q("claim_expired", (*statuses, now, agent, limit), "all", marks=ctx.marks(len(statuses)))
     if not rows:
         return []
-    keys = sorted({int(r[0]) for r in rows})
-    names = yield ctx.q("run_ids", keys, "all", marks=ctx.marks(len(keys)))
-    run_ids = {int(rk): rid for rk, rid in names}
-    return [Lease(run_ids[int(rk)], name, owner, int(epoch), expires) for rk, name, epoch, expires in rows]
+    # Each claim is journaled on its branch, in this transaction: the entry is sealed into
+    # the next checkpoint, so the run's history says who took it over, from whom and why.
+    per_run: dict[int, int] = {}
+    for r in rows:
+        per_run[int(r[0])] = per_run.get(int(r[0]), 0) + 1
+    run_ids = {int(r[0]): r[1] for r in rows}
+    expires = now + ttl
+    seqs = yield [
+        *[ctx.q("bump_journal_seq", (n, rk, run_ids[rk])) for rk, n in per_run.items()],
+        ctx.q("take_lease", [(owner, expires, int(r[8]) + 1, int(r[0]), r[4]) for r in rows], "many"),
+    ]
+    next_seq = {rk: int(seq[0]) - per_run[rk] + 1 for rk, seq in zip(per_run, seqs[: len(per_run)], strict=True)}
+    writes: list[Q] = []
+    leases = []
+    for rk, run_id, labels, dek, branch, head, previous, expired_at, epoch in rows:
+        rk, epoch = int(rk), int(epoch) + 1
+        _subjects.remember(ctx, run_id, labels, dek)  # the entry is written under the run's (or subject's) key
+        entry = lease_entry(owner=owner, epoch=epoch, previous_owner=previous, expired_at=expired_at, head=head)
+        journal, _ = journal_rows(ctx, rk, run_id, branch, [("lease", entry)], None, now, next_seq[rk])
+        next_seq[rk] += 1
+        writes.extend(insert_journal(ctx, journal))
+        leases.append(Lease(run_id, branch, owner, epoch, expires))
+    yield writes
+    return leases

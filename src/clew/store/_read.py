@@ -110,7 +110,7 @@ def journal_entries(
 
 
 def branch_record(ctx: Context, run_id: str, row: Sequence[Any]) -> BranchRecord:
-    name, head, base, created, status, error, owner, expires, epoch, _seal, updated, _mac = row
+    name, head, base, created, status, error, owner, expires, epoch, _seal, updated, _mac, priority = row
     return BranchRecord(
         run_id=run_id,
         name=name,
@@ -123,6 +123,7 @@ def branch_record(ctx: Context, run_id: str, row: Sequence[Any]) -> BranchRecord
         lease_expires_at=expires,
         epoch=int(epoch),
         updated_at=updated,
+        priority=int(priority),
     )
 
 

@@ -17,6 +17,25 @@ FINISHED: frozenset[str] = frozenset({"completed", "cancelled"})
 """Branch statuses that never change again."""
 
 
+def lease_entry(
+    *, owner: str, epoch: int, previous_owner: str | None, expired_at: float | None, head: str | None
+) -> dict[str, Any]:
+    """The journal data of a ``lease`` entry: a branch taken by ``owner`` at ``epoch``, and why.
+
+    The reason is ``queued`` (never leased before), ``released`` (its worker gave it up)
+    or ``lease expired`` (its worker died or stalled; ``expired_at`` says when).
+    """
+    reason = "lease expired" if previous_owner is not None else "released" if epoch > 1 else "queued"
+    return {
+        "owner": owner,
+        "previous_owner": previous_owner,
+        "epoch": epoch,
+        "reason": reason,
+        "expired_at": expired_at,
+        "head": head,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One execution of an agent.
@@ -62,6 +81,7 @@ class BranchRecord:
         error: the error record of a failed (or cancelled) branch.
         lease_owner: the worker holding it, if any; ``lease_expires_at`` its expiry.
         epoch: the fencing token of its latest lease.
+        priority: workers claim queued branches with a higher priority first.
     """
 
     run_id: str
@@ -75,6 +95,7 @@ class BranchRecord:
     lease_expires_at: float | None = None
     epoch: int = 0
     updated_at: float = 0.0
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

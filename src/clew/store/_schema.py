@@ -18,7 +18,11 @@ from clew.errors import SchemaVersionError
 from clew.store._query import Context, Op, Q
 from clew.store._read import head_row_seal
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+
+# Workers claim the highest priority first, then the oldest: an index walk, whatever the backlog.
+_QUEUE_INDEX = "CREATE INDEX clew_branches_queue ON clew_branches (status, priority DESC, created_at)"
 
 
 def _current(blob: str, real: str, ident: str) -> list[str]:
@@ -48,8 +52,10 @@ def _current(blob: str, real: str, ident: str) -> list[str]:
             seal {blob},
             updated_at {real} NOT NULL DEFAULT 0,
             mac {blob},
+            priority BIGINT NOT NULL DEFAULT 0,
             PRIMARY KEY (rk, name))""",
         "CREATE INDEX clew_branches_status ON clew_branches (status, lease_expires)",
+        _QUEUE_INDEX,
         f"""CREATE TABLE clew_checkpoints (
             rk BIGINT NOT NULL, checkpoint_id TEXT NOT NULL, seq BIGINT NOT NULL,
             branch TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
@@ -123,7 +129,7 @@ def _per_branch(blob: str, real: str) -> list[Step]:
         _branch_status_from_runs,
         "ALTER TABLE clew_runs DROP COLUMN lease_owner",
         "ALTER TABLE clew_runs DROP COLUMN lease_expires",
-        *[s for s in CURRENT["sqlite"] if s.startswith("CREATE INDEX")],
+        *[s for s in CURRENT["sqlite"] if s.startswith("CREATE INDEX") and s != _QUEUE_INDEX],
     ]
 
 
@@ -202,13 +208,25 @@ def _data_keys(blob: str) -> list[Step]:
     return [f"ALTER TABLE clew_runs ADD COLUMN dek {blob}"]
 
 
+# Version 6: a branch's queue priority (``Agent.enqueue(priority=...)``), and the index
+# workers claim by.
+_PRIORITY: list[Step] = ["ALTER TABLE clew_branches ADD COLUMN priority BIGINT NOT NULL DEFAULT 0", _QUEUE_INDEX]
+
+
 MIGRATIONS: dict[str, list[list[Step]]] = {
-    "sqlite": [_JOURNAL_INDEXES_BY_SEQ, _CHECKPOINTS_BY_BRANCH, _per_branch("BLOB", "REAL"), _data_keys("BLOB")],
+    "sqlite": [
+        _JOURNAL_INDEXES_BY_SEQ,
+        _CHECKPOINTS_BY_BRANCH,
+        _per_branch("BLOB", "REAL"),
+        _data_keys("BLOB"),
+        _PRIORITY,
+    ],
     "postgres": [
         _JOURNAL_INDEXES_BY_SEQ,
         _CHECKPOINTS_BY_BRANCH,
         _per_branch("BYTEA", "DOUBLE PRECISION"),
         _data_keys("BYTEA"),
+        _PRIORITY,
     ],
 }
 """Upgrades of existing databases; a new one is created from :data:`CURRENT`."""

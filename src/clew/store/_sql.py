@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _RUN_COLS = "run_id, agent, status, labels, meta, created_at, updated_at, dek"
-_BRANCH_COLS = "name, head, base, created_at, status, error, lease_owner, lease_expires, epoch, seal, updated_at, mac"
+_BRANCH_COLS = (
+    "name, head, base, created_at, status, error, lease_owner, lease_expires, epoch, seal, updated_at, mac, priority"
+)
 # A run's status, derived from its branches': the first of these that any branch has.
 _RUN_STATUS = (
     "(SELECT CASE max(CASE status WHEN 'running' THEN 5 WHEN 'paused' THEN 4 WHEN 'failed' THEN 3"
@@ -69,7 +71,12 @@ COMMON: dict[str, str] = {
     "refresh_run_status": f"UPDATE clew_runs SET status = {_RUN_STATUS}, updated_at = ? WHERE rk = ?",
     "insert_branch": (
         "INSERT INTO clew_branches (rk, name, head, base, created_at, status, lease_owner, lease_expires, epoch,"
-        " seal, updated_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " seal, updated_at, mac, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    # A fork is queued (if its worker dies) with the priority of the branch it forks from.
+    "fork_priority": (
+        "SELECT b.priority FROM clew_branches b JOIN clew_checkpoints c ON c.rk = b.rk AND c.branch = b.name"
+        " WHERE b.rk = ? AND c.checkpoint_id = ?"
     ),
     "get_branch": f"SELECT {_BRANCH_COLS} FROM clew_branches WHERE rk = ? AND name = ?",
     "list_branches": f"SELECT {_BRANCH_COLS} FROM clew_branches WHERE rk = ? ORDER BY created_at, name",
@@ -146,18 +153,27 @@ COMMON: dict[str, str] = {
         " WHERE rk = ? AND name = ? AND lease_owner = ? AND epoch = coalesce(?, epoch)"
     ),
     "lease_of": "SELECT lease_owner, lease_expires, status FROM clew_branches WHERE rk = ? AND name = ?",
-    "run_ids": "SELECT rk, run_id FROM clew_runs WHERE rk IN ({marks})",
+    # A claim: the branch row is locked (PostgreSQL) or the database is (SQLite), so the
+    # epoch read with it is the one this update moves on from.
+    "take_lease": "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = ? WHERE rk = ? AND name = ?",
+    # Branches of one agent's runs whose lease is live (``max_running``), whatever their
+    # status (a run that just completed holds its lease until its worker releases it): a
+    # range of the status index per status, as few rows as there are runs executing.
+    "live_leases": (
+        "SELECT count(*) FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk"
+        " WHERE b.status IN ('running', 'paused', 'failed', 'completed', 'cancelled')"
+        " AND b.lease_expires >= ? AND r.agent = ?"
+    ),
 }
 
 SQLITE: dict[str, str] = {
     "lock_branch": "SELECT head, status, lease_owner, epoch FROM clew_branches WHERE rk = ? AND name = ?",
     "blobs_by_addr": "SELECT addr, data FROM clew_blobs WHERE rk = ? AND addr IN ({marks})",
     "claim_expired": (
-        "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = epoch + 1 WHERE (rk, name) IN ("
-        " SELECT b.rk, b.name FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
+        "SELECT b.rk, r.run_id, r.labels, r.dek, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
+        " FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
         " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
-        " ORDER BY b.lease_expires LIMIT ?)"
-        " RETURNING rk, name, epoch, lease_expires"
+        " ORDER BY b.priority DESC, b.created_at, b.rk, b.name LIMIT ?"
     ),
     "label_clause": "EXISTS (SELECT 1 FROM json_each(clew_runs.labels) WHERE key = ? AND value = ?)",
     # The branch row and its pending journal entries (one row with NULLs when none).
@@ -181,13 +197,17 @@ POSTGRES: dict[str, str] = {
     # transaction, or this one sees the new epoch.
     "lock_branch": "SELECT head, status, lease_owner, epoch FROM clew_branches WHERE rk = ? AND name = ? FOR UPDATE",
     "blobs_by_addr": "SELECT addr, data FROM clew_blobs WHERE rk = ? AND addr = ANY(?)",
+    # The run row is locked too: the journal entry of the claim bumps its sequence, and a
+    # writer to the run (which locks the run row, then the branch) is skipped, never waited on.
     "claim_expired": (
-        "UPDATE clew_branches SET lease_owner = ?, lease_expires = ?, epoch = epoch + 1 WHERE (rk, name) IN ("
-        " SELECT b.rk, b.name FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
+        "SELECT b.rk, r.run_id, r.labels, r.dek, b.name, b.head, b.lease_owner, b.lease_expires, b.epoch"
+        " FROM clew_branches b JOIN clew_runs r ON r.rk = b.rk WHERE b.status IN ({marks})"
         " AND (b.lease_expires IS NULL OR b.lease_expires < ?) AND r.agent = coalesce(?, r.agent)"
-        " ORDER BY b.lease_expires LIMIT ? FOR UPDATE OF b SKIP LOCKED)"
-        " RETURNING rk, name, epoch, lease_expires"
+        " ORDER BY b.priority DESC, b.created_at, b.rk, b.name LIMIT ? FOR UPDATE OF b, r SKIP LOCKED"
     ),
+    # Claims under ``max_running`` for one agent wait for each other (until commit), so
+    # each counts the leases the one before it took.
+    "agent_lock": "SELECT pg_advisory_xact_lock(1668048247, hashtext(current_schema() || ':' || ?))",
     "label_clause": "labels ->> ? = ?",
     "lock_branch_pending": (
         "SELECT b.head, b.status, b.lease_owner, b.epoch, j.seq, j.hash FROM clew_branches b"

@@ -176,7 +176,7 @@ def _branches(run_id: str, rows: list[Any], ckpts: Mapping[str, Any], macs: _Mac
         if branch not in newest or seq > newest[branch][0]:
             newest[branch] = (int(seq), cid)
     names = {r[0] for r in rows}
-    for name, head, base, _created, _status, _error, _owner, _expires, _epoch, seal, _updated, mac in rows:
+    for name, head, base, _created, _status, _error, _owner, _expires, _epoch, seal, _updated, mac, *_ in rows:
         if base is not None and base not in ckpts:
             problems.append(Problem("branch", name, f"its base checkpoint {base!r} is missing"))
         head_hash = None

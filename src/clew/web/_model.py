@@ -209,6 +209,7 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
                 "lease_owner": br.lease_owner,
                 "lease_expires_at": br.lease_expires_at,
                 "epoch": br.epoch,
+                "priority": br.priority,
                 "updated_at": br.updated_at,
                 "pending": events(pending.get(br.name, [])),
             }
