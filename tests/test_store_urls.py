@@ -3,9 +3,11 @@ SQLite's mode=ro; $CLEW_URL."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,3 +271,20 @@ def test_the_langgraph_saver_takes_libpq_options(pg_schema: tuple[str, str]) -> 
     server, schema = pg_schema
     with ClewSaver.from_url(f"{server}?schema={schema}&sslmode=disable&application_name=clew-saver") as saver:
         assert list(saver.list({"configurable": {"thread_id": "t"}})) == []
+
+
+def test_a_three_slash_url_meant_as_absolute_says_how_to_write_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """sqlite:///tmp/x.db is tmp/x.db under the working directory (as in SQLAlchemy); when
+    that directory is missing but /tmp is there, the error names the four-slash form."""
+    target = tmp_path / "data"
+    target.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    meant = f"{target}/x.db".lstrip("/")
+    with pytest.raises(StoreUnavailableError, match=rf"write sqlite:////{re.escape(meant)} \(four slashes\)"):
+        clew.open(f"sqlite:///{meant}")
+    assert list(work.iterdir()) == [] and list(target.iterdir()) == []
+    with clew.open(f"sqlite:////{meant}") as store:  # the form it names works
+        store.create_run(agent="s", state={"n": 1})
+    assert (target / "x.db").exists()

@@ -16,7 +16,7 @@ from clew.errors import ConfigError
 from clew.store import AsyncStore, Store
 from clew.store._sqlite import AsyncSQLiteStore, SQLiteStore
 
-_SCHEMES = "memory://, sqlite:///path/to/file.db or postgresql://user@host/dbname"
+_SCHEMES = "memory://, sqlite:///relative/file.db, sqlite:////absolute/file.db or postgresql://user@host/dbname"
 #: clew's options for SQLite URLs, with what each one takes.
 SQLITE_OPTIONS = {
     "synchronous": "normal (survives a process crash, the default) or full (survives a power loss)",

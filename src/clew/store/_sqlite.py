@@ -109,8 +109,12 @@ class SQLiteStore(Store):
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
+                hint = "create it first"
+                if not os.path.isabs(path) and os.path.isdir(os.path.dirname("/" + path)):
+                    # sqlite:///tmp/x.db names tmp/x.db under the working directory
+                    hint += f"; for the absolute path /{path} write sqlite:////{path} (four slashes)"
                 raise StoreUnavailableError(
-                    f"cannot open SQLite store {path!r}: directory {parent!r} does not exist; create it first"
+                    f"cannot open SQLite store {path!r}: directory {parent!r} does not exist; {hint}"
                 )
         with _translate(f"opening {self.url}"):
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
