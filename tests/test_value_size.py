@@ -82,6 +82,30 @@ def test_big_values_round_trip_in_every_form(stores: StoreFactory, encrypted: bo
         assert reader.verify(run.run_id).ok
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["clear", "encrypted"])
+def test_big_values_in_a_commit_from_the_writer_of_its_parent(stores: StoreFactory, encrypted: bool) -> None:
+    """The commits a runtime makes: on the parent it wrote itself, with journal entries, which
+    go in one batch; a big value there takes the commit's other path (a big value in a
+    batch whose answers are awaited once hung PostgreSQL's pipeline)."""
+    codec = Codec(keyring=Keyring({"k": bytes(32)})) if encrypted else Codec()
+    store = stores.open(codec=codec)
+    raw = os.urandom(3 << 20)  # past the size that is stored in two parts
+    run = store.create_run(agent="big", state={"n": 0})
+    head = store.get_branch(run.run_id).head
+    first = store.commit(run.run_id, state={"n": 1}, parent=head, journal=[("note", {"i": 1})])
+    in_state = store.commit(run.run_id, state={"n": 2, "page": raw}, parent=first.checkpoint_id)
+    entry = {"result": raw[::-1], "ok": True}
+    in_journal = store.commit(
+        run.run_id, state={"n": 3, "page": raw}, parent=in_state.checkpoint_id, journal=[("call.outcome", entry)]
+    )
+    after = store.commit(run.run_id, state={"n": 4, "page": raw}, parent=in_journal.checkpoint_id)
+    for reader in (store, stores.open(codec=codec)):
+        assert reader.load_state(run.run_id, after.checkpoint_id) == {"n": 4, "page": raw}
+        assert reader.list_journal(run.run_id)[-1].data == entry
+        assert reader.get_branch(run.run_id).head == after.checkpoint_id
+        assert reader.verify(run.run_id).ok
+
+
 def test_a_changed_byte_in_a_big_blob_is_found(tmp_path: Path) -> None:
     path = tmp_path / "big.db"
     store = clew.open(f"sqlite:///{path}")

@@ -463,8 +463,7 @@ def _commit_fast(
         batch.append(ctx.q("insert_journal_guess", rows, "many"))
     if any(isinstance(d, Framed) for d in blobs.values()):
         # A big value (here a journal entry's) goes the old way, in the commit's last
-        # batch: in one batch with queries whose answers are awaited, a 100 MB one
-        # stalled PostgreSQL's pipeline (the server waiting for the rest of it).
+        # batch: not in one with answers awaited (see _postgres._Pipelined._awaits).
         raise StaleTip(run_id, branch)
     if blobs:
         batch.extend(insert_blobs(ctx, [(rk, a, d) for a, d in blobs.items()]))

@@ -255,10 +255,23 @@ class _Pipelined:
             return cur.fetchall()
         return cur.rowcount if mode == "rowcount" else None
 
+    @staticmethod
+    def _awaits(batch: list[_ops.Q]) -> bool:
+        """Whether the batch's answers are awaited (a pipeline sync) here. A big value must
+        not ride in such a batch: psycopg's sync stops flushing once its queue is empty
+        and then waits for answers, while the rest of a big message is still in libpq's
+        buffer and the server waits for it (a hang). Big values go in batches whose
+        answers are not awaited, which the transaction's end flushes in full."""
+        awaits = any(one.mode in ("one", "all", "rowcount") for one in batch)
+        if awaits and any(one.mode == "blob" for one in batch):
+            raise AssertionError("a big value in a batch whose answers are awaited would stall the pipeline")
+        return awaits
+
     def __call__(self, q: _ops.Q | list[_ops.Q]) -> Any:
         batch = q if isinstance(q, list) else [q]
+        awaits = self._awaits(batch)
         curs = [self._send(one) for one in batch]
-        if any(one.mode in ("one", "all", "rowcount") for one in batch):
+        if awaits:
             self.pipeline.sync()
         results = [self._result(c, one.mode) for c, one in zip(curs, batch, strict=True)]
         self.big = self.big or any(holds_big(r) for r in results)
@@ -285,8 +298,9 @@ class _APipelined(_Pipelined):
 
     async def acall(self, q: _ops.Q | list[_ops.Q]) -> Any:
         batch = q if isinstance(q, list) else [q]
+        awaits = self._awaits(batch)
         curs = [await self._asend(one) for one in batch]
-        if any(one.mode in ("one", "all", "rowcount") for one in batch):
+        if awaits:
             await self.pipeline.sync()
         results = [await self._aresult(c, one.mode) for c, one in zip(curs, batch, strict=True)]
         self.big = self.big or any(holds_big(r) for r in results)
