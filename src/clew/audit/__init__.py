@@ -17,7 +17,15 @@ from typing import Any
 from clew.codec import Redacted
 from clew.store import CheckpointRecord, Store
 
-__all__ = ["BranchComparison", "FieldDiff", "compare_branches", "diff_states", "export_run", "to_jsonable"]
+__all__ = [
+    "BranchComparison",
+    "FieldDiff",
+    "branch_history",
+    "compare_branches",
+    "diff_states",
+    "export_run",
+    "to_jsonable",
+]
 
 _MISSING = object()
 
@@ -70,7 +78,8 @@ class BranchComparison:
     diffs: list[FieldDiff]
 
 
-def _all(store: Store, run_id: str, branch: str) -> list[CheckpointRecord]:
+def branch_history(store: Store, run_id: str, branch: str) -> list[CheckpointRecord]:
+    """Every checkpoint of a branch's line, newest first (through its fork point)."""
     out: list[CheckpointRecord] = []
     cursor = None
     while True:
@@ -83,7 +92,7 @@ def _all(store: Store, run_id: str, branch: str) -> list[CheckpointRecord]:
 
 def compare_branches(store: Store, run_id: str, a: str, b: str) -> BranchComparison:
     """Compare the heads of branches ``a`` and ``b`` and find their fork point."""
-    ha, hb = _all(store, run_id, a), _all(store, run_id, b)
+    ha, hb = branch_history(store, run_id, a), branch_history(store, run_id, b)
     in_a = {c.checkpoint_id for c in ha}
     fork_point = next((c.checkpoint_id for c in hb if c.checkpoint_id in in_a), None)
     sa = store.load_state(run_id, ha[0].checkpoint_id) if ha else {}
@@ -149,7 +158,7 @@ def export_run(store: Store, run_id: str, *, states: bool = True) -> Iterator[st
     seen: dict[str, CheckpointRecord] = {}
     for br in store.list_branches(run_id):
         yield _line({"type": "branch", "name": br.name, "head": br.head, "base": br.base})
-        for c in _all(store, run_id, br.name):
+        for c in branch_history(store, run_id, br.name):
             seen.setdefault(c.checkpoint_id, c)
     for c in sorted(seen.values(), key=lambda c: c.seq):
         rec: dict[str, Any] = {

@@ -110,8 +110,15 @@ def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Mem
                 leaf for a, h in level for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in memo.nodes[a]])
             )
         )
+    yield from _decode_into(ctx, rk, memo, values, [a for a, _ in level], "")
+
+
+def _decode_into(
+    ctx: Context, rk: int, memo: _Memo, values: list[bytes], leaves: list[bytes], where: str
+) -> Generator[Q | list[Q], Any, None]:
+    """Fetch (in one query) and decode the value and list-leaf blobs ``memo`` lacks."""
     need_values = [a for a in values if a not in memo.values]
-    need_leaves = [a for a, _ in level if a not in memo.leaves]
+    need_leaves = [a for a in leaves if a not in memo.leaves]
     if need_values or need_leaves:
         plains = yield from fetch_blobs(ctx, rk, [*need_values, *need_leaves])
         for a in need_values:
@@ -119,7 +126,7 @@ def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Mem
         for a in need_leaves:
             decoded = ctx.codec.loads(plains[a])
             if type(decoded) is not list:
-                raise IntegrityError(f"blob {a.hex()} is a list leaf that is not a list")
+                raise IntegrityError(f"{where}blob {a.hex()} is a list leaf that is not a list")
             memo.leaves[a] = decoded
 
 
@@ -149,17 +156,7 @@ def _build(
             ]
     values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
     leaves = [a for roots in lists.values() for a, _, _ in roots]
-    need_values = [a for a in values if a not in memo.values]
-    need_leaves = [a for a in leaves if a not in memo.leaves]
-    if need_values or need_leaves:
-        plains = yield from fetch_blobs(ctx, rk, [*need_values, *need_leaves])
-        for a in need_values:
-            memo.values[a] = ctx.codec.loads(plains[a])
-        for a in need_leaves:
-            decoded = ctx.codec.loads(plains[a])
-            if type(decoded) is not list:
-                raise IntegrityError(f"checkpoint {cid}: blob {a.hex()} is a list leaf that is not a list")
-            memo.leaves[a] = decoded
+    yield from _decode_into(ctx, rk, memo, values, leaves, f"checkpoint {cid}: ")
     state: dict[str, Any] = {}
     for name, entry in manifest.items():
         if entry[0] == "v":

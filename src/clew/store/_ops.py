@@ -394,18 +394,9 @@ def commit(
         second.append(ctx.q("insert_journal", rows, "many"))
     if blobs:
         second[0:0] = insert_blobs(ctx, [(rk, a, d) for a, d in blobs.items()])
-    h = checkpoint_hash(
-        parent_hash,
-        checkpoint_id,
-        branch,
-        kind,
-        manifest,
-        ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts),
-        now,
-        hashes,
+    h, meta_blob, mac = _seal_checkpoint(
+        ctx, parent_hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes
     )
-    meta_blob = ctx.codec.wrap(meta_plain)
-    mac = ctx.seal_key.mac(h) if ctx.seal_key is not None else None
     second.append(
         ctx.q(
             "insert_checkpoint",
@@ -423,6 +414,23 @@ def commit(
     ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
     ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
+
+
+def _seal_checkpoint(
+    ctx: Context,
+    parent_hash: bytes,
+    checkpoint_id: str,
+    branch: str,
+    kind: str,
+    manifest: bytes,
+    meta_plain: bytes,
+    now: float,
+    hashes: list[bytes],
+) -> tuple[bytes, bytes, bytes | None]:
+    """A new checkpoint's chain hash, its stored metadata and its keyed MAC (None without a seal key)."""
+    sealable = ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts)
+    h = checkpoint_hash(parent_hash, checkpoint_id, branch, kind, manifest, sealable, now, hashes)
+    return h, ctx.codec.wrap(meta_plain), ctx.seal_key.mac(h) if ctx.seal_key is not None else None
 
 
 def _commit_fast(
@@ -467,18 +475,9 @@ def _commit_fast(
         raise StaleTip(run_id, branch)
     if blobs:
         batch.extend(insert_blobs(ctx, [(rk, a, d) for a, d in blobs.items()]))
-    h = checkpoint_hash(
-        previous.hash,
-        checkpoint_id,
-        branch,
-        kind,
-        manifest,
-        ctx.codec.sealable(meta_plain, encrypted=ctx.codec.encrypts),
-        now,
-        hashes,
+    h, meta_blob, mac = _seal_checkpoint(
+        ctx, previous.hash, checkpoint_id, branch, kind, manifest, meta_plain, now, hashes
     )
-    meta_blob = ctx.codec.wrap(meta_plain)
-    mac = ctx.seal_key.mac(h) if ctx.seal_key is not None else None
     batch.append(
         ctx.q(
             "insert_checkpoint_next",

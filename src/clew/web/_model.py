@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from clew.audit import compare_branches, diff_states, to_jsonable
+from clew.audit import branch_history, compare_branches, diff_states, to_jsonable
 from clew.errors import ConfigError, NotFoundError
 from clew.store import CheckpointRecord, JournalEntry, RunRecord, Store
 from clew.web._diff import MISSING, changes
@@ -123,18 +123,6 @@ def ckpt_summary(c: CheckpointRecord) -> dict[str, Any]:
         "hash": c.hash,
         "metadata": to_jsonable(m),
     }
-
-
-def branch_history(store: Store, run_id: str, branch: str) -> list[CheckpointRecord]:
-    """Every checkpoint of a branch's line, newest first (through its fork point)."""
-    out: list[CheckpointRecord] = []
-    cursor = None
-    while True:
-        page = store.list_checkpoints(run_id, branch=branch, limit=500, cursor=cursor)
-        out.extend(page.items)
-        if page.next_cursor is None:
-            return out
-        cursor = page.next_cursor
 
 
 def events(entries: list[JournalEntry]) -> list[dict[str, Any]]:
