@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,15 @@ def test_fork_with_an_update_actor_and_reason(url: str, paused: str, capsys: pyt
         assert fork.data["actor"] == "bob" and fork.data["reason"] == "too cold" and fork.data["fields"] == ["tone"]
     code, _, err = run_cli(capsys, "fork", REF, paused, start.checkpoint_id, "--branch", "x", "--update", "[1]")
     assert code == 2 and "--update takes a JSON object" in err
-    code, out, err = run_cli(capsys, "fork", REF, paused, start.checkpoint_id, "--branch", "later", "--no-run")
+    code, out, err = run_cli(capsys, "fork", REF, paused, start.checkpoint_id, "--branch", "later [2]", "--no-run")
     assert code == 0, err
-    assert "clew resume" in out
+    # the command it prints runs as printed in a shell: quoted where a name needs it
+    command = shlex.split(out.split("run it with: ", 1)[1])
+    assert command == ["clew", "resume", REF, paused, "--branch", "later [2]"]
+    code, _, err = run_cli(capsys, *command[1:])
+    assert code == 0, err
+    with clew.open(url) as store:
+        assert store.get_branch(paused, "later [2]").status == "paused"  # ran to the review question again
 
 
 def test_edit_then_resume(url: str, paused: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ Those that run steps take the agent as ``MODULE:AGENT`` and use its store.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from typing import Annotated, Any
 
@@ -104,7 +105,7 @@ def fork(
     else:
         say(
             f"branch {branch} of run {rid} starts at {head.head}; "
-            f"run it with: clew resume {agent} {rid} --branch {branch}"
+            f"run it with: {shlex.join(['clew', 'resume', agent, rid, '--branch', branch])}"
         )
 
 
