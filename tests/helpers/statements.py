@@ -17,6 +17,7 @@ class Counter:
     def __init__(self, store: clew.Store) -> None:
         self.statements = self.batches = self.transactions = 0
         self.names: list[str] = []
+        self.sql: list[str] = []
         real = store._execute  # type: ignore[attr-defined]
 
         def execute(op: Any, *, write: bool) -> Any:
@@ -33,6 +34,7 @@ class Counter:
                     self.statements += len(batch)
                     self.batches += 1
                     self.names.extend(one.sql.split()[0] for one in batch)
+                    self.sql.extend(one.sql for one in batch)
                     answer = yield q
 
             self.transactions += 1

@@ -25,11 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clew.errors import ConfigError, NotFoundError
-from clew.store import _splice
+from clew.errors import ConfigError, IntegrityError, NotFoundError
+from clew.store import _manifests, _splice
 from clew.store._ops import delete_run, get_run, list_runs
 from clew.store._query import Context, Op, Q
-from clew.store._read import manifest_from_store, run_key
+from clew.store._read import manifest_from_store, manifest_to_store, run_key
 from clew.store._verify import manifest_addrs
 
 HOLD_LABEL = "clew.hold"
@@ -155,11 +155,20 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
         return RunGC(run_id)
     gone = {r[0] for r in prune}
     plains = {bytes(a): ctx.codec.unwrap(bytes(d)) for a, d in blobs}
+    rows = {r[0]: (r[3], r[5]) for r in ckpts}
+    unwrap = lambda data: manifest_from_store(ctx, data)  # noqa: E731
+    whole = _manifests.resolve_all(ctx.codec, unwrap, rows)
     referenced: set[bytes] = set()
+    rewrite: list[tuple[bytes, int, str]] = []  # kept manifests stored as changes through a pruned one
     for r in ckpts:
         if r[0] in gone or bytes(r[5]) == PRUNED:
             continue
-        referenced.update(manifest_addrs(ctx.codec.loads(manifest_from_store(ctx, bytes(r[5]))), plains))
+        known = whole[r[0]]
+        if isinstance(known, IntegrityError):
+            raise known  # nothing is pruned from a run that does not read back whole
+        referenced.update(manifest_addrs(known.manifest, plains))
+        if gone.intersection(_manifests.through(rows, r[0], unwrap)):
+            rewrite.append((manifest_to_store(ctx, ctx.codec.dumps(known.manifest, "manifest")[0]), rk, r[0]))
     journal = yield ctx.q("all_journal", (rk,), "all")
     dead_journal = [j[0] for j in journal if j[2] in gone]
     for j in journal:  # a kept journal entry's large values live in blobs too
@@ -180,6 +189,10 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
             "many",
         )
     ]
+    if rewrite:  # stored whole now: the rows their changes built on lose their manifests
+        writes.append(
+            Q(f"UPDATE clew_checkpoints SET manifest = {ph} WHERE rk = {ph} AND checkpoint_id = {ph}", rewrite, "many")
+        )
     if dead:
         writes.append(Q(f"DELETE FROM clew_blobs WHERE rk = {ph} AND addr = {ph}", [(rk, a) for a in dead], "many"))
     if dead_journal:

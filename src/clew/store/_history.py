@@ -65,7 +65,9 @@ def _manifests(
     ctx: Context, rk: int, run_id: str, cids: list[str]
 ) -> Generator[Q | list[Q], Any, dict[str, dict[str, Any]]]:
     """Each checkpoint's manifest, checked against its seal; their reads go out together."""
-    readers = {cid: sealed_manifest(ctx, rk, run_id, cid) for cid in cids}
+    # Oldest first (checkpoint ids sort by time): a manifest stored as a change then
+    # finds its parent's already read and checked, and needs no read of its own chain.
+    readers = {cid: sealed_manifest(ctx, rk, run_id, cid) for cid in sorted(cids)}
     pending = {cid: next(reader) for cid, reader in readers.items()}
     out: dict[str, dict[str, Any]] = {}
     while pending:  # each reader's queries of a round in one batch: one round trip

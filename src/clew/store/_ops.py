@@ -21,7 +21,7 @@ from clew.errors import (
     NotFoundError,
     RunLockedError,
 )
-from clew.store import _state, _subjects
+from clew.store import _manifests, _state, _subjects
 from clew.store._query import Context, Op, Q, StaleTip, Tip, new_id
 from clew.store._read import (
     append_journal_rows,
@@ -327,7 +327,7 @@ def commit(
         encoded = ctx.encoder.encode(state, previous)
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
-    stored_manifest = manifest_to_store(ctx, manifest)
+    stored_manifest, known = _stored_manifest(ctx, encoded, manifest, previous)
     now = time.time()
     cached_hash = previous.hash if previous is not None and previous.checkpoint_id == parent else b""
     # One round trip: lock the run's row (commits to one run are serialized, other runs
@@ -411,9 +411,21 @@ def commit(
     if status is not None:
         second.append(ctx.q("refresh_run_status", (now, rk), "exec"))
     yield second
-    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
+    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h, manifest=known))
+    ctx.manifests.put(rk, checkpoint_id, known)
     ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)
+
+
+def _stored_manifest(
+    ctx: Context, encoded: _state.EncodedState, plain: bytes, parent: _state.StateCache | None
+) -> tuple[bytes, _manifests.Known]:
+    """The manifest as the row stores it (a change against the parent's when that is
+    known and pays), and the whole one with its depth, for the writer cache."""
+    stored, depth = _manifests.to_store(
+        ctx.codec, encoded.manifest, plain, parent.manifest if parent is not None else None
+    )
+    return manifest_to_store(ctx, stored), _manifests.Known(encoded.manifest, depth)
 
 
 def _seal_checkpoint(
@@ -453,7 +465,7 @@ def _commit_fast(
     assert previous is not None
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]
-    stored_manifest = manifest_to_store(ctx, manifest)
+    stored_manifest, known = _stored_manifest(ctx, encoded, manifest, previous)
     now = time.time()
     batch = [ctx.q("bump_seqs", (len(journal), now, rk, run_id))]
     pending = list(tip.pending)
@@ -507,7 +519,8 @@ def _commit_fast(
         ctx.journal_seqs.pop(run_id, None)
         raise StaleTip(run_id, branch)
     ctx.journal_seqs[run_id] = int(row[1])
-    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h))
+    ctx.remember(run_id, branch, _state.StateCache(checkpoint_id, encoded.cache, h, manifest=known))
+    ctx.manifests.put(rk, checkpoint_id, known)
     ctx.note_tip(run_id, branch, Tip(checkpoint_id, []))
     seq = int(row[0])
     return CheckpointRecord(run_id, checkpoint_id, seq, branch, parent, kind, dict(metadata or {}), h.hex(), now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from clew.codec import Codec
-from clew.store import _state
+from clew.store import _manifests, _state
 from clew.store._blobcache import BlobCache
 from clew.store._seal import SealKey
 from clew.store._sql import Dialect
@@ -76,6 +76,7 @@ class Context:
         self.run_keys: dict[str, int] = {}
         self.subject_kids: dict[str, str | None] = {}  # run id -> its data subject's key id (see _subjects)
         self.blobs = BlobCache()  # checked plaintexts, by run and address
+        self.manifests = _manifests.Memo()  # whole manifests whose seal held, by run key and checkpoint
         # (run id, branch) -> the head this context committed, with nothing pending on the
         # branch then; and run id -> the run's journal counter as last seen. A fast commit
         # relies on both, and its head move checks they still hold.
@@ -124,6 +125,7 @@ class Context:
         rk = self.run_keys.get(run_id)
         if rk is not None:
             self.blobs.drop_run(rk)
+            self.manifests.drop_run(rk)
 
 
 _id_lock = threading.Lock()

@@ -16,8 +16,8 @@ from clew.errors import (
     NotFoundError,
     PickleRefusedError,
 )
-from clew.store import _splice, _state, _subjects, _tree
-from clew.store._query import Context, Q
+from clew.store import _manifests, _splice, _state, _subjects, _tree
+from clew.store._query import Context, Op, Q
 from clew.store._records import (
     BranchRecord,
     CheckpointRecord,
@@ -232,9 +232,11 @@ def fetch_blobs(ctx: Context, rk: int, addrs: Iterable[bytes]) -> Generator[Q | 
 
 def _sealed_row(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q | list[Q], Any, tuple[Any, bytes, Any]]:
-    """A checkpoint's row checked against its seal, with its manifest and metadata as
-    stored bytes: nothing of it is decoded before the seal holds."""
+) -> Generator[Q | list[Q], Any, tuple[Any, bytes, Any, _manifests.Known | None]]:
+    """A checkpoint's row checked against its seal, with its whole manifest's bytes and
+    its metadata as stored: nothing of it is decoded before the seal holds (but a
+    manifest stored as a change, which is decoded to rebuild the whole one the seal
+    covers; that one comes back decoded too)."""
     row, journal = yield [
         ctx.q("get_sealed", (rk, checkpoint_id)),
         ctx.q("journal_hashes", (rk, checkpoint_id), "all"),
@@ -243,11 +245,15 @@ def _sealed_row(
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint_id!r}")
     manifest_bytes, meta, stored, parent, branch, kind, created, parent_hash, _seq = row
     if not bytes(manifest_bytes):  # pruned by retention: its content is gone, its hash stays in the chain
-        return row, b"", meta
+        return row, b"", meta, None
+    known: _manifests.Known | None = None
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
         manifest_plain = manifest_from_store(ctx, bytes(manifest_bytes))
+        if _manifests.is_delta(manifest_plain):
+            known = yield from _whole(ctx, rk, checkpoint_id, parent, manifest_plain)
+            manifest_plain = ctx.codec.dumps(known.manifest, "manifest")[0]
         expect = checkpoint_hash(
             bytes(parent_hash or b""),
             checkpoint_id,
@@ -265,42 +271,63 @@ def _sealed_row(
             f"checkpoint {checkpoint_id} of run {run_id!r} does not match its seal: its manifest, "
             "metadata or journal was changed; run verify() to see what" + ctx.codec.mac_hint()
         )
-    return row, manifest_plain, meta
+    if known is not None:
+        ctx.manifests.put(rk, checkpoint_id, known)
+    return row, manifest_plain, meta, known
+
+
+def _whole(ctx: Context, rk: int, checkpoint_id: str, parent: str | None, plain: bytes) -> Op[_manifests.Known]:
+    """The whole manifest of a checkpoint whose stored one is a change against its parent's."""
+    depth, changed, dropped = _manifests.parse(ctx.codec, plain, checkpoint_id)
+    if parent is None:
+        raise IntegrityError(f"checkpoint {checkpoint_id}: its manifest is a change, but it has no parent")
+    base = ctx.manifests.get(rk, parent)
+    if base is None:
+        rows = yield ctx.q("manifest_chain", (rk, parent, rk, depth), "all")
+        rebuilt: dict[str, _manifests.Known] = {}
+        base = _manifests.resolve_rows(ctx.codec, lambda data: manifest_from_store(ctx, data), parent, rows, rebuilt)
+        for cid, known in rebuilt.items():
+            ctx.manifests.put(rk, cid, known)
+    return _manifests.Known(_manifests.apply(base.manifest, changed, dropped, checkpoint_id), depth)
 
 
 def sealed_checkpoint(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
 ) -> Generator[Q | list[Q], Any, CheckpointRecord]:
     """A checkpoint's record, its seal checked before its metadata is decoded."""
-    row, _, meta = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
+    row, _, meta, _ = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
     _, _, stored, parent, branch, kind, created, _, seq = row
     return checkpoint_record(ctx, run_id, (checkpoint_id, seq, branch, parent, kind, meta, stored, created))
 
 
 def sealed_manifest(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
-) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes]]:
-    """A checkpoint's manifest, checked against its seal; with its branch and hash."""
-    row, manifest_bytes, _ = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
+) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], str, bytes, int]]:
+    """A checkpoint's whole manifest, checked against its seal; with its branch, its hash
+    and its depth as stored (see _manifests)."""
+    row, manifest_bytes, _, known = yield from _sealed_row(ctx, rk, run_id, checkpoint_id)
     if not manifest_bytes:
         raise NotFoundError(
             f"checkpoint {checkpoint_id} of run {run_id!r} was pruned by a retention policy: "
             "its history entry remains, its state does not"
         )
+    if known is not None:
+        return dict(known.manifest), row[4], bytes(row[2]), known.depth
     try:
         manifest = ctx.codec.loads(manifest_bytes)
     except DecodeError as exc:
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
     if not isinstance(manifest, dict):
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r}: its manifest is not a map")
-    return manifest, row[4], bytes(row[2])
+    ctx.manifests.put(rk, checkpoint_id, _manifests.Known(manifest, 0))
+    return manifest, row[4], bytes(row[2]), 0
 
 
 def load_fields(
     ctx: Context, rk: int, run_id: str, checkpoint_id: str
 ) -> Generator[Q | list[Q], Any, tuple[dict[str, Any], _state.StateCache, str]]:
     """The state of a checkpoint, the writer cache that matches it, and its branch."""
-    manifest, branch, sealed = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
+    manifest, branch, sealed, depth = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
     try:
         lists: dict[str, list[tuple[bytes, int, int]]] = {
             name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
@@ -360,7 +387,8 @@ def load_fields(
             fields[name] = _state.ListCache(
                 [(a, c) for a, c, _ in leaves], _state.manifest_roots(entry), None, joined, ctx.codec, decoded=True
             )
-    return state, _state.StateCache(checkpoint_id, fields, sealed, frozenset(present)), branch
+    cache = _state.StateCache(checkpoint_id, fields, sealed, frozenset(present), _manifests.Known(manifest, depth))
+    return state, cache, branch
 
 
 def journal_rows(

@@ -100,6 +100,15 @@ COMMON: dict[str, str] = {
         " WHERE c.rk = ? AND c.checkpoint_id = ?"
     ),
     "journal_hashes": "SELECT hash FROM clew_journal WHERE rk = ? AND checkpoint_id = ? ORDER BY seq",
+    # A checkpoint and its ancestors, up to a limit, by their parent links: the chain a
+    # manifest stored as a change resolves through (see _manifests).
+    "manifest_chain": (
+        "WITH RECURSIVE chain(n, checkpoint_id, parent_id, manifest) AS ("
+        "SELECT 0, checkpoint_id, parent_id, manifest FROM clew_checkpoints WHERE rk = ? AND checkpoint_id = ?"
+        " UNION ALL SELECT chain.n + 1, c.checkpoint_id, c.parent_id, c.manifest FROM chain"
+        " JOIN clew_checkpoints c ON c.rk = ? AND c.checkpoint_id = chain.parent_id WHERE chain.n + 1 < ?)"
+        " SELECT n, checkpoint_id, parent_id, manifest FROM chain ORDER BY n"
+    ),
     "find_checkpoint": (
         "SELECT r.run_id FROM clew_checkpoints c JOIN clew_runs r ON r.rk = c.rk WHERE c.checkpoint_id = ?"
     ),

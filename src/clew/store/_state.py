@@ -38,7 +38,7 @@ import ormsgpack
 from clew.codec import Codec
 from clew.codec._envelope import Framed, Plain
 from clew.errors import InvalidStateError
-from clew.store import _tree
+from clew.store import _manifests, _tree
 
 FANOUT = 8
 LEAF_MAX_ITEMS = 64
@@ -97,6 +97,7 @@ class StateCache:
     fields: dict[str, FieldCache]
     hash: bytes = b""  # the checkpoint's hash, when this process wrote it
     present: frozenset[bytes] = frozenset()  # tree blobs known to be stored (read by a load)
+    manifest: _manifests.Known | None = None  # its whole manifest: the next one is stored as a change to it
 
 
 @dataclass(slots=True)

@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from clew.store import _splice, _state, _tree
+from clew.errors import IntegrityError
+from clew.store import _manifests, _splice, _state, _tree
 from clew.store._query import Context, Op
 from clew.store._read import manifest_from_store, run_key, sealed_meta
 from clew.store._records import Problem, VerifyReport
@@ -45,6 +46,9 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
     stored = {bytes(addr) for addr, _ in blob_rows}
     by_ckpt = _journal(ctx, run_id, journal_rows, ckpts, {r[0] for r in branch_rows}, plains, stored, problems)
     hashes: dict[str, bytes] = {r[0]: bytes(r[7]) for r in ckpt_rows}
+    whole = _manifests.resolve_all(
+        ctx.codec, lambda data: manifest_from_store(ctx, data), {r[0]: (r[3], r[5]) for r in ckpt_rows}
+    )
     pruned = 0
     for cid, _seq, branch, parent, kind, manifest, meta, h, created, mac in ckpt_rows:
         if not bytes(manifest):  # pruned by retention: its hash stands for it, its children chain to it
@@ -54,6 +58,14 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
         try:
             parent_hash = hashes[parent] if parent is not None else b""
             manifest_plain = manifest_from_store(ctx, bytes(manifest))
+            decoded: Mapping[str, Any] | None = None
+            if _manifests.is_delta(manifest_plain):  # stored as a change: the seal covers the whole one
+                known = whole[cid]
+                if isinstance(known, IntegrityError):
+                    problems.append(Problem("manifest", cid, str(known)))
+                    continue
+                decoded = known.manifest
+                manifest_plain = ctx.codec.dumps(decoded, "manifest")[0]
             expect = checkpoint_hash(
                 parent_hash,
                 cid,
@@ -68,7 +80,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
                 problems.append(Problem("checkpoint", cid, "hash does not match its content, parent or journal"))
                 continue
             macs.check("checkpoint", cid, bytes(h), mac)
-            for addr in manifest_addrs(ctx.codec.loads(manifest_plain), plains):
+            for addr in manifest_addrs(decoded if decoded is not None else ctx.codec.loads(manifest_plain), plains):
                 if addr not in stored:  # a stored but damaged blob is reported above
                     problems.append(Problem("manifest", cid, f"references missing blob {addr.hex()}"))
         except KeyError:
