@@ -8,7 +8,9 @@ latency against history length, W4 history listing and W5 fork at N = 400, W6 cl
 through pgbouncer (transaction and session mode) against a direct connection, W7
 clew's state shapes (dict channels, nested containers, ledgered calls), statements
 per step and loads at N = 400..1600, W8 the cost of encryption at rest, W9 the
-inspector's runs list over 100,000 runs, and the peak memory of a W1 run. Writes
+inspector's runs list over 100,000 runs, W10 LangGraph with a dict channel (tool
+results under a new key each step) on ClewSaver, the stock savers and DeltaChannel, at
+N = 400 and 800, and the peak memory of a W1 run. Writes
 results.md, results.json and PNG plots. PostgreSQL
 comes from ``--pg`` (default ``$CLEW_BENCH_PG_URL`` or the local server); without
 one, the PostgreSQL systems are skipped and said to be. The targets are checked and
@@ -38,6 +40,7 @@ from bench import (
     _registry,
     _report,
     _targets,
+    langgraph_bench,
     w1_agent,
     w2_workers,
     w3_resume,
@@ -49,7 +52,7 @@ from bench import (
 )
 from bench._systems import Where
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "w9", "memory")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w6", "w7", "w8", "w9", "w10", "memory")
 
 
 def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
@@ -82,6 +85,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
             "w7_reps": 2,
             "w9_runs": 2000,
             "w9_depth": 10,
+            "w10_ns": [10, 20],
+            "w10_reps": 1,
         }
     return {
         "ns": [50, 100, 200, 400, 1000],
@@ -111,6 +116,8 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "w7_reps": 7,
         "w9_runs": 100_000,
         "w9_depth": 1000,
+        "w10_ns": [400, 800],
+        "w10_reps": 1,
     }
 
 
@@ -198,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 if pg:
                     w9_where["postgres"] = f"{pg}?schema={stack.enter_context(_db.schema(pg))}"
                 res["w9"] = w9_inspector.measure(w9_where, cfg["w9_runs"], reps=5, depth=cfg["w9_depth"])
+        if "w10" in only:
+            backends = ["sqlite", "postgres"] if pg else ["sqlite"]
+            res["w10"] = langgraph_bench.dict_rows(backends, cfg["w10_ns"], cfg["w10_reps"], tmp, pg or "")
     res["targets"] = _targets.evaluate(res, n=400 if not args.quick else cfg["ns"][-1])
     res["elapsed_s"] = time.perf_counter() - started
     res["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

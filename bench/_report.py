@@ -261,6 +261,8 @@ def render(res: dict[str, Any], *, n: int = 400) -> str:
         out += [""]
     if res.get("w7"):
         out += [*w7_tables(res["w7"]), ""]
+    if res.get("w10"):
+        out += [*w10_tables(res["w10"]), ""]
     if res.get("memory"):
         out += [f"## Peak memory of a W1 run at N = {res['memory'][0]['n']} (a process per system)", ""]
         rows = [
@@ -297,4 +299,33 @@ def w7_tables(w7: dict[str, list[dict[str, Any]]]) -> list[str]:
         for r in w7["loads"]
     ]
     out += _table(["backend", "N", "bytes", "load cold ms", "load warm ms"], rows)
+    return out
+
+
+def w10_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """W10: LangGraph with a dict channel, ClewSaver against the stock savers and DeltaChannel."""
+    from bench.langgraph_bench import dict_targets
+
+    out = ['## W10 LangGraph with a dict channel (`durability="sync"`, one run each, fresh databases)', ""]
+    out += [
+        "Each step adds two ~400 B messages and a ~1 KB tool result under a new key of "
+        "`tool_results: Annotated[dict, merge]`; `get_state` and `get_state_history` on a reopened saver "
+        "(fastest of several reads).",
+        "",
+    ]
+    table = [
+        [
+            r["backend"],
+            f"{r['n']:,}",
+            r["system"],
+            f"{r['bytes']:,}",
+            _ms(r["ms_per_step"]),
+            _ms(r["get_state_ms"]),
+            _ms(r["history_ms"]),
+        ]
+        for r in rows
+    ]
+    out += _table(["backend", "N", "system", "bytes", "ms/step", "get_state ms", "get_state_history ms"], table)
+    out += ["", "| target | met | measured |", "|---|---|---|"]
+    out += [f"| {what} | {'yes' if met else 'no'} | {figure} |" for what, met, figure in dict_targets(rows)]
     return out

@@ -9,10 +9,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import ormsgpack
-
 import clew
 from tests.compat import _history
+from tests.helpers.raw import whole_manifest
 
 FIXTURE = Path(__file__).with_name("release-0.1.db")
 
@@ -61,8 +60,8 @@ def test_an_old_run_continues_in_the_new_format_and_stays_verifiable(tmp_path: P
 def _manifest(tmp_path: Path, checkpoint_id: str) -> dict[str, list[object]]:
     with sqlite3.connect(tmp_path / "old.db") as db:
         table = "clew_checkpoints" if _has_table(db, "clew_checkpoints") else "checkpoints"
-        (raw,) = db.execute(f"SELECT manifest FROM {table} WHERE checkpoint_id = ?", (checkpoint_id,)).fetchone()
-    return dict(ormsgpack.unpackb(raw))
+        rows = db.execute(f"SELECT checkpoint_id, parent_id, manifest FROM {table}").fetchall()
+    return whole_manifest({cid: (parent, m) for cid, parent, m in rows}, checkpoint_id)
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:

@@ -43,10 +43,7 @@ def _results(n: int, seed: int = 5) -> dict[str, Any]:
 
 
 def _manifest(raw: Raw, run_id: str, checkpoint_id: str) -> dict[str, Any]:
-    data = raw.scalar(
-        "SELECT manifest FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", raw.rk(run_id), checkpoint_id
-    )
-    return dict(clew.codec.Codec().loads(bytes(data)))
+    return raw.manifest(run_id, checkpoint_id)
 
 
 def _tree_blobs(raw: Raw, run_id: str, checkpoint_id: str, field: str) -> tuple[list[bytes], list[bytes]]:

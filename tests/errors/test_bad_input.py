@@ -299,9 +299,10 @@ def _metadata_replaced(env: Env, reseal: bool) -> object:
     if reseal:
         from clew.store._seal import checkpoint_hash
 
-        manifest, created = env.raw.rows(
-            "SELECT manifest, created_at FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, newer.checkpoint_id
-        )[0]
+        created = env.raw.scalar(
+            "SELECT created_at FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, newer.checkpoint_id
+        )
+        manifest = env.raw.manifest_bytes(env.run_id, newer.checkpoint_id, codec)
         good_hash = env.raw.scalar("SELECT hash FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, env.good)
         h = checkpoint_hash(bytes(good_hash), newer.checkpoint_id, "main", "step", bytes(manifest), plain, created, [])
         where = "rk = ? AND checkpoint_id = ?"

@@ -12,6 +12,8 @@ import sqlite3
 from typing import Any
 
 import clew
+from clew.codec import Codec
+from clew.store import _manifests
 
 TABLES = ("blobs", "checkpoints", "journal", "branches")
 _TABLE = re.compile(r"(?<![\w.])(runs|blobs|checkpoints|journal|branches)\b(?!\s*\()")
@@ -86,6 +88,17 @@ class Raw:
         journal = self.scalar("SELECT coalesce(sum(length(data)), 0) FROM journal WHERE rk = ?", rk)
         return int(blobs) + int(ckpts) + int(journal)
 
+    def manifest(self, run_id: str, checkpoint_id: str, codec: Any = None) -> dict[str, Any]:
+        """A checkpoint's whole manifest, rebuilt from the stored rows (a row may hold
+        only the change against its parent's: see ``store/_manifests.py``)."""
+        rows = self.rows("SELECT checkpoint_id, parent_id, manifest FROM checkpoints WHERE rk = ?", self.rk(run_id))
+        return whole_manifest({cid: (parent, m) for cid, parent, m in rows}, checkpoint_id, codec)
+
+    def manifest_bytes(self, run_id: str, checkpoint_id: str, codec: Any = None) -> bytes:
+        """The canonical bytes of a checkpoint's whole manifest: what its seal covers."""
+        c = codec or Codec()
+        return bytes(c.dumps(self.manifest(run_id, checkpoint_id, c), "manifest")[0])
+
     def flip(self, table: str, column: str, where: str, params: tuple[Any, ...], pos: int, mask: int = 0xFF) -> None:
         """XOR one byte of a stored bytes column (``pos`` may be negative)."""
         rows = self.rows(f"SELECT {column} FROM {table} WHERE {where}", *params)
@@ -98,3 +111,15 @@ class Raw:
     def close(self) -> None:
         if self._owned:
             self._conn.close()
+
+
+def whole_manifest(rows: dict[str, tuple[Any, Any]], checkpoint_id: str, codec: Any = None) -> dict[str, Any]:
+    """A checkpoint's whole manifest from a run's ``checkpoint_id -> (parent_id, stored
+    manifest)`` rows, following its chain of changes down to a whole one."""
+    c = codec or Codec()
+
+    def unwrap(data: bytes) -> bytes:
+        return bytes(c.unwrap(data)) if data[:1] == b"\xc7" else data
+
+    chain = _manifests.chain_of(rows, checkpoint_id)
+    return dict(_manifests.resolve_rows(c, unwrap, checkpoint_id, chain).manifest)

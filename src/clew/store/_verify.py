@@ -62,7 +62,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
             if _manifests.is_delta(manifest_plain):  # stored as a change: the seal covers the whole one
                 known = whole[cid]
                 if isinstance(known, IntegrityError):
-                    problems.append(Problem("manifest", cid, str(known)))
+                    problems.append(Problem("checkpoint", cid, str(known)))
                     continue
                 decoded = known.manifest
                 manifest_plain = ctx.codec.dumps(decoded, "manifest")[0]
