@@ -12,6 +12,7 @@ removing MACs instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from collections.abc import Callable
@@ -314,3 +315,22 @@ def test_require_keyed_reports_macs_removed_behind_the_store(stores: StoreFactor
 def test_a_seal_key_must_be_long_enough() -> None:
     with pytest.raises(clew.errors.ConfigError, match="32 bytes"):
         clew.SealKey("k", b"short")
+
+
+def test_a_seal_key_longer_than_blake2b_takes_is_refused() -> None:
+    with pytest.raises(clew.errors.ConfigError, match=r"'k'.*65 bytes.*at most 64 bytes.*secret\[:64\]"):
+        clew.SealKey("k", os.urandom(65))
+    with pytest.raises(clew.errors.ConfigError, match=r"'2026-10'.*100 bytes.*at most 64 bytes"):
+        clew.SealKey("k", os.urandom(32), old={"2026-10": os.urandom(100)})
+    assert clew.SealKey("k", os.urandom(64), old={"o": os.urandom(64)}).key_id == "k"
+
+
+def test_the_first_64_bytes_of_a_long_secret_verify_what_it_sealed() -> None:
+    """What a longer secret sealed before it was refused (BLAKE2b keyed by its first
+    64 bytes) checks under ``secret[:64]``, as the refusal says."""
+    long = os.urandom(80)
+    sealed = os.urandom(32)
+    earlier = b"old\0" + hashlib.blake2b(sealed, key=long[:64], digest_size=32, person=b"clew-seal").digest()
+    assert clew.SealKey("old", long[:64]).check(sealed, earlier) is True
+    assert clew.SealKey("new", os.urandom(32), old={"old": long[:64]}).check(sealed, earlier) is True
+    assert clew.SealKey("old", long[1:65]).check(sealed, earlier) is False
