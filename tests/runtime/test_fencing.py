@@ -5,14 +5,18 @@ A is frozen with SIGSTOP past its lease; worker B recovers the branch and finish
 run, charging once; A is thawed with SIGCONT. A must run nothing and write nothing:
 its lease's epoch is stale, so the store refuses the intent (tested with the worker's
 own guards switched off), and with them on, its heartbeat or the renewal it tries
-before the call fails first.
+before the call fails first. The same scenario runs in one process on every backend,
+with threads and an event as the stall.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import pytest
 
 import clew
 from clew.errors import ConfigError, LeaseLostError
+from clew.runtime import _lease
 from tests.conftest import StoreFactory
 from tests.runtime import _proc
 
@@ -55,10 +60,12 @@ _lease.LeaseKeeper.ensure = _ensure
 
 @pytest.mark.slow
 @pytest.mark.parametrize("guards", [False, True], ids=["fence-alone", "worker-guards"])
-@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.parametrize("trial", range(9))  # 18 runs per backend: under a minute each (measured 50-56 s)
 def test_a_frozen_worker_never_charges_twice(
     shared_stores: StoreFactory, tmp_path: Path, guards: bool, trial: int
 ) -> None:
+    """Processes on the backends they can share: a memory:// store lives in one process,
+    so a second process could not take its branch over (see the threaded test below)."""
     log, entered = tmp_path / "effects", tmp_path / "entered"
     proc = _proc.child(
         ("" if guards else _NO_GUARDS)
@@ -96,6 +103,79 @@ except clew.errors.LeaseLostError as exc:
     intents = [e for e in store.list_journal("r") if e.kind == "call.intent"]
     assert len(intents) == 1  # the zombie's intent never reached the journal
     assert store.get_branch("r").status == "completed"
+    assert store.verify("r").ok
+
+
+def _no_ensure(self: _lease.LeaseKeeper) -> Iterator[Any]:
+    self.check()
+    yield from ()
+
+
+@pytest.mark.parametrize("guards", [False, True], ids=["fence-alone", "worker-guards"])
+def test_a_stalled_worker_thread_never_charges_twice(
+    stores: StoreFactory, monkeypatch: pytest.MonkeyPatch, guards: bool
+) -> None:
+    """In one process: worker A stalls on an event in its step past its lease (its
+    heartbeat off, as a stalled process's would be); worker B, another agent on its own
+    store (the same store object on memory://), recovers the branch and charges once;
+    then A goes on to its call. A must charge nothing and write no intent."""
+    stall, stalled = threading.Event(), threading.Event()
+    charges: list[tuple[str, int]] = []
+
+    def worker(name: str, store: clew.Store, ttl: float, *, stalls: bool) -> clew.Agent[dict[str, Any]]:
+        agent: clew.Agent[dict[str, Any]] = clew.Agent("fenced", state=dict, store=store, lease_ttl=ttl, worker_id=name)
+
+        @agent.step(start=True)
+        def charge(state: dict[str, Any], ctx: clew.Context) -> None:
+            if stalls:
+                stalled.set()
+                assert stall.wait(60)
+
+            def card() -> str:
+                charges.append((name, ctx.fencing_token))
+                return "receipt"
+
+            state["receipt"] = ctx.call("charge", card)
+
+        return agent
+
+    a = worker("A", stores.open(), TTL, stalls=True)
+    monkeypatch.setattr(a, "_heartbeat", lambda keeper: contextlib.nullcontext())
+    if not guards:  # only the store's fence stands between the zombie and a second charge
+        monkeypatch.setattr(_lease.LeaseKeeper, "ensure", _no_ensure)
+    outcome: list[BaseException | clew.Run[dict[str, Any]]] = []
+
+    def run_a() -> None:
+        try:
+            outcome.append(a.start({}, run_id="r"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run_a, name="worker-A")
+    thread.start()
+    try:
+        assert stalled.wait(30)
+        time.sleep(TTL + 0.3)  # A's lease expires while it stalls
+        store = stores.open()
+        b = worker("B", store, 30, stalls=False)
+        [done] = b.recover()
+        assert done.status == "completed"
+        assert store.get_branch("r").epoch == 2  # B took over: the epoch moved on
+        assert charges == [("B", 2)]
+    finally:
+        stall.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    [lost] = outcome
+    assert isinstance(lost, LeaseLostError), lost
+    # Stopped by the renewal before the call, or (guards off) by the fence on the intent.
+    assert ("expired and taken over" if guards else "was not written") in str(lost), lost
+    assert charges == [("B", 2)]  # B's only: the zombie ran nothing
+    intents = [e for e in store.list_journal("r") if e.kind == "call.intent"]
+    assert len(intents) == 1  # the zombie's intent never reached the journal
+    assert store.get_branch("r").status == "completed"
+    assert store.get_branch("r").head == done.checkpoint_id
+    assert store.load_state("r", done.checkpoint_id) == {"receipt": "receipt"}
     assert store.verify("r").ok
 
 

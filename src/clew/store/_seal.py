@@ -21,6 +21,7 @@ import ormsgpack
 from clew.errors import ConfigError
 
 HASH_SIZE = 32
+_MAX_SECRET = 64  # BLAKE2b's largest key
 
 
 def _pack(value: Any) -> bytes:
@@ -84,12 +85,18 @@ def head_seal(run_id: str, branch: str, head: str | None, head_hash: bytes | Non
 
 @dataclass(frozen=True, slots=True)
 class SealKey:
-    """A key for keyed seals: HMAC-BLAKE2b over each checkpoint hash and head seal.
+    """A key for keyed seals: keyed BLAKE2b (BLAKE2b's built-in MAC mode) over each
+    checkpoint hash and head seal.
 
     Args:
         key_id: a short name stored with each MAC, so keys can be rotated.
-        secret: at least 32 random bytes, kept outside the database.
+        secret: 32 to 64 random bytes, kept outside the database (BLAKE2b's keys are
+            at most 64 bytes).
         old: earlier keys by id, still accepted by ``verify``.
+
+    Raises:
+        ConfigError: a bad ``key_id``, a secret shorter than 32 bytes, or a secret
+            (this one or an old one) longer than 64 bytes.
     """
 
     key_id: str
@@ -101,6 +108,9 @@ class SealKey:
             raise ConfigError("SealKey: key_id must be a non-empty string without NUL characters")
         if len(self.secret) < 32:
             raise ConfigError(f"SealKey {self.key_id!r}: the secret must be at least 32 bytes, not {len(self.secret)}")
+        _fits(self.key_id, self.secret)
+        for key_id, secret in (self.old or {}).items():
+            _fits(key_id, secret)
 
     def mac(self, sealed: bytes) -> bytes:
         """``key_id NUL digest``: the MAC stored beside a hash."""
@@ -118,8 +128,18 @@ class SealKey:
         return hmac.compare_digest(_digest(secret, sealed), digest)
 
 
+def _fits(key_id: str, secret: bytes) -> None:
+    """Refuse a secret BLAKE2b cannot take whole: earlier versions cut it to 64 bytes unsaid."""
+    if len(secret) > _MAX_SECRET:
+        raise ConfigError(
+            f"SealKey {key_id!r}: the secret is {len(secret)} bytes, but BLAKE2b keys are at most"
+            f" {_MAX_SECRET} bytes. A store sealed with a longer secret used its first {_MAX_SECRET}"
+            f" bytes: pass secret[:{_MAX_SECRET}] to keep verifying it"
+        )
+
+
 def _digest(secret: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(data, key=secret[:64], digest_size=HASH_SIZE, person=b"clew-seal").digest()
+    return hashlib.blake2b(data, key=secret, digest_size=HASH_SIZE, person=b"clew-seal").digest()
 
 
 def mac_key_id(mac: bytes | None) -> str | None:
