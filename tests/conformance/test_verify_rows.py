@@ -172,6 +172,10 @@ def test_verify_finds_a_truncated_head(stores: StoreFactory) -> None:
         assert raw.execute("DELETE FROM journal WHERE rk = ? AND checkpoint_id = ?", rk, c3.checkpoint_id) == 1
         assert raw.execute("DELETE FROM checkpoints WHERE rk = ? AND checkpoint_id = ?", rk, c3.checkpoint_id) == 1
         raw.execute("UPDATE branches SET head = ? WHERE rk = ? AND name = 'main'", c2.checkpoint_id, rk)
+        report = store.verify(run_id)  # the run's counter still counts the removed checkpoint
+        assert _kinds(report) == {("branch", "main"), ("run", run_id)}, report.problems
+        assert "a newer one was removed" in next(p.message for p in report.problems if p.kind == "run")
+        raw.execute("UPDATE runs SET ckpt_seq = ckpt_seq - 1 WHERE rk = ?", rk)  # so the tamperer lowers it too
         report = store.verify(run_id)
         assert _kinds(report) == {("branch", "main")}, report.problems
         assert [p.message for p in report.problems] == ["does not match its seal: its head was changed"]

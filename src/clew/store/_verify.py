@@ -255,6 +255,14 @@ def _run(
     top = max((int(r[1]) for r in ckpt_rows), default=0)
     if top > int(ckpt_seq) or (int(ckpt_seq) > 0 and not ckpt_rows):
         problems.append(Problem("run", run_id, f"its checkpoint counter is {ckpt_seq} but checkpoints reach seq {top}"))
+    elif top < int(ckpt_seq):  # a checkpoint row is never deleted from a live run (retention keeps its row)
+        problems.append(
+            Problem(
+                "run",
+                run_id,
+                f"its checkpoint counter is {ckpt_seq} but checkpoints reach only seq {top}: a newer one was removed",
+            )
+        )
     seqs = [int(r[1]) for r in ckpt_rows]
     if len(set(seqs)) != len(seqs):
         problems.append(Problem("run", run_id, "two checkpoints share a sequence number"))
