@@ -31,10 +31,6 @@ COMMON: dict[str, str] = {
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING rk"
     ),
     "update_run": (f"UPDATE clew_runs SET meta = ?, updated_at = ? WHERE rk = ? RETURNING {_RUN_COLS}"),
-    "bump_ckpt_seq": (
-        "UPDATE clew_runs SET ckpt_seq = ckpt_seq + 1, updated_at = ?"
-        " WHERE rk = ? AND run_id = ? RETURNING ckpt_seq, dek"
-    ),
     "bump_journal_seq": (
         "UPDATE clew_runs SET journal_seq = journal_seq + ? WHERE rk = ? AND run_id = ? RETURNING journal_seq, dek"
     ),
