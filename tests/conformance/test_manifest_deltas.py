@@ -99,7 +99,9 @@ def test_a_cold_load_reads_the_chain_in_one_query(stores: StoreFactory, store: c
     assert len([s for s in counter.sql if "WITH RECURSIVE chain" in s]) == 1
 
 
-def test_forks_build_on_the_fork_point(store: clew.Store, raw: Raw, run_id: str) -> None:
+def test_a_branch_starts_whole_then_builds_on_itself(store: clew.Store, raw: Raw, run_id: str) -> None:
+    """A fork's first checkpoint stores its manifest whole: until the branch row exists,
+    retention cannot know the fork point is one and may prune it."""
     ids = _commit_line(store, run_id, 10)
     store.fork(run_id, checkpoint_id=ids[4], branch="alt")
     states = _states(10)
@@ -110,7 +112,8 @@ def test_forks_build_on_the_fork_point(store: clew.Store, raw: Raw, run_id: str)
         parent = store.commit(run_id, state=state, parent=parent, branch="alt").checkpoint_id
         alt.append((parent, state))
     stored = _stored(raw, raw.rk(run_id))
-    assert _manifests.is_delta(stored[alt[0][0]][1])  # against ids[4], on main
+    assert not _manifests.is_delta(stored[alt[0][0]][1])
+    assert all(_manifests.is_delta(stored[cid][1]) for cid, _ in alt[1:])
     store._ctx.forget(run_id)  # type: ignore[attr-defined]
     for cid, state in alt:
         assert store.load_state(run_id, cid) == state
@@ -222,3 +225,48 @@ def test_a_delta_is_written_only_when_it_pays() -> None:
     assert (stored, depth) == (plain, 0)  # everything changed: the whole one is no bigger
     full = _manifests.Known({"a": ["v", b"x" * 16]}, _manifests.CHAIN_MAX - 1)
     assert _manifests.to_store(codec, {"a": ["v", b"x" * 16]}, b"\x81", full)[1] == 0  # the chain is long enough
+
+
+class _Boom:
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.makedirs, (os.environ["CLEW_TEST_MARKER"],))
+
+
+def test_a_stored_manifest_is_never_unpickled(stores: StoreFactory, tmp_path: Any, monkeypatch: Any) -> None:
+    """Manifests are decoded before their seal is checked: even a store that opted into
+    pickle decodes them without it, so a forged row cannot run code."""
+    marker = tmp_path / "pickle-ran"
+    monkeypatch.setenv("CLEW_TEST_MARKER", str(marker))
+    store = stores.open(codec=Codec(allow_pickle=True))
+    run_id = store.create_run(agent="deltas").run_id
+    ids = _commit_line(store, run_id, 6)
+    forged = Codec(allow_pickle=True).dumps([1, {"i": _Boom()}, []])[0]  # a pickle inside a change
+    raw = Raw(stores, store)
+    try:
+        where = "rk = ? AND checkpoint_id = ?"
+        raw.execute(f"UPDATE checkpoints SET manifest = ? WHERE {where}", forged, raw.rk(run_id), ids[3])
+    finally:
+        raw.close()
+    store._ctx.forget(run_id)  # type: ignore[attr-defined]
+    with pytest.raises(IntegrityError):
+        store.load_state(run_id, ids[3])
+    assert not store.verify(run_id).ok
+    assert not marker.exists()
+    assert store.load_state(run_id, ids[2]) == _states(6)[2]
+
+
+def test_a_stale_remembered_manifest_is_read_again(store: clew.Store, run_id: str) -> None:
+    """A remembered parent manifest that is wrong (a commit of this store that did not
+    land) does not make an intact checkpoint look damaged: it is rebuilt from the rows."""
+    ids = _commit_line(store, run_id, 8)
+    memo = store._ctx.manifests  # type: ignore[attr-defined]
+    rk = store._ctx.run_keys[run_id]  # type: ignore[attr-defined]
+    memo.put(rk, ids[5], _manifests.Known({"i": ["v", b"\0" * 16]}, 1))  # the change does not fit it
+    assert store.load_state(run_id, ids[6]) == _states(8)[6]
+    good = memo.get(rk, ids[6])
+    wrong = {**good.manifest, "fixed": ["v", b"\1" * 16]}  # a field ids[7] does not change: fits, fails the seal
+    memo.put(rk, ids[6], _manifests.Known(wrong, 1))
+    assert store.load_state(run_id, ids[7]) == _states(8)[7]
+    assert memo.get(rk, ids[6]).manifest == good.manifest  # read again from the rows

@@ -36,6 +36,10 @@ from clew.errors import DecodeError, IntegrityError
 CHAIN_MAX = 16
 """A whole manifest at least every this many checkpoints of a line."""
 
+_PLAIN = Codec()
+"""Decodes stored manifests, which are read before their seal is checked: never with the
+store codec's pickle opt-in (a manifest holds only lists, strings, bytes and numbers)."""
+
 _DELTA = 0x93  # a msgpack array of 3: [depth, changed, dropped]
 
 
@@ -109,7 +113,7 @@ def to_store(codec: Codec, manifest: Mapping[str, Any], plain: bytes, parent: Kn
 def parse(codec: Codec, plain: bytes, checkpoint_id: str) -> tuple[int, dict[str, Any], list[str]]:
     """A delta's ``(depth, changed, dropped)``, checked for shape."""
     try:
-        depth, changed, dropped = codec.loads(plain)
+        depth, changed, dropped = _PLAIN.loads(plain)
     except (DecodeError, ValueError, TypeError):
         raise IntegrityError(f"checkpoint {checkpoint_id}: its stored manifest is malformed") from None
     if (
@@ -117,7 +121,8 @@ def parse(codec: Codec, plain: bytes, checkpoint_id: str) -> tuple[int, dict[str
         or not 0 < depth < CHAIN_MAX
         or not isinstance(changed, dict)
         or not isinstance(dropped, list)
-        or not all(isinstance(e, list) and e for e in changed.values())
+        or not all(type(k) is str and isinstance(e, list) and e for k, e in changed.items())
+        or not all(type(k) is str for k in dropped)
     ):
         raise IntegrityError(f"checkpoint {checkpoint_id}: its stored manifest is malformed")
     return depth, changed, dropped
@@ -127,7 +132,8 @@ def apply(
     base: Mapping[str, Any], changed: Mapping[str, Any], dropped: Sequence[str], checkpoint_id: str
 ) -> dict[str, Any]:
     """The whole manifest a delta makes of its parent's."""
-    out = {name: entry for name, entry in base.items() if name not in dropped}
+    gone = set(dropped)
+    out = {name: entry for name, entry in base.items() if name not in gone}
     for name, entry in changed.items():
         if entry[0] == "L":
             old = base.get(name)
@@ -142,7 +148,10 @@ def apply(
                 ) from None
         else:
             out[name] = entry
-    return dict(sorted(out.items()))
+    try:
+        return dict(sorted(out.items()))
+    except TypeError:  # a field name that is not a string: only a damaged row has one
+        raise IntegrityError(f"checkpoint {checkpoint_id}: its manifest names a field that is not a string") from None
 
 
 Unwrap = Callable[[bytes], bytes]
@@ -180,11 +189,11 @@ def resolve_rows(
     if not plains or is_delta(plains[-1]):
         raise IntegrityError(f"checkpoint {checkpoint_id}: its manifest's chain of changes is broken")
     try:
-        manifest: dict[str, Any] = codec.loads(plains[-1])
+        manifest: dict[str, Any] = _PLAIN.loads(plains[-1])
     except (DecodeError, ValueError, TypeError):
         raise IntegrityError(f"checkpoint {checkpoint_id}: a manifest in its chain is malformed") from None
-    if not isinstance(manifest, dict):
-        raise IntegrityError(f"checkpoint {checkpoint_id}: a manifest in its chain is not a map")
+    if not isinstance(manifest, dict) or not all(type(k) is str for k in manifest):
+        raise IntegrityError(f"checkpoint {checkpoint_id}: a manifest in its chain is not a map of fields")
     known = Known(manifest, 0)
     if into is not None:
         into[str(rows[len(plains) - 1][1])] = known
@@ -222,9 +231,9 @@ def resolve_all(
         try:
             plain = bytes(unwrap(bytes(stored)))
             if not is_delta(plain):
-                manifest = codec.loads(plain)
-                if not isinstance(manifest, dict):
-                    raise IntegrityError(f"checkpoint {cid}: its manifest is not a map")
+                manifest = _PLAIN.loads(plain)
+                if not isinstance(manifest, dict) or not all(type(k) is str for k in manifest):
+                    raise IntegrityError(f"checkpoint {cid}: its manifest is not a map of fields")
                 out[cid] = Known(manifest, 0)
                 continue
             base = out.get(parent) if parent is not None else None

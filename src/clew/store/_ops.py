@@ -321,9 +321,14 @@ def commit(
         rk = yield from run_key(ctx, run_id)
     if encoded is None:
         try:
-            _, previous, _ = yield from load_fields(ctx, rk, run_id, parent)  # type: ignore[arg-type]  # parent set here
+            _, previous, on = yield from load_fields(ctx, rk, run_id, parent)  # type: ignore[arg-type]  # parent set here
         except NotFoundError:
             previous = None  # the head check below reports the conflict
+        else:
+            if on != branch:
+                # A branch's first checkpoint stores its manifest whole: until the branch row
+                # exists, retention does not know the fork point is one, and may prune it.
+                previous.manifest = None
         encoded = ctx.encoder.encode(state, previous)
     manifest = ctx.codec.dumps(encoded.manifest, "manifest")[0]
     meta_plain = ctx.codec.dumps(dict(metadata or {}), "metadata")[0]

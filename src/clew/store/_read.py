@@ -247,23 +247,27 @@ def _sealed_row(
     if not bytes(manifest_bytes):  # pruned by retention: its content is gone, its hash stays in the chain
         return row, b"", meta, None
     known: _manifests.Known | None = None
+    journal_hashes = [bytes(h) for (h,) in journal]
     try:
         if parent is not None and parent_hash is None:
             raise IntegrityError(f"checkpoint {checkpoint_id}: its parent {parent!r} is missing")
-        manifest_plain = manifest_from_store(ctx, bytes(manifest_bytes))
-        if _manifests.is_delta(manifest_plain):
-            known = yield from _whole(ctx, rk, checkpoint_id, parent, manifest_plain)
-            manifest_plain = ctx.codec.dumps(known.manifest, "manifest")[0]
-        expect = checkpoint_hash(
-            bytes(parent_hash or b""),
-            checkpoint_id,
-            branch,
-            kind,
-            manifest_plain,
-            sealed_meta(ctx, bytes(meta)),
-            created,
-            [bytes(h) for (h,) in journal],
-        )
+        meta_plain = sealed_meta(ctx, bytes(meta))
+
+        def seal(manifest: bytes) -> bytes:
+            return checkpoint_hash(
+                bytes(parent_hash or b""), checkpoint_id, branch, kind, manifest, meta_plain, created, journal_hashes
+            )
+
+        manifest_plain = as_stored = manifest_from_store(ctx, bytes(manifest_bytes))
+        if _manifests.is_delta(as_stored):
+            known, remembered = yield from _whole(ctx, rk, checkpoint_id, parent, as_stored, memo=True)
+            manifest_plain = _whole_bytes(ctx, known, checkpoint_id)
+            if remembered and seal(manifest_plain) != bytes(stored):
+                # The parent's remembered manifest may be stale (a commit of this store
+                # that did not land): rebuild it from the database before judging the row.
+                known, _ = yield from _whole(ctx, rk, checkpoint_id, parent, as_stored, memo=False)
+                manifest_plain = _whole_bytes(ctx, known, checkpoint_id)
+        expect = seal(manifest_plain)
     except DecodeError as exc:
         raise IntegrityError(f"checkpoint {checkpoint_id} of run {run_id!r} cannot be read: {exc}") from exc
     if expect != bytes(stored):
@@ -276,19 +280,39 @@ def _sealed_row(
     return row, manifest_plain, meta, known
 
 
-def _whole(ctx: Context, rk: int, checkpoint_id: str, parent: str | None, plain: bytes) -> Op[_manifests.Known]:
-    """The whole manifest of a checkpoint whose stored one is a change against its parent's."""
+def _whole_bytes(ctx: Context, known: _manifests.Known, checkpoint_id: str) -> bytes:
+    """The canonical bytes of a rebuilt whole manifest (what the seal covers)."""
+    try:
+        return ctx.codec.dumps(known.manifest, "manifest")[0]
+    except (ValueError, TypeError):
+        raise IntegrityError(f"checkpoint {checkpoint_id}: its rebuilt manifest cannot be encoded") from None
+
+
+def _whole(
+    ctx: Context, rk: int, checkpoint_id: str, parent: str | None, plain: bytes, *, memo: bool
+) -> Op[tuple[_manifests.Known, bool]]:
+    """The whole manifest of a checkpoint whose stored one is a change against its
+    parent's, and whether the parent's came from the memo. From the memo: the change
+    applied to it; else the chain read from the checkpoint's own row down, in one
+    statement (so a row that retention made whole meanwhile is read as it is now)."""
     depth, changed, dropped = _manifests.parse(ctx.codec, plain, checkpoint_id)
     if parent is None:
         raise IntegrityError(f"checkpoint {checkpoint_id}: its manifest is a change, but it has no parent")
-    base = ctx.manifests.get(rk, parent)
-    if base is None:
-        rows = yield ctx.q("manifest_chain", (rk, parent, rk, depth), "all")
-        rebuilt: dict[str, _manifests.Known] = {}
-        base = _manifests.resolve_rows(ctx.codec, lambda data: manifest_from_store(ctx, data), parent, rows, rebuilt)
-        for cid, known in rebuilt.items():
-            ctx.manifests.put(rk, cid, known)
-    return _manifests.Known(_manifests.apply(base.manifest, changed, dropped, checkpoint_id), depth)
+    base = ctx.manifests.get(rk, parent) if memo else None
+    if base is not None:
+        try:
+            return _manifests.Known(_manifests.apply(base.manifest, changed, dropped, checkpoint_id), depth), True
+        except IntegrityError:
+            pass  # the change does not fit what was remembered: read the chain itself
+    rows = yield ctx.q("manifest_chain", (rk, checkpoint_id, rk, depth + 1), "all")
+    rebuilt: dict[str, _manifests.Known] = {}
+    known = _manifests.resolve_rows(
+        ctx.codec, lambda data: manifest_from_store(ctx, data), checkpoint_id, rows, rebuilt
+    )
+    for cid, whole in rebuilt.items():
+        if cid != checkpoint_id:  # its own goes in once its seal holds
+            ctx.manifests.put(rk, cid, whole)
+    return known, False
 
 
 def sealed_checkpoint(

@@ -18,7 +18,7 @@ from clew.errors import SchemaVersionError
 from clew.store._query import Context, Op, Q
 from clew.store._read import head_row_seal
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 # Workers claim the highest priority first, then the oldest: an index walk, whatever the backlog.
@@ -213,6 +213,12 @@ def _data_keys(blob: str) -> list[Step]:
 _PRIORITY: list[Step] = ["ALTER TABLE clew_branches ADD COLUMN priority BIGINT NOT NULL DEFAULT 0", _QUEUE_INDEX]
 
 
+# Version 7: no table changes. Manifests may now be stored as changes against the
+# parent's (store/_manifests.py), which earlier versions would misread as damaged rows:
+# the version makes them refuse the store instead ("upgrade clew").
+_MANIFEST_CHANGES: list[Step] = []
+
+
 MIGRATIONS: dict[str, list[list[Step]]] = {
     "sqlite": [
         _JOURNAL_INDEXES_BY_SEQ,
@@ -220,6 +226,7 @@ MIGRATIONS: dict[str, list[list[Step]]] = {
         _per_branch("BLOB", "REAL"),
         _data_keys("BLOB"),
         _PRIORITY,
+        _MANIFEST_CHANGES,
     ],
     "postgres": [
         _JOURNAL_INDEXES_BY_SEQ,
@@ -227,6 +234,7 @@ MIGRATIONS: dict[str, list[list[Step]]] = {
         _per_branch("BYTEA", "DOUBLE PRECISION"),
         _data_keys("BYTEA"),
         _PRIORITY,
+        _MANIFEST_CHANGES,
     ],
 }
 """Upgrades of existing databases; a new one is created from :data:`CURRENT`."""
