@@ -46,7 +46,7 @@ def measure(n: int, mode: str) -> dict[str, Any]:
     rows = con.execute("SELECT checkpoint_id, parent_id, manifest FROM clew_checkpoints ORDER BY seq").fetchall()
     con.close()
     codec = Codec()
-    whole = _manifests.resolve_all(codec, bytes, {cid: (parent, m) for cid, parent, m in rows})
+    whole = _manifests.resolve_all(bytes, {cid: (parent, m) for cid, parent, m in rows})
     stored = sum(len(m) for _, _, m in rows)
     full = 0
     for cid, _, _ in rows:

@@ -122,4 +122,4 @@ def whole_manifest(rows: dict[str, tuple[Any, Any]], checkpoint_id: str, codec: 
         return bytes(c.unwrap(data)) if data[:1] == b"\xc7" else data
 
     chain = _manifests.chain_of(rows, checkpoint_id)
-    return dict(_manifests.resolve_rows(c, unwrap, checkpoint_id, chain).manifest)
+    return dict(_manifests.resolve_rows(unwrap, checkpoint_id, chain).manifest)

@@ -157,7 +157,7 @@ def gc_run(ctx: Context, run_id: str, policy: Retention, *, dry_run: bool, now: 
     plains = {bytes(a): ctx.codec.unwrap(bytes(d)) for a, d in blobs}
     rows = {r[0]: (r[3], r[5]) for r in ckpts}
     unwrap = lambda data: manifest_from_store(ctx, data)  # noqa: E731
-    whole = _manifests.resolve_all(ctx.codec, unwrap, rows)
+    whole = _manifests.resolve_all(unwrap, rows)
     referenced: set[bytes] = set()
     rewrite: list[tuple[bytes, int, str]] = []  # kept manifests stored as changes through a pruned one
     for r in ckpts:

@@ -110,7 +110,7 @@ def to_store(codec: Codec, manifest: Mapping[str, Any], plain: bytes, parent: Kn
     return delta, parent.depth + 1
 
 
-def parse(codec: Codec, plain: bytes, checkpoint_id: str) -> tuple[int, dict[str, Any], list[str]]:
+def parse(plain: bytes, checkpoint_id: str) -> tuple[int, dict[str, Any], list[str]]:
     """A delta's ``(depth, changed, dropped)``, checked for shape."""
     try:
         depth, changed, dropped = _PLAIN.loads(plain)
@@ -159,7 +159,6 @@ Unwrap = Callable[[bytes], bytes]
 
 
 def resolve_rows(
-    codec: Codec,
     unwrap: Unwrap,
     checkpoint_id: str,
     rows: Sequence[Sequence[Any]],
@@ -199,7 +198,7 @@ def resolve_rows(
         into[str(rows[len(plains) - 1][1])] = known
     for i in range(len(plains) - 2, -1, -1):
         cid = str(rows[i][1])
-        depth, changed, dropped = parse(codec, plains[i], cid)
+        depth, changed, dropped = parse(plains[i], cid)
         known = Known(apply(known.manifest, changed, dropped, cid), depth)
         if into is not None:
             into[cid] = known
@@ -218,9 +217,7 @@ def chain_of(rows_by_id: Mapping[str, Sequence[Any]], checkpoint_id: str) -> lis
     return out
 
 
-def resolve_all(
-    codec: Codec, unwrap: Unwrap, rows_by_id: Mapping[str, Sequence[Any]]
-) -> dict[str, Known | IntegrityError]:
+def resolve_all(unwrap: Unwrap, rows_by_id: Mapping[str, Sequence[Any]]) -> dict[str, Known | IntegrityError]:
     """Every whole manifest of a run whose rows are all at hand (verify, retention), in
     the order of ``rows_by_id`` (by seq: parents first): each checkpoint's, or the error
     that stops it. Pruned rows are left out."""
@@ -238,12 +235,12 @@ def resolve_all(
                 continue
             base = out.get(parent) if parent is not None else None
             if isinstance(base, Known):
-                depth, changed, dropped = parse(codec, plain, cid)
+                depth, changed, dropped = parse(plain, cid)
                 out[cid] = Known(apply(base.manifest, changed, dropped, cid), depth)
             elif isinstance(base, IntegrityError):
                 out[cid] = IntegrityError(f"checkpoint {cid}: its manifest builds on its parent's, which is unreadable")
             else:
-                out[cid] = resolve_rows(codec, unwrap, cid, chain_of(rows_by_id, cid))
+                out[cid] = resolve_rows(unwrap, cid, chain_of(rows_by_id, cid))
         except IntegrityError as exc:
             out[cid] = exc
         except (DecodeError, ValueError, TypeError) as exc:

@@ -295,7 +295,7 @@ def _whole(
     parent's, and whether the parent's came from the memo. From the memo: the change
     applied to it; else the chain read from the checkpoint's own row down, in one
     statement (so a row that retention made whole meanwhile is read as it is now)."""
-    depth, changed, dropped = _manifests.parse(ctx.codec, plain, checkpoint_id)
+    depth, changed, dropped = _manifests.parse(plain, checkpoint_id)
     if parent is None:
         raise IntegrityError(f"checkpoint {checkpoint_id}: its manifest is a change, but it has no parent")
     base = ctx.manifests.get(rk, parent) if memo else None
@@ -306,9 +306,7 @@ def _whole(
             pass  # the change does not fit what was remembered: read the chain itself
     rows = yield ctx.q("manifest_chain", (rk, checkpoint_id, rk, depth + 1), "all")
     rebuilt: dict[str, _manifests.Known] = {}
-    known = _manifests.resolve_rows(
-        ctx.codec, lambda data: manifest_from_store(ctx, data), checkpoint_id, rows, rebuilt
-    )
+    known = _manifests.resolve_rows(lambda data: manifest_from_store(ctx, data), checkpoint_id, rows, rebuilt)
     for cid, whole in rebuilt.items():
         if cid != checkpoint_id:  # its own goes in once its seal holds
             ctx.manifests.put(rk, cid, whole)

@@ -46,9 +46,7 @@ def verify(ctx: Context, run_id: str, require_keyed: bool = False) -> Op[VerifyR
     stored = {bytes(addr) for addr, _ in blob_rows}
     by_ckpt = _journal(ctx, run_id, journal_rows, ckpts, {r[0] for r in branch_rows}, plains, stored, problems)
     hashes: dict[str, bytes] = {r[0]: bytes(r[7]) for r in ckpt_rows}
-    whole = _manifests.resolve_all(
-        ctx.codec, lambda data: manifest_from_store(ctx, data), {r[0]: (r[3], r[5]) for r in ckpt_rows}
-    )
+    whole = _manifests.resolve_all(lambda data: manifest_from_store(ctx, data), {r[0]: (r[3], r[5]) for r in ckpt_rows})
     pruned = 0
     for cid, _seq, branch, parent, kind, manifest, meta, h, created, mac in ckpt_rows:
         if not bytes(manifest):  # pruned by retention: its hash stands for it, its children chain to it
