@@ -23,7 +23,7 @@ from clew.store import _state, _tree
 from clew.store._query import Context, Op, Q
 from clew.store._read import fetch_blobs, load_fields, run_key, sealed_manifest
 
-_SHARED_KINDS = frozenset(("v", "l", "t"))
+_SHARED_KINDS = frozenset(("v", "l", "m", "t"))
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class _Memo:
     """What one listing has decoded so far, by blob address."""
 
     values: dict[bytes, Any] = field(default_factory=dict)
-    leaves: dict[bytes, list[Any]] = field(default_factory=dict)
+    leaves: dict[bytes, Any] = field(default_factory=dict)  # list leaves and map-log leaves
     nodes: dict[bytes, list[tuple[bytes, int]]] = field(default_factory=dict)
     tree_nodes: dict[bytes, list[bytes]] = field(default_factory=dict)
     tree_leaves: dict[bytes, tuple[list[str] | None, list[Any], list[tuple[int, _tree.Ref]]]] = field(
@@ -94,7 +94,11 @@ def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Mem
         refs = [_tree.parse_ref(*e[1:6]) for m in manifests for e in m.values() if e[0] == "t"]
         level = list(
             dict.fromkeys(
-                (a, h) for m in manifests for e in m.values() if e[0] == "l" for a, _, h in _state.manifest_roots(e)
+                (a, h)
+                for m in manifests
+                for e in m.values()
+                if e[0] in ("l", "m")
+                for a, _, h in _state.manifest_roots(e)
             )
         )
         values = list(dict.fromkeys(bytes(e[1]) for m in manifests for e in m.values() if e[0] == "v"))
@@ -118,7 +122,8 @@ def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Mem
 def _decode_into(
     ctx: Context, rk: int, memo: _Memo, values: list[bytes], leaves: list[bytes], where: str
 ) -> Generator[Q | list[Q], Any, None]:
-    """Fetch (in one query) and decode the value and list-leaf blobs ``memo`` lacks."""
+    """Fetch (in one query) and decode the value and leaf blobs ``memo`` lacks (each
+    leaf is checked against what its list or map log expects where it is used)."""
     need_values = [a for a in values if a not in memo.values]
     need_leaves = [a for a in leaves if a not in memo.leaves]
     if need_values or need_leaves:
@@ -126,16 +131,13 @@ def _decode_into(
         for a in need_values:
             memo.values[a] = ctx.codec.loads(plains[a])
         for a in need_leaves:
-            decoded = ctx.codec.loads(plains[a])
-            if type(decoded) is not list:
-                raise IntegrityError(f"{where}blob {a.hex()} is a list leaf that is not a list")
-            memo.leaves[a] = decoded
+            memo.leaves[a] = ctx.codec.loads(plains[a])
 
 
 def _build(
     ctx: Context, rk: int, cid: str, manifest: dict[str, Any], memo: _Memo
 ) -> Generator[Q | list[Q], Any, dict[str, Any]]:
-    lists = {name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"}
+    lists = {name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] in ("l", "m")}
     try:
         trees = {name: _tree.parse_ref(*entry[1:6]) for name, entry in manifest.items() if entry[0] == "t"}
     except (TypeError, ValueError, IndexError):
@@ -167,9 +169,19 @@ def _build(
         if entry[0] == "t":
             state[name] = _tree_value(trees[name], memo)
             continue
+        if entry[0] == "m":
+            where = f"checkpoint {cid}: map {name!r}"
+            if any(_state.map_leaf_count(memo.leaves[a]) != c for a, c, _ in lists[name]):
+                raise IntegrityError(f"{where} has a leaf of other than the changes its index counts")
+            state[name] = _state.fold_map([memo.leaves[a] for a, _, _ in lists[name]], where)
+            if len(state[name]) != entry[1]:
+                raise IntegrityError(f"{where} holds {len(state[name])} keys, manifest says {entry[1]}")
+            continue
         items: list[Any] = []
         for a, c, _ in lists[name]:
             leaf = memo.leaves[a]
+            if type(leaf) is not list:
+                raise IntegrityError(f"checkpoint {cid}: list {name!r} has a leaf that is not a list")
             if len(leaf) != c:
                 raise IntegrityError(f"checkpoint {cid}: list {name!r} has a leaf of {len(leaf)} items, not {c}")
             items.extend(leaf)

@@ -8,7 +8,8 @@ manifest, a checkpoint stores only the change, a *delta*::
     [depth, changed, dropped]
 
 ``changed`` maps each field that differs to its new entry, except that a chunked list
-that kept a prefix of its parent's roots is ``["L", count, kept, new_roots]``;
+that kept a prefix of its parent's roots is ``["L", count, kept, new_roots]`` (a map
+log likewise ``["M", ...]``);
 ``dropped`` lists fields the parent had and this state has not; ``depth`` counts the
 deltas down to a whole manifest (1: the parent's is whole). A chain holds at most
 :data:`CHAIN_MAX` rows, so a reader fetches a bounded number of rows, in one query
@@ -41,6 +42,9 @@ _PLAIN = Codec()
 store codec's pickle opt-in (a manifest holds only lists, strings, bytes and numbers)."""
 
 _DELTA = 0x93  # a msgpack array of 3: [depth, changed, dropped]
+_GROWN = {"l": "L", "m": "M"}
+"""Entries whose roots a change may keep a prefix of: chunked lists and map logs."""
+_GROWN_FROM = {v: k for k, v in _GROWN.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +99,12 @@ def to_store(codec: Codec, manifest: Mapping[str, Any], plain: bytes, parent: Kn
         old = base.get(name)
         if old == entry:
             continue
-        if entry[0] == "l" and old is not None and old[0] == "l":
+        if entry[0] in _GROWN and old is not None and old[0] == entry[0]:
             roots, prev = entry[2], old[2]
             kept = 0
             while kept < min(len(roots), len(prev)) and roots[kept] == prev[kept]:
                 kept += 1
-            changed[name] = ["L", entry[1], kept, roots[kept:]]
+            changed[name] = [_GROWN[entry[0]], entry[1], kept, roots[kept:]]
         else:
             changed[name] = entry
     dropped = sorted(name for name in base if name not in manifest)
@@ -135,13 +139,14 @@ def apply(
     gone = set(dropped)
     out = {name: entry for name, entry in base.items() if name not in gone}
     for name, entry in changed.items():
-        if entry[0] == "L":
+        if entry[0] in _GROWN_FROM:
             old = base.get(name)
+            kind = _GROWN_FROM[entry[0]]
             try:
                 _, count, kept, new = entry
-                if old is None or old[0] != "l" or not 0 <= kept <= len(old[2]):
+                if old is None or old[0] != kind or not 0 <= kept <= len(old[2]):
                     raise ValueError
-                out[name] = ["l", count, [*old[2][:kept], *new]]
+                out[name] = [kind, count, [*old[2][:kept], *new]]
             except (ValueError, TypeError):
                 raise IntegrityError(
                     f"checkpoint {checkpoint_id}: its manifest's change to list {name!r} does not fit its parent's"

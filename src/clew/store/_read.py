@@ -352,7 +352,7 @@ def load_fields(
     manifest, branch, sealed, depth = yield from sealed_manifest(ctx, rk, run_id, checkpoint_id)
     try:
         lists: dict[str, list[tuple[bytes, int, int]]] = {
-            name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] == "l"
+            name: _state.manifest_roots(entry) for name, entry in manifest.items() if entry[0] in ("l", "m")
         }
         trees: dict[str, _tree.Ref] = {
             name: _tree.parse_ref(*entry[1:6]) for name, entry in manifest.items() if entry[0] == "t"
@@ -392,6 +392,20 @@ def load_fields(
             fields[name] = _state.ValueCache(addr, None, plains[addr], ctx.codec)
         elif entry[0] == "t":
             state[name] = _tree.build(trees[name], plains, ctx.codec)
+        elif entry[0] == "m":
+            leaves = lists[name]
+            where = f"checkpoint {checkpoint_id}: map {name!r}"
+            state[name] = _state.fold_map(map_leaves(ctx, [(plains[a], c) for a, c, _ in leaves], where), where)
+            if len(state[name]) != entry[1]:
+                raise IntegrityError(f"{where} holds {len(state[name])} keys, manifest says {entry[1]}")
+            fields[name] = _state.MapCache(
+                [(a, c) for a, c, _ in leaves],
+                _state.manifest_roots(entry),
+                None,
+                [plains[a] for a, _, _ in leaves],
+                ctx.codec,
+                changes=sum(c for _, c, _ in leaves),
+            )
         else:
             leaves = lists[name]
             try:
@@ -411,6 +425,17 @@ def load_fields(
             )
     cache = _state.StateCache(checkpoint_id, fields, sealed, frozenset(present), _manifests.Known(manifest, depth))
     return state, cache, branch
+
+
+def map_leaves(ctx: Context, leaves: Sequence[tuple[Plain, int]], where: str) -> list[Any]:
+    """Map-log leaves decoded, each checked to hold the changes its parent node counts."""
+    out = []
+    for plain, count in leaves:
+        leaf = ctx.codec.loads(plain)
+        if _state.map_leaf_count(leaf) != count:
+            raise IntegrityError(f"{where} has a leaf of other than the {count} changes its index counts")
+        out.append(leaf)
+    return out
 
 
 def journal_rows(

@@ -18,7 +18,7 @@ from clew.errors import SchemaVersionError
 from clew.store._query import Context, Op, Q
 from clew.store._read import head_row_seal
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 # Workers claim the highest priority first, then the oldest: an index walk, whatever the backlog.
@@ -219,6 +219,12 @@ _PRIORITY: list[Step] = ["ALTER TABLE clew_branches ADD COLUMN priority BIGINT N
 _MANIFEST_CHANGES: list[Step] = []
 
 
+# Version 8: no table changes. Large flat dicts may be stored as map logs (manifest
+# entries "m", store/_state.py), and journal rows may keep LangGraph's written values
+# in blobs (store/_splice.py): formats earlier versions cannot read.
+_MAP_LOGS: list[Step] = []
+
+
 MIGRATIONS: dict[str, list[list[Step]]] = {
     "sqlite": [
         _JOURNAL_INDEXES_BY_SEQ,
@@ -227,6 +233,7 @@ MIGRATIONS: dict[str, list[list[Step]]] = {
         _data_keys("BLOB"),
         _PRIORITY,
         _MANIFEST_CHANGES,
+        _MAP_LOGS,
     ],
     "postgres": [
         _JOURNAL_INDEXES_BY_SEQ,
@@ -235,6 +242,7 @@ MIGRATIONS: dict[str, list[list[Step]]] = {
         _data_keys("BYTEA"),
         _PRIORITY,
         _MANIFEST_CHANGES,
+        _MAP_LOGS,
     ],
 }
 """Upgrades of existing databases; a new one is created from :data:`CURRENT`."""

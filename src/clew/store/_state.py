@@ -13,6 +13,17 @@ A state is a mapping of top-level fields. Each field becomes a manifest entry:
     under index nodes (height h > 0, ``FANOUT`` children each, themselves blobs) the
     way a binary counter carries: when the last ``FANOUT`` roots share a height they
     merge. The manifest holds the few roots, so it stays small however long the list.
+``["m", n, [[addr, count, height], ...]]``
+    a *map log* of ``n`` keys: a large ``str``-keyed dict of small values, kept as the
+    changes of each step, in leaf blobs under index nodes exactly like a chunked list's
+    (``count`` counts changes, not keys). A leaf is the canonical map of the keys a step
+    set, or ``[deleted keys, that map]`` when it deleted some; the dict is the leaves
+    applied in order, so a step that adds a key writes that entry and nothing else,
+    wherever the key sorts, and the dict keeps the order its keys were added in. When
+    the log holds more than twice as many changes as keys (plus :data:`MAP_SLACK`) it
+    is written again from the live entries. A dict with a large container among its
+    values (one that would be a tree of its own) is a tree instead, so edits deep
+    inside it stay small.
 
 To know what changed without re-encoding the whole state each step, the writer keeps,
 per (run, branch), the last checkpoint's fields and a private decoded copy of them
@@ -37,12 +48,15 @@ import ormsgpack
 
 from clew.codec import Codec
 from clew.codec._envelope import Framed, Plain
-from clew.errors import InvalidStateError
+from clew.codec._parts import parts as _parts
+from clew.errors import IntegrityError, InvalidStateError
 from clew.store import _manifests, _tree
 
 FANOUT = 8
 LEAF_MAX_ITEMS = 64
 LEAF_MAX_BYTES = 64 * 1024
+MAP_SLACK = 64
+"""A map log is written again once it holds more than ``2 * keys + MAP_SLACK`` changes."""
 
 
 @dataclass(slots=True)
@@ -82,11 +96,30 @@ class ListCache:
 
 
 @dataclass(slots=True)
+class MapCache:
+    leaves: list[tuple[bytes, int]]  # (address, change count) in order
+    roots: list[tuple[bytes, int, int]]  # (address, change count, height)
+    _snapshot: dict[str, Any] | None  # decoded private copy of the dict
+    _plains: list[Plain] | None = None  # or the leaves to fold it from, on first use
+    _codec: Codec | None = None
+    refs: dict[str, Any] | None = None  # the caller's own values at the last commit
+    changes: int = 0  # changes in the log (keys set and deleted, over all its leaves)
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        if self._snapshot is None:
+            assert self._plains is not None and self._codec is not None
+            self._snapshot = fold_map([self._codec.loads(p) for p in self._plains], "a map log")
+            self._plains = None
+        return self._snapshot
+
+
+@dataclass(slots=True)
 class TreeCache:
     enc: _tree.Enc  # the field's tree, with the caller's objects and snapshots in it
 
 
-FieldCache = ValueCache | ListCache | TreeCache
+FieldCache = ValueCache | ListCache | MapCache | TreeCache
 
 
 @dataclass(slots=True)
@@ -166,8 +199,10 @@ class StateEncoder:
             fpath = f"{path}.{name}"
             if type(value) is list:
                 self._encode_list(out, name, value, prev if isinstance(prev, ListCache) else None, fpath)
+            elif isinstance(prev, MapCache) and type(value) is dict:
+                self._encode_map(out, name, value, prev, fpath)
             else:
-                self._encode_value(out, name, value, prev if not isinstance(prev, ListCache) else None, fpath)
+                self._encode_value(out, name, value, prev if isinstance(prev, ValueCache | TreeCache) else None, fpath)
         if previous is not None and previous.present:
             out.blobs = {a: d for a, d in out.blobs.items() if a not in previous.present}
         return out
@@ -188,6 +223,9 @@ class StateEncoder:
             return
         made = _tree.Out()
         enc = self.trees.encode(value, path, prev.enc if isinstance(prev, TreeCache) else None, made)
+        if enc.tree is not None and type(value) is dict and not enc.tree.deep:  # large, flat: a map log
+            self._encode_map(out, name, value, None, path)
+            return
         for addr, (plain, pickled) in made.blobs.items():
             if addr not in out.blobs:
                 out.blobs[addr] = self.codec.wrap_framed(plain, pickled=pickled)
@@ -230,6 +268,50 @@ class StateEncoder:
         out.manifest[name] = ["l", len(items), [[a, c, h] for a, c, h in roots]]
         out.cache[name] = ListCache(leaves, roots, snapshot, refs=list(items))
 
+    def _encode_map(
+        self, out: EncodedState, name: str, value: dict[Any, Any], prev: MapCache | None, path: str
+    ) -> None:
+        """``value`` as a map log: the changes since ``prev`` appended, or all of it afresh."""
+        sets: dict[str, Any] | None = None
+        dels: list[str] = []
+        if prev is not None:
+            snapshot = prev.snapshot
+            sets, dels = _map_changes(value, snapshot, prev.refs or {})
+            if sets is not None and not sets and not dels:  # unchanged
+                out.manifest[name] = ["m", len(value), [[a, c, h] for a, c, h in prev.roots]]
+                prev.refs = dict(value)
+                out.cache[name] = prev
+                return
+            if sets is None or prev.changes + len(sets) + len(dels) > 2 * len(value) + MAP_SLACK:
+                prev = None  # a key that is not a str, or a log mostly of overwritten changes
+        if prev is None or sets is None:
+            if not all(type(k) is str for k in value):
+                self._encode_value(out, name, value, None, path)  # one blob, whose encoding handles such keys
+                return
+            leaves: list[tuple[bytes, int]] = []
+            roots: list[tuple[bytes, int, int]] = []
+            snapshot, changes, chunks, dels = {}, 0, _map_chunks(value), []
+        else:
+            leaves, roots, snapshot, changes = list(prev.leaves), list(prev.roots), dict(snapshot), prev.changes
+            chunks = [sets]
+        for i, chunk in enumerate(chunks):
+            gone = dels if i == 0 else []
+            plain, pickled = self.codec.dumps(chunk, path)
+            if len(plain) >= _tree.TREE_MIN and _holds_tree(self.codec, chunk, path):
+                self._encode_value(out, name, value, None, path)  # a large container inside: a tree
+                return
+            for k in gone:
+                del snapshot[k]
+            snapshot.update(_tree.private_copy(chunk, plain, self.codec))
+            if gone:
+                plain = self.codec.dumps([gone, chunk], path)[0]
+            leaf = (self._put(out, plain, pickled), len(chunk) + len(gone))
+            leaves.append(leaf)
+            self._push(out, roots, leaf)
+            changes += leaf[1]
+        out.manifest[name] = ["m", len(value), [[a, c, h] for a, c, h in roots]]
+        out.cache[name] = MapCache(leaves, roots, snapshot, refs=dict(value), changes=changes)
+
     def _write_leaves(
         self, out: EncodedState, items: list[Any], start: int, snapshot: list[Any], path: str
     ) -> list[tuple[bytes, int]]:
@@ -264,6 +346,73 @@ class StateEncoder:
             plain = ormsgpack.packb([[a, c] for a, c, _ in group])
             addr = self._put(out, plain, False)
             roots.append((addr, sum(c for _, c, _ in group), group[0][2] + 1))
+
+
+_MISSING = object()
+_IMMUTABLE = frozenset((str, bytes, int, float, bool, type(None)))
+
+
+def _map_changes(
+    value: dict[Any, Any], snapshot: dict[str, Any], refs: dict[str, Any]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The keys ``value`` sets (new or changed) and deletes against ``snapshot``; ``None``
+    for the first when a key is not a ``str``. A value that is still the very immutable
+    object written last time is unchanged without a comparison."""
+    sets: dict[str, Any] = {}
+    new = 0
+    for k, v in value.items():
+        r = refs.get(k, _MISSING)
+        if v is r and type(v) in _IMMUTABLE:
+            continue
+        s = snapshot.get(k, _MISSING)
+        if type(k) is not str:
+            return None, []
+        if s is _MISSING:
+            sets[k] = v
+            new += 1
+        elif not _same(v, s, r):
+            sets[k] = v
+    dels = sorted(k for k in snapshot if k not in value) if len(value) - new < len(snapshot) else []
+    return sets, dels
+
+
+def _map_chunks(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """A dict's entries, in order, cut into leaves of at most ``LEAF_MAX_ITEMS``."""
+    items = list(value.items())
+    return [dict(items[i : i + LEAF_MAX_ITEMS]) for i in range(0, len(items), LEAF_MAX_ITEMS)]
+
+
+def _holds_tree(codec: Codec, chunk: dict[str, Any], path: str) -> bool:
+    """Whether a value of ``chunk`` is a container large enough to be a tree of its own."""
+    return any(
+        _parts(v) is not None and len(codec.dumps(v, f"{path}[{k!r}]")[0]) >= _tree.TREE_MIN for k, v in chunk.items()
+    )
+
+
+def fold_map(leaves: list[Any], where: str) -> dict[str, Any]:
+    """The dict a map log's decoded leaves make, applied in order.
+
+    Raises:
+        IntegrityError: a leaf is neither a map of str keys nor ``[deleted keys, map]``.
+    """
+    out: dict[str, Any] = {}
+    for leaf in leaves:
+        if type(leaf) is list and len(leaf) == 2 and type(leaf[0]) is list and type(leaf[1]) is dict:
+            for k in leaf[0]:
+                if type(k) is not str or out.pop(k, _MISSING) is _MISSING:
+                    raise IntegrityError(f"{where} deletes a key it does not hold")
+            leaf = leaf[1]
+        if type(leaf) is not dict or not all(type(k) is str for k in leaf):
+            raise IntegrityError(f"{where} has a leaf that is not a map of str keys")
+        out.update(leaf)
+    return out
+
+
+def map_leaf_count(leaf: Any) -> int:
+    """The changes a decoded map-log leaf holds (keys set and deleted)."""
+    if type(leaf) is list and len(leaf) == 2 and type(leaf[0]) is list:
+        return len(leaf[0]) + (len(leaf[1]) if type(leaf[1]) is dict else 0)
+    return len(leaf) if type(leaf) is dict else -1
 
 
 def _same(a: Any, b: Any, ref: Any) -> bool:
