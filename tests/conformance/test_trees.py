@@ -1,7 +1,8 @@
 """Maps and nested values: stored as content-defined trees, shared, linear, canonical, checked.
 
-Large dicts, dataclasses and Pydantic models (and lists nested in them) are trees of
-blobs (``clew.store._tree``). These tests hold every backend to what that promises:
+Dataclasses, Pydantic models, containers nested in them and large dicts that nest a
+large container are trees of blobs (``clew.store._tree``); a large flat dict is a map
+log (tests/conformance/test_map_logs.py). These tests hold every backend to what that promises:
 a change writes bytes for what changed plus a path, equal content is stored once
 whatever its history, every new kind of row is checked, and a failed commit leaves
 nothing behind.
@@ -42,6 +43,12 @@ def _results(n: int, seed: int = 5) -> dict[str, Any]:
     return {f"call-{rnd.randrange(10**9):09d}": content.tool_result(rnd, i, 500) for i in range(n)}
 
 
+def _deep_results(n: int, seed: int = 5) -> dict[str, Any]:
+    """:func:`_results` and one entry that is a large container: the dict is a tree."""
+    rnd = random.Random(seed)
+    return {**_results(n, seed), "nested": {"notes": [content.text(rnd, 300) for _ in range(20)]}}
+
+
 def _manifest(raw: Raw, run_id: str, checkpoint_id: str) -> dict[str, Any]:
     return raw.manifest(run_id, checkpoint_id)
 
@@ -67,7 +74,7 @@ def _tree_blobs(raw: Raw, run_id: str, checkpoint_id: str, field: str) -> tuple[
 
 
 def test_a_large_dict_is_a_tree_and_loads_back(store: clew.Store, raw: Raw, run_id: str) -> None:
-    results = _results(200)
+    results = _deep_results(200)
     c = store.commit(run_id, state={"results": results, "small": {"a": 1}}, parent=None)
     manifest = _manifest(raw, run_id, c.checkpoint_id)
     assert manifest["results"][0] == "t" and manifest["small"][0] == "v"
@@ -94,7 +101,7 @@ def test_nested_dataclasses_and_models_keep_their_types(store: clew.Store, run_i
 
 def test_equal_content_is_stored_once_whatever_its_history(store: clew.Store, raw: Raw, run_id: str) -> None:
     """Keys added one by one, in random order, give the same tree as the whole dict at once."""
-    results = _results(120)
+    results = _deep_results(120)
     keys = list(results)
     random.Random(9).shuffle(keys)
     grown: dict[str, Any] = {}
@@ -163,7 +170,7 @@ def test_a_deep_change_writes_one_path_of_leaves(store: clew.Store, raw: Raw, ru
 @pytest.mark.parametrize("kind", ["leaf", "index node"])
 def test_verify_and_load_catch_a_flipped_byte_in_a_tree(store: clew.Store, raw: Raw, run_id: str, kind: str) -> None:
     c1 = store.commit(run_id, state={"small": 1}, parent=None)
-    c2 = store.commit(run_id, state={"results": _results(200)}, parent=c1.checkpoint_id)
+    c2 = store.commit(run_id, state={"results": _deep_results(200)}, parent=c1.checkpoint_id)
     leaves, nodes = _tree_blobs(raw, run_id, c2.checkpoint_id, "results")
     addr = leaves[len(leaves) // 2] if kind == "leaf" else nodes[0]
     raw.flip("blobs", "data", "rk = ? AND addr = ?", (raw.rk(run_id), addr), -1)
@@ -176,7 +183,7 @@ def test_verify_and_load_catch_a_flipped_byte_in_a_tree(store: clew.Store, raw: 
 
 
 def test_verify_reports_a_missing_tree_blob(store: clew.Store, raw: Raw, run_id: str) -> None:
-    c = store.commit(run_id, state={"results": _results(200)}, parent=None)
+    c = store.commit(run_id, state={"results": _deep_results(200)}, parent=None)
     leaves, _ = _tree_blobs(raw, run_id, c.checkpoint_id, "results")
     raw.execute("DELETE FROM blobs WHERE rk = ? AND addr = ?", raw.rk(run_id), leaves[0])
     problems = store.verify(run_id).problems
@@ -246,22 +253,45 @@ def _edit(state: dict[str, Any], rnd: random.Random) -> None:
 def test_incremental_encoding_equals_a_fresh_one(seed: int) -> None:
     """After any edits, the cached writer's manifest and blobs are those of a writer that knows nothing."""
     from clew.store._state import StateCache, StateEncoder
+    from clew.store._verify import manifest_addrs
 
     codec = clew.codec.Codec()
     warm = StateEncoder(codec)
     rnd = random.Random(seed)
     state: dict[str, Any] = {"results": {}, "memory": Memory([], {}), "n": 0}
     previous = None
-    stored: set[bytes] = set()
+    stored: dict[bytes, bytes] = {}
+    logs = 0
     for step in range(120):
         _edit(state, rnd)
         state["n"] = step
         enc = warm.encode(state, previous)
-        stored.update(enc.blobs)
+        stored.update((a, codec.unwrap(bytes(d))) for a, d in enc.blobs.items())
         previous = StateCache(str(step), enc.cache)
         fresh = StateEncoder(codec).encode(state, None)
-        assert enc.manifest == fresh.manifest, f"step {step}"
-        assert set(fresh.blobs) <= stored  # every blob the state needs was written at some step
+        assert set(enc.manifest) == set(fresh.manifest)
+        for name, entry in enc.manifest.items():
+            if entry[0] == "m":  # a map log's layout follows its history: it must hold the state
+                logs += 1  # (a fresh writer may keep a dict that shrank in one blob instead)
+                assert fresh.manifest[name][0] in ("m", "v") and _fold(entry, stored) == state[name], f"step {step}"
+            else:
+                assert entry == fresh.manifest[name], f"step {step}"
+            # every blob the state needs was written at some step
+            assert set(manifest_addrs({name: entry}, stored)) <= set(stored), f"step {step}"
+    assert logs > 30  # the results dict was a map log most of the time
+
+
+def _fold(entry: list[Any], plains: dict[bytes, bytes]) -> dict[str, Any]:
+    """A map log's dict, from its blobs."""
+    from clew.store import _state
+
+    codec = clew.codec.Codec()
+    level = [(bytes(a), int(h)) for a, _, h in entry[2]]
+    while any(h for _, h in level):
+        level = [
+            leaf for a, h in level for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in _state.node_children(plains[a])])
+        ]
+    return _state.fold_map([codec.loads(plains[a]) for a, _ in level], "test")
 
 
 def test_in_place_edits_of_written_objects_are_seen(store: clew.Store, run_id: str) -> None:
