@@ -289,7 +289,9 @@ def _fold(entry: list[Any], plains: dict[bytes, bytes]) -> dict[str, Any]:
     level = [(bytes(a), int(h)) for a, _, h in entry[2]]
     while any(h for _, h in level):
         level = [
-            leaf for a, h in level for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in _state.node_children(plains[a])])
+            leaf
+            for a, h in level
+            for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in _state.node_children(plains[a])])
         ]
     return _state.fold_map([codec.loads(plains[a]) for a, _ in level], "test")
 

@@ -18,8 +18,8 @@ A state is a mapping of top-level fields. Each field becomes a manifest entry:
     changes of each step, in leaf blobs under index nodes exactly like a chunked list's
     (``count`` counts changes, not keys). A leaf is the canonical map of the keys a step
     set, or ``[deleted keys, that map]`` when it deleted some; the dict is the leaves
-    applied in order, so a step that adds a key writes that entry and nothing else,
-    wherever the key sorts, and the dict keeps the order its keys were added in. When
+    applied in order (its keys then sorted, as any decoded dict's), so a step that adds
+    a key writes that entry and nothing else, wherever the key sorts. When
     the log holds more than twice as many changes as keys (plus :data:`MAP_SLACK`) it
     is written again from the live entries. A dict with a large container among its
     values (one that would be a tree of its own) is a tree instead, so edits deep
@@ -390,7 +390,7 @@ def _holds_tree(codec: Codec, chunk: dict[str, Any], path: str) -> bool:
 
 
 def fold_map(leaves: list[Any], where: str) -> dict[str, Any]:
-    """The dict a map log's decoded leaves make, applied in order.
+    """The dict a map log's decoded leaves make, applied in order, keys sorted.
 
     Raises:
         IntegrityError: a leaf is neither a map of str keys nor ``[deleted keys, map]``.
@@ -405,7 +405,7 @@ def fold_map(leaves: list[Any], where: str) -> dict[str, Any]:
         if type(leaf) is not dict or not all(type(k) is str for k in leaf):
             raise IntegrityError(f"{where} has a leaf that is not a map of str keys")
         out.update(leaf)
-    return out
+    return {k: out[k] for k in sorted(out)}  # as every decoded dict: keys sorted (docs/codec.md)
 
 
 def map_leaf_count(leaf: Any) -> int:
