@@ -349,3 +349,28 @@ def test_a_replaced_item_of_another_type_is_stored_even_after_many_appends(store
     items[0] = {"n": True}
     head = store.commit(run_id, state={"f": items}, parent=head).checkpoint_id
     assert repr(store.load_state(run_id, head)["f"][0]) == "{'n': True}"
+
+
+class _Note(pydantic.BaseModel):
+    text: str
+    tags: list[str] = []
+
+
+def test_in_place_edits_of_old_models_in_a_list_are_seen(store: clew.Store, run_id: str) -> None:
+    """The writer compares a list's old items with its private copies at C speed for
+    Pydantic models (their fields), and falls back to == when they differ."""
+    notes = [_Note(text=f"note {i}", tags=["a"]) for i in range(20)]
+    parent = store.commit(run_id, state={"notes": notes}, parent=None).checkpoint_id
+    expected = []
+    for edit in (
+        lambda: setattr(notes[3], "text", "edited"),
+        lambda: notes[7].tags.append("b"),
+        lambda: notes.append(_Note(text="new")),
+        lambda: notes[19].tags.clear(),
+    ):
+        edit()
+        parent = store.commit(run_id, state={"notes": notes}, parent=parent).checkpoint_id
+        expected.append((parent, [n.model_dump() for n in notes]))
+    store._ctx.forget(run_id)
+    for cid, want in expected:
+        assert [n.model_dump() for n in store.load_state(run_id, cid)["notes"]] == want

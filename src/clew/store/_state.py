@@ -39,6 +39,7 @@ import dataclasses
 import datetime as dt
 import math
 import operator
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -433,7 +434,7 @@ def _same(a: Any, b: Any, ref: Any) -> bool:
 def _same_items(items: list[Any], snapshot: list[Any], refs: list[Any] | None) -> bool:
     """:func:`_same` for a list prefix; the caller's own unchanged items cost no more than ``==``."""
     try:
-        if items != snapshot:
+        if not _models_equal(items, snapshot) and items != snapshot:
             return False
     except Exception:
         return False
@@ -441,6 +442,40 @@ def _same_items(items: list[Any], snapshot: list[Any], refs: list[Any] | None) -
         return True
     known = refs if refs is not None and len(refs) == len(items) else [None] * len(items)
     return all(x is r or _alike(x, s) for x, s, r in zip(items, snapshot, known, strict=True))
+
+
+_DICT = operator.attrgetter("__dict__")
+_EXTRA = operator.attrgetter("__pydantic_extra__")
+_PRIVATE = operator.attrgetter("__pydantic_private__")
+_PLAIN_EQ: dict[type, bool] = {}
+
+
+def _plain_eq(cls: type) -> bool:
+    """Whether ``cls`` is a Pydantic model that compares with Pydantic's own ``__eq__``."""
+    known = _PLAIN_EQ.get(cls)
+    if known is None:
+        base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
+        known = _PLAIN_EQ[cls] = base is not None and issubclass(cls, base) and cls.__eq__ is base.__eq__
+    return known
+
+
+def _models_equal(items: list[Any], snapshot: list[Any]) -> bool:
+    """A sufficient test of ``items == snapshot`` for lists of Pydantic models (messages),
+    at C speed: the same classes, and equal ``__dict__``, extra and private values, which
+    is where Pydantic's ``__eq__`` answers True too. False means "ask ``==``"."""
+    if len(items) != len(snapshot) or not items:
+        return False
+    types = list(map(type, items))
+    if types != list(map(type, snapshot)) or not all(map(_plain_eq, set(types))):
+        return False
+    try:
+        return (
+            list(map(_DICT, items)) == list(map(_DICT, snapshot))
+            and list(map(_EXTRA, items)) == list(map(_EXTRA, snapshot))
+            and list(map(_PRIVATE, items)) == list(map(_PRIVATE, snapshot))
+        )
+    except AttributeError:  # a model built around Pydantic's own __init__
+        return False
 
 
 # Types whose equal values always encode to the same bytes.
