@@ -52,8 +52,8 @@ def test_an_old_run_continues_in_the_new_format_and_stays_verifiable(tmp_path: P
         assert fresh.load_state(_history.RUN_ID, new.checkpoint_id) == state
         assert fresh.get_checkpoint(_history.RUN_ID, new.checkpoint_id).parent_id == head
         assert fresh.verify(_history.RUN_ID).problems == ()
-    # The grown dict is now a tree; the old checkpoints keep their whole-value blobs.
-    assert _manifest(tmp_path, new.checkpoint_id)["results"][0] == "t"
+    # The grown dict (flat: small values) is now a map log; the old checkpoints keep their whole-value blobs.
+    assert _manifest(tmp_path, new.checkpoint_id)["results"][0] == "m"
     assert _manifest(tmp_path, head)["results"][0] == "v"
 
 
