@@ -53,12 +53,13 @@ def work_graph() -> StateGraph[Work]:
         if n == 2:
             answer = interrupt({"check": n})
             return {"messages": [HumanMessage(f"checked: {answer}")], "step": n}
-        return {"messages": [AIMessage(f"call {n}")], "results": {f"r{n}": "x" * n}, "step": n}
+        # ~1.8 KB a result: from the fourth step on the dict is a map log (store/_state.py)
+        return {"messages": [AIMessage(f"call {n}")], "results": {f"r{n}": f"result {n} " * 200}, "step": n}
 
     g = StateGraph(Work)
     g.add_node("act", act)
     g.add_edge(START, "act")
-    g.add_conditional_edges("act", lambda s: END if s["step"] >= 4 else "act", ["act", END])
+    g.add_conditional_edges("act", lambda s: END if s["step"] >= 7 else "act", ["act", END])
     return g
 
 
