@@ -86,9 +86,16 @@ def test_edited_message_is_caught_on_read_and_by_verify(stores: StoreFactory) ->
     assert saver.store is not None
     report = saver.store.verify("t")
     assert not report.ok and report.problems[0].kind == "blob"
-    # The last good checkpoint, from before that message was written, still loads.
-    older = saver.get_tuple(_config_before_step(saver, 4))
-    assert older is not None and len(older.checkpoint["channel_values"]["messages"]) == 13
+    # The pending write of that message shares its blob with the state after it, so the
+    # checkpoints whose tuples read that write (step 4's, and step 3's when the write
+    # was sealed into its child) name it too. The state before it, and an older
+    # checkpoint whole, still load.
+    with pytest.raises(IntegrityError, match="does not match its address"):
+        saver.get_tuple(_config_before_step(saver, 4))
+    state = saver.store.load_state("t", _config_before_step(saver, 4)["configurable"]["checkpoint_id"])
+    assert len(state["messages"]) == 13
+    older = saver.get_tuple(_config_before_step(saver, 2))
+    assert older is not None and len(older.checkpoint["channel_values"]["messages"]) == 7
 
 
 def _config_before_step(saver: ClewSaver, steps: int) -> Any:

@@ -1,19 +1,35 @@
 """Journal entries whose large values live in content-addressed blobs, shared with state.
 
 A tool call's result usually ends up in the state too (appended to a list of results,
-say), and so does a person's answer. So that each is stored once, a journal entry whose
-data is a str-keyed map keeps its ``result`` and ``answer`` (:data:`KEYS`, the values
-the runtime's ledger records) out of line when they encode to at least
-:data:`MIN_SIZE` bytes, in a blob holding the value as a one-item list: exactly the
-leaf a chunked list writes for a step that appends that one value, so the state's copy
-and the journal's are one row. Other values stay in the row: a blob that no state
-shares would only cost a fetch.
+say), and so does a person's answer, and a LangGraph task's pending writes are exactly
+what the next checkpoint's state gains. So that each is stored once, a journal entry
+whose data is a str-keyed map keeps these values out of line when they encode to at
+least :data:`MIN_SIZE` bytes. Which values is an explicit rule, not a guess at any
+nested value (a blob that no state shares would only cost a fetch):
 
-The row keeps the entry's canonical bytes with those values cut out, and where each
-went (``[holes, [[position, address], ...]]``, under the envelope's *spliced* flag).
-An entry's hash is over its whole canonical bytes, as for any entry, so seals do not
-depend on how a row is laid out; reading puts the values back, each blob checked
-against its address.
+* the top-level ``result`` and ``answer`` (:data:`KEYS`, the values the runtime's
+  ledger records), each in a blob holding the value as a one-item list: exactly the
+  leaf a chunked list writes for a step that appends that one value;
+* in a top-level ``writes`` list (:data:`WRITES`, LangGraph's ``put_writes``:
+  ``[[idx, channel, value], ...]``), the third item of each three-item list. A value
+  that is itself a list or a map (the messages ``add_messages`` appends, the keys a
+  merge reducer sets) is stored *bare*, as its own bytes: the leaf a chunked list
+  writes for a step that appends those items, or a map's for a step that sets those
+  keys. Any other value (one message, a string) is stored as a one-item list, the
+  leaf of appending that one item.
+
+The state's copy and the journal's are then one blob row (blobs are keyed by run and
+address). The row keeps the entry's canonical bytes with those values cut out, and
+where each went, under the envelope's *spliced* flag::
+
+    [holes, [[position, address], [position, address, 1], ...]]
+
+``position`` is where the value starts in the whole entry; a splice of two items is a
+one-item-list blob (the only form rows had before ``writes`` values went out of line),
+one whose third item is ``1`` (:data:`BARE`) a bare one. An entry's hash is over its
+whole canonical bytes, as for any entry, so seals do not depend on how a row is laid
+out; reading puts the values back, each blob checked against its address and against
+the form its row says it has.
 """
 
 from __future__ import annotations
@@ -28,11 +44,19 @@ from clew.codec._envelope import Framed, Plain
 from clew.errors import IntegrityError
 
 MIN_SIZE = 512
-"""Values of :data:`KEYS` that encode to at least this many bytes go to blobs."""
+"""Values that encode to at least this many bytes go to blobs."""
 KEYS = frozenset({"result", "answer"})
-"""The top-level keys of a journal entry whose values may go to blobs."""
+"""The top-level keys of a journal entry whose values may go to blobs, as one-item lists."""
+WRITES = "writes"
+"""The top-level key of a list of ``[idx, channel, value]`` whose values may go to blobs."""
+BARE = 1
+"""A splice's third item: its blob holds the value's own bytes, not a one-item list."""
 
 _ONE = b"\x91"  # a msgpack array of one item
+_KEY_BYTES = frozenset(ormsgpack.packb(k) for k in KEYS)
+_WRITES_BYTES = ormsgpack.packb(WRITES)
+Path = tuple[Any, ...]
+"""Where a value sits in an entry: ``(key,)`` or ``("writes", i, 2)``."""
 
 
 def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, dict[bytes, bytes | Framed]]:
@@ -44,27 +68,27 @@ def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, 
     if (
         len(plain) < MIN_SIZE
         or type(data) is not dict
-        or KEYS.isdisjoint(data)
+        or (KEYS.isdisjoint(data) and WRITES not in data)
         or not all(type(k) is str for k in data)
     ):
         return codec.wrap(plain, pickled=pickled), {}
-    spans = _map_spans(plain)
-    if spans is None or len(spans) != len(data):  # not laid out as expected: store it whole
+    slots = _slots(plain)
+    if slots is None:  # not laid out as expected: store it whole
         return codec.wrap(plain, pickled=pickled), {}
     view = memoryview(plain)
     holes: list[memoryview] = []
     splices: list[list[Any]] = []
     blobs: dict[bytes, bytes | Framed] = {}
     taken = 0  # bytes of plain already in holes or values
-    for key_at, at, end in spans:
-        if end - at < MIN_SIZE or view[key_at:at] not in _KEY_BYTES:
+    for path, at, end in slots:
+        if end - at < MIN_SIZE:
             continue
+        bare = path[0] == WRITES and _is_container(plain[at])
         # Flagged as holding pickle only if this value does (the blob may be a state's too).
-        key = ormsgpack.unpackb(view[key_at:at])
-        v_pickled = pickled and codec.dumps(data[key], f"journal[{key!r}]")[1]
-        addr, blobs[addr] = codec.wrap_prefixed(_ONE, view[at:end], pickled=v_pickled)
+        v_pickled = pickled and _pickled(codec, data, path)
+        addr, blobs[addr] = codec.wrap_prefixed(b"" if bare else _ONE, view[at:end], pickled=v_pickled)
         holes.append(view[taken:at])
-        splices.append([at, addr])
+        splices.append([at, addr, BARE] if bare else [at, addr])
         taken = end
     if not splices:
         return codec.wrap(plain, pickled=pickled), {}
@@ -73,26 +97,146 @@ def split(codec: Codec, data: Any, plain: bytes, pickled: bool) -> tuple[bytes, 
     return codec.wrap(body, pickled=pickled, spliced=True), blobs
 
 
-_KEY_BYTES = frozenset(ormsgpack.packb(k) for k in KEYS)
+def _pickled(codec: Codec, data: Any, path: Path) -> bool:
+    """Whether the value at ``path`` of ``data`` needs pickle (True if it cannot be found)."""
+    try:
+        value = data
+        for step in path:
+            value = value[step]
+    except (LookupError, TypeError):
+        return True
+    return codec.dumps(value, f"journal{''.join(f'[{s!r}]' for s in path)}")[1]
 
 
-def _map_spans(plain: bytes) -> list[tuple[int, int, int]] | None:
-    """For the msgpack map ``plain``: (key start, value start, value end) of each entry,
-    or None if it is not one map and nothing else."""
+def refs(body: bytes) -> list[bytes]:
+    """The blob addresses a spliced row's body refers to."""
+    return [addr for _, addr, _ in _parse(body)[1]]
+
+
+def load(codec: Codec, body: bytes, plains: Mapping[bytes, Plain]) -> Any:
+    """An entry's value from a spliced row's body and its blobs, as ``codec.loads(join(...))``
+    but without putting the whole entry's bytes together first: each blob's value is
+    decoded where it lies, so a 100 MB tool result is held once decoded and once stored."""
+    holes, splices = _parse(body)
+    out: list[bytes] = []
+    nils: list[int] = []  # where each value's stand-in (a msgpack nil) is in the entry without them
+    taken = at = size = 0
+    values: list[Plain] = []
+    for pos, addr, bare in splices:
+        value = _value(plains, addr, bare, pos, at)
+        if taken + pos - at > len(holes):
+            raise IntegrityError("a journal row's values are not where its body says")
+        out.append(holes[taken : taken + pos - at])
+        size += pos - at
+        nils.append(size)
+        out.append(b"\xc0")
+        size += 1
+        taken += pos - at
+        at = pos + len(value)
+        values.append(value)
+    out.append(holes[taken:])
+    small = b"".join(out)
+    paths = {value_at: path for path, value_at, _ in _slots(small) or ()}
+    if any(n not in paths for n in nils):
+        raise IntegrityError("a journal row's values are not where its body says")
+    data = codec.loads(small)
+    for n, value in zip(nils, values, strict=True):
+        *inner, last = paths[n]
+        place = data
+        for step in inner:
+            place = place[step]
+        place[last] = codec.loads(value)
+    return data
+
+
+def join(body: bytes, plains: Mapping[bytes, Plain]) -> bytes:
+    """An entry's canonical bytes from a spliced row's body and the blobs it refers to."""
+    holes, splices = _parse(body)
+    out: list[Plain] = []
+    taken = at = 0  # bytes of holes used; position in the whole
+    for pos, addr, bare in splices:
+        value = _value(plains, addr, bare, pos, at)
+        if taken + pos - at > len(holes):
+            raise IntegrityError("a journal row's values are not where its body says")
+        out.append(holes[taken : taken + pos - at])
+        taken += pos - at
+        out.append(value)
+        at = pos + len(value)
+    out.append(holes[taken:])
+    return b"".join(out)
+
+
+def _parse(body: bytes) -> tuple[bytes, list[tuple[int, bytes, bool]]]:
+    """A spliced row's body: its holes and its splices ``(position, address, bare)``."""
+    try:
+        holes, splices = ormsgpack.unpackb(body)
+        out = []
+        for splice in splices:
+            pos, addr, *form = splice
+            if type(pos) is not int or pos < 0 or type(addr) is not bytes or form not in ([], [BARE]):
+                raise ValueError(f"bad splice {splice!r}")
+            out.append((pos, addr, bool(form)))
+        if type(holes) is not bytes:
+            raise ValueError("its holes are not bytes")
+    except (ValueError, TypeError) as exc:
+        raise IntegrityError(f"a journal row is malformed: {exc}") from None
+    return holes, out
+
+
+def _value(plains: Mapping[bytes, Plain], addr: bytes, bare: bool, pos: int, at: int) -> Plain:
+    """The value bytes of blob ``addr``, checked to be of the form its row says, at a
+    position after the previous value's end ``at``."""
+    item = plains[addr]
+    start = 0 if bare else 1
+    try:
+        whole = pos >= at and _skip(item, start) == len(item)
+    except (IndexError, ValueError):
+        whole = False
+    if not whole or (bare and not _is_container(item[0])) or (not bare and item[:1] != _ONE):
+        form = "a list or map" if bare else "a one-item list"
+        raise IntegrityError(f"journal value blob {addr.hex()} is not {form} where its row says")
+    return item[start:]
+
+
+def _is_container(first: int) -> bool:
+    """Whether a msgpack item starting with byte ``first`` is an array or a map."""
+    return first & 0xE0 == 0x80 or first in (0xDC, 0xDD, 0xDE, 0xDF)
+
+
+def _slots(plain: bytes) -> list[tuple[Path, int, int]] | None:
+    """Where the values that may go out of line sit in the msgpack map ``plain``:
+    (path, value start, value end), in order; None if it is not one map and nothing else."""
     try:
         n, at = _container(plain, 0, 0x80, 0xDE, 0xDF)
-        spans = []
+        slots: list[tuple[Path, int, int]] = []
         for _ in range(n):
             value_at = _skip(plain, at)
             end = _skip(plain, value_at)
-            spans.append((at, value_at, end))
+            key = plain[at:value_at]
+            if key in _KEY_BYTES:
+                slots.append(((ormsgpack.unpackb(key),), value_at, end))
+            elif key == _WRITES_BYTES and (plain[value_at] & 0xF0 == 0x90 or plain[value_at] in (0xDC, 0xDD)):
+                slots.extend(_write_slots(plain, value_at))
             at = end
     except (IndexError, ValueError):
         return None
-    return spans if at == len(plain) else None
+    return slots if at == len(plain) else None
 
 
-def _container(buf: bytes, at: int, fix: int, c16: int, c32: int) -> tuple[int, int]:
+def _write_slots(plain: bytes, at: int) -> list[tuple[Path, int, int]]:
+    """The third item of each three-item list in the list at ``at``."""
+    n, at = _container(plain, at, 0x90, 0xDC, 0xDD)
+    slots: list[tuple[Path, int, int]] = []
+    for i in range(n):
+        end = _skip(plain, at)
+        if plain[at] == 0x93:  # a fixarray of three items
+            value_at = _skip(plain, _skip(plain, at + 1))
+            slots.append(((WRITES, i, 2), value_at, end))
+        at = end
+    return slots
+
+
+def _container(buf: Plain, at: int, fix: int, c16: int, c32: int) -> tuple[int, int]:
     """Item count and first item's offset of the map (or array) header at ``at``."""
     b = buf[at]
     if b & 0xF0 == fix:
@@ -112,7 +256,7 @@ _SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xC7: (1, 1), 0xC8: (2, 1), 
 _SIZED |= {0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0)}
 
 
-def _skip(buf: bytes, at: int) -> int:
+def _skip(buf: Plain, at: int) -> int:
     """The offset just after the msgpack item at ``at`` (IndexError/ValueError if cut short)."""
     todo = 1
     while todo:
@@ -138,66 +282,3 @@ def _skip(buf: bytes, at: int) -> int:
         if at > len(buf):
             raise IndexError("cut short")
     return at
-
-
-def refs(body: bytes) -> list[bytes]:
-    """The blob addresses a spliced row's body refers to."""
-    try:
-        _, splices = ormsgpack.unpackb(body)
-        return [bytes(addr) for _, addr in splices]
-    except (ValueError, TypeError) as exc:
-        raise IntegrityError(f"a journal row is malformed: {exc}") from None
-
-
-def load(codec: Codec, body: bytes, plains: Mapping[bytes, Plain]) -> Any:
-    """An entry's value from a spliced row's body and its blobs, as ``codec.loads(join(...))``
-    but without putting the whole entry's bytes together first: each blob's value is
-    decoded where it lies, so a 100 MB tool result is held once decoded and once stored."""
-    try:
-        holes, splices = ormsgpack.unpackb(body)
-    except (ValueError, TypeError) as exc:
-        raise IntegrityError(f"a journal row is malformed: {exc}") from None
-    out: list[bytes] = []
-    nils: list[int] = []  # where each value's stand-in (a msgpack nil) is in the entry without them
-    taken = at = size = 0
-    for pos, addr in splices:
-        item = plains[bytes(addr)]
-        if item[:1] != _ONE or pos < at:
-            raise IntegrityError(f"journal value blob {bytes(addr).hex()} is not a one-item list")
-        out.append(holes[taken : taken + pos - at])
-        size += pos - at
-        nils.append(size)
-        out.append(b"\xc0")
-        size += 1
-        taken += pos - at
-        at = pos + len(item) - 1
-    out.append(holes[taken:])
-    small = b"".join(out)
-    spans = _map_spans(small)
-    keys = {value_at: ormsgpack.unpackb(small[key_at:value_at]) for key_at, value_at, _ in spans or ()}
-    if any(n not in keys for n in nils):
-        raise IntegrityError("a journal row's values are not where its body says")
-    data = codec.loads(small)
-    for n, (_, addr) in zip(nils, splices, strict=True):
-        data[keys[n]] = codec.loads(plains[bytes(addr)][1:])
-    return data
-
-
-def join(body: bytes, plains: Mapping[bytes, Plain]) -> bytes:
-    """An entry's canonical bytes from a spliced row's body and the blobs it refers to."""
-    try:
-        holes, splices = ormsgpack.unpackb(body)
-    except (ValueError, TypeError) as exc:
-        raise IntegrityError(f"a journal row is malformed: {exc}") from None
-    out: list[Plain] = []
-    taken = at = 0  # bytes of holes used; position in the whole
-    for pos, addr in splices:
-        item = plains[bytes(addr)]
-        if item[:1] != _ONE or pos < at:
-            raise IntegrityError(f"journal value blob {bytes(addr).hex()} is not a one-item list")
-        out.append(holes[taken : taken + pos - at])
-        taken += pos - at
-        out.append(item[1:])
-        at = pos + len(item) - 1
-    out.append(holes[taken:])
-    return b"".join(out)
