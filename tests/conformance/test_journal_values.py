@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import ormsgpack
 import pytest
 
 import clew
@@ -153,3 +154,127 @@ def test_a_value_shared_with_state_is_not_marked_pickled_for_its_neighbour(store
     assert store.list_journal(run.run_id)[-1].data == {"result": result, "obj": _Opaque(1)}
     reader = stores.open()  # no pickle opt-in (memory: the one store there is)
     assert reader.load_state(run.run_id, ckpt.checkpoint_id) == {"results": [result]}
+
+
+def _writes_entry(big: str) -> dict[str, Any]:
+    """A LangGraph ``put_writes`` entry: a list, a string, a map, a small value, a pair."""
+    return {
+        "checkpoint": "c1",
+        "task": "t1",
+        "path": "p",
+        "writes": [
+            [0, "messages", [{"text": big}, {"text": "b" * 300}]],
+            [1, "note", big],
+            [2, "results", {"k": big}],
+            [3, "i", 5],
+            [4, "pair"],
+        ],
+    }
+
+
+def test_write_values_go_to_blobs_bare_or_as_one_item_lists(store: clew.Store, raw: Raw, run_id: str) -> None:
+    big = "w" * 1000
+    data = _writes_entry(big)
+    store.append_journal(run_id, [("writes", data)])
+    rk = raw.rk(run_id)
+    ((row,),) = raw.rows("SELECT data FROM journal WHERE rk = ?", rk)
+    codec = Codec()
+    splices = ormsgpack.unpackb(codec.unwrap(row))[1]
+    rows = data["writes"]
+    # A list or a map is stored as its own bytes (the leaf a state writes for it), flagged
+    # bare; anything else as a one-item list, the leaf of appending it.
+    assert [[bytes(s[1]), *s[2:]] for s in splices] == [
+        [codec.address(codec.dumps(rows[0][2])[0]), _splice.BARE],
+        [_value_blob(big)],
+        [codec.address(codec.dumps(rows[2][2])[0]), _splice.BARE],
+    ]
+    assert raw.counts(run_id)["blobs"] == 3
+    assert store.list_journal(run_id, pending_on="main")[0].data == data
+    # A state that appends those items writes that very leaf: no new blob for it.
+    store.commit(run_id, state={"messages": rows[0][2]}, parent=None)
+    assert codec.address(codec.dumps(rows[0][2])[0]) in {
+        bytes(a) for (a,) in raw.rows("SELECT addr FROM blobs WHERE rk = ?", rk)
+    }
+    assert store.verify(run_id).ok
+
+
+def test_only_writes_triples_of_a_top_level_list_go_out_of_line(store: clew.Store, raw: Raw, run_id: str) -> None:
+    big = ["v" * 1000]
+    data = [
+        {"writes": [[0, "a", big, "extra"]]},  # not a triple
+        {"nested": {"writes": [[0, "a", big]]}},  # not top level
+        {"writes": {"0": [0, "a", big]}},  # not a list
+        {"other": [[0, "a", big]]},  # another key
+    ]
+    store.append_journal(run_id, [("note", d) for d in data])
+    assert raw.counts(run_id)["blobs"] == 0
+    assert [e.data for e in store.list_journal(run_id, pending_on="main")] == data
+
+
+def test_a_result_row_keeps_the_layout_rows_had_before(store: clew.Store, raw: Raw, run_id: str) -> None:
+    """``result`` and ``answer`` splices have two items, as every spliced row had before
+    write values went out of line: such rows, stored by an older clew, read as they did."""
+    codec = Codec()
+    data = {"key": "k", "result": "r" * 1000}
+    store.append_journal(run_id, [("call.outcome", data)])
+    ((row,),) = raw.rows("SELECT data FROM journal WHERE rk = ?", raw.rk(run_id))
+    plain = codec.dumps(data)[0]
+    at = plain.index(codec.dumps("r" * 1000)[0])
+    assert codec.unwrap(row) == ormsgpack.packb([plain[:at], [[at, _value_blob("r" * 1000)]]])
+    assert store.list_journal(run_id, pending_on="main")[0].data == data
+    assert store.verify(run_id).ok
+
+
+def _spliced(data: Any) -> tuple[bytes, bytes, dict[bytes, bytes]]:
+    codec = Codec()
+    plain = codec.dumps(data)[0]
+    stored, blobs = _splice.split(codec, data, plain, False)
+    return plain, codec.unwrap(stored), {a: codec.unwrap(bytes(b)) for a, b in blobs.items()}
+
+
+def test_a_writes_row_reads_back_with_and_without_joining() -> None:
+    codec = Codec()
+    data = _writes_entry("j" * 1000)
+    plain, body, plains = _spliced(data)
+    assert _splice.join(body, plains) == plain
+    assert _splice.load(codec, body, plains) == data
+
+
+def test_a_row_that_does_not_match_its_blobs_is_an_integrity_error() -> None:
+    codec = Codec()
+    _, body, plains = _spliced(_writes_entry("m" * 1000))
+    holes, splices = ormsgpack.unpackb(body)
+
+    def both(splices: list[Any], match: str) -> None:
+        changed = ormsgpack.packb([holes, splices])
+        for read in (lambda: _splice.join(changed, plains), lambda: _splice.load(codec, changed, plains)):
+            with pytest.raises(IntegrityError, match=match):
+                read()
+
+    bare, one = splices[0], splices[1]
+    both([bare[:2], *splices[1:]], "is not a one-item list")  # a bare blob said to be a one-item list
+    both([bare, splices[2], one], "not where|is not")  # out of order
+    both([[bare[0] + 3, *bare[1:]], *splices[1:]], "not where")  # a value where none can be
+    both([[bare[0], bare[1], 7], *splices[1:]], "malformed")  # an unknown form
+    both([[bare[0], "x"], *splices[1:]], "malformed")
+    # A one-item list blob with a second item after it is not one item either, nor is a
+    # bare blob of a string a list or map.
+    addr = bytes(one[1])
+    with pytest.raises(IntegrityError, match="is not a one-item list"):
+        _splice.join(body, {**plains, addr: plains[addr] + b"\x01"})
+    addr = bytes(bare[1])
+    with pytest.raises(IntegrityError, match="is not a list or map"):
+        _splice.join(body, {**plains, addr: ormsgpack.packb("s" * 600)})
+
+
+def test_a_result_said_to_be_bare_is_an_integrity_error() -> None:
+    """A blob of a one-item list is a list too: where the value sits says which form it
+    may have. A ``result`` is always a one-item list. (A write's string said to be bare
+    reads as the one-item list it would be bare: only the entry's hash, which ``verify``
+    checks, tells such a changed row, as any other change to a row's own bytes.)"""
+    _, body, plains = _spliced({"result": "r" * 1000})
+    holes, splices = ormsgpack.unpackb(body)
+    changed = ormsgpack.packb([holes, [[*splices[0], _splice.BARE]]])
+    for read in (lambda: _splice.join(changed, plains), lambda: _splice.load(Codec(), changed, plains)):
+        with pytest.raises(IntegrityError, match="not where"):
+            read()

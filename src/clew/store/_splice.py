@@ -136,9 +136,7 @@ def load(codec: Codec, body: bytes, plains: Mapping[bytes, Plain]) -> Any:
         values.append(value)
     out.append(holes[taken:])
     small = b"".join(out)
-    paths = {value_at: path for path, value_at, _ in _slots(small) or ()}
-    if any(n not in paths for n in nils):
-        raise IntegrityError("a journal row's values are not where its body says")
+    paths = _placed(small, nils, values, splices)
     data = codec.loads(small)
     for n, value in zip(nils, values, strict=True):
         *inner, last = paths[n]
@@ -153,9 +151,11 @@ def join(body: bytes, plains: Mapping[bytes, Plain]) -> bytes:
     """An entry's canonical bytes from a spliced row's body and the blobs it refers to."""
     holes, splices = _parse(body)
     out: list[Plain] = []
+    values: list[Plain] = []
     taken = at = 0  # bytes of holes used; position in the whole
     for pos, addr, bare in splices:
         value = _value(plains, addr, bare, pos, at)
+        values.append(value)
         if taken + pos - at > len(holes):
             raise IntegrityError("a journal row's values are not where its body says")
         out.append(holes[taken : taken + pos - at])
@@ -163,7 +163,21 @@ def join(body: bytes, plains: Mapping[bytes, Plain]) -> bytes:
         out.append(value)
         at = pos + len(value)
     out.append(holes[taken:])
-    return b"".join(out)
+    whole = b"".join(out)
+    _placed(whole, [pos for pos, _, _ in splices], values, splices)
+    return whole
+
+
+def _placed(
+    entry: bytes, places: list[int], values: list[Plain], splices: list[tuple[int, bytes, bool]]
+) -> dict[int, Path]:
+    """The path of the value at each of ``places`` in ``entry``, checked to be a place the
+    rule sends values from, and to be the form the rule gives a value there."""
+    paths = {value_at: path for path, value_at, _ in _slots(entry) or ()}
+    for at, value, (_, _, bare) in zip(places, values, splices, strict=True):
+        if at not in paths or bare != (paths[at][0] == WRITES and _is_container(value[0])):
+            raise IntegrityError("a journal row's values are not where its body says")
+    return paths
 
 
 def _parse(body: bytes) -> tuple[bytes, list[tuple[int, bytes, bool]]]:
