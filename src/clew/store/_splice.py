@@ -14,9 +14,9 @@ nested value (a blob that no state shares would only cost a fetch):
   ``[[idx, channel, value], ...]``), the third item of each three-item list. A value
   that is itself a list or a map (the messages ``add_messages`` appends, the keys a
   merge reducer sets) is stored *bare*, as its own bytes: the leaf a chunked list
-  writes for a step that appends those items, or a map's for a step that sets those
-  keys. Any other value (one message, a string) is stored as a one-item list, the
-  leaf of appending that one item.
+  writes for a step that appends those items, or, for a map, the bytes of a leaf
+  holding just the keys a step sets. Any other value (one message, a string) is
+  stored as a one-item list, the leaf of appending that one item.
 
 The state's copy and the journal's are then one blob row (blobs are keyed by run and
 address). The row keeps the entry's canonical bytes with those values cut out, and
@@ -28,8 +28,11 @@ where each went, under the envelope's *spliced* flag::
 one-item-list blob (the only form rows had before ``writes`` values went out of line),
 one whose third item is ``1`` (:data:`BARE`) a bare one. An entry's hash is over its
 whole canonical bytes, as for any entry, so seals do not depend on how a row is laid
-out; reading puts the values back, each blob checked against its address and against
-the form its row says it has.
+out; reading puts the values back, each blob checked against its address, against the
+form its row says it has, and at a place the rule sends values from, in the form the
+rule gives a value there. Only the hash tells a row whose own bytes were changed into
+another valid row (a write's string said to be bare reads as the one-item list it
+would be bare): ``verify`` checks it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ rest of the checkpoint     metadata ``__langgraph__`` (``v``, ``ts``, versions, 
 ``source``                 kind: input -> ``input``, loop -> ``step``,
                            update -> ``edit``, fork -> ``fork``
 ``put_writes`` call        one journal entry: data ``checkpoint``, ``task``, ``path``,
-                           ``writes`` = ``[[idx, channel, value], ...]``
+                           ``writes`` = ``[[idx, channel, value], ...]`` (a large
+                           value kept in a blob the next state shares, see
+                           ``clew.store._splice``)
 =========================  ==========================================================
 """
 
