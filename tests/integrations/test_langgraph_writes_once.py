@@ -28,7 +28,7 @@ import clew
 from clew.codec import Codec
 from clew.errors import IntegrityError
 from clew.integrations.langgraph import ClewSaver
-from clew.store import _splice
+from clew.store import Retention, _splice
 from clew.store._verify import manifest_addrs
 from tests.conftest import StoreFactory
 from tests.helpers import content
@@ -224,3 +224,17 @@ def test_a_flipped_byte_in_a_shared_write_blob_is_caught(store: clew.Store, raw:
     good = saver.get_tuple(history[2].config)
     assert good is not None and len(good.checkpoint["channel_values"]["messages"]) == 2 * (N - 2)
     assert [w[1] for w in good.pending_writes] == ["i", "messages", "tool_results", "branch:to:agent"]
+
+
+def test_retention_keeps_the_blobs_of_kept_writes(store: clew.Store, raw: Raw) -> None:
+    saver = ClewSaver(store)
+    graph = _run(saver)
+    kept = list(graph.get_state_history(cfg()))[:3]
+    before = [saver.get_tuple(s.config) for s in kept]
+    blobs = raw.counts("t")["blobs"]
+    report = store.gc([Retention(agent="langgraph", keep_last=3)])
+    assert report.checkpoints_pruned > 0 and 0 < raw.counts("t")["blobs"] < blobs
+    store._ctx.forget("t")
+    assert [saver.get_tuple(s.config) for s in kept] == before
+    assert all(t is not None and t.pending_writes for t in before[1:])
+    assert store.verify("t").ok
