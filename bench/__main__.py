@@ -117,7 +117,7 @@ def _settings(quick: bool, reps: int | None) -> dict[str, Any]:
         "w9_runs": 100_000,
         "w9_depth": 1000,
         "w10_ns": [400, 800],
-        "w10_reps": 1,
+        "w10_reps": 3,
     }
 
 

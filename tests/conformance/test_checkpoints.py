@@ -374,3 +374,31 @@ def test_in_place_edits_of_old_models_in_a_list_are_seen(store: clew.Store, run_
     store._ctx.forget(run_id)
     for cid, want in expected:
         assert [n.model_dump() for n in store.load_state(run_id, cid)["notes"]] == want
+
+
+class _Extra(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    text: str
+    _seen: list[int] = pydantic.PrivateAttr(default_factory=list)
+
+
+def test_a_models_private_copy_shares_only_atoms() -> None:
+    """The writer's copy of a model: equal, with the same fields set, extras and private
+    values, its dicts and lists its own, its strings the caller's (quick to compare)."""
+    from clew.store import _tree
+
+    note = _Note(text="x" * 500, tags=["a"])
+    loose = _Extra(text="y" * 300, more={"k": [1, 2]})
+    loose._seen.append(1)
+    for model in (note, loose):
+        copy_ = _tree.private_copy(model, b"", clew.codec.Codec())
+        assert copy_ == model and type(copy_) is type(model)
+        assert copy_.model_fields_set == model.model_fields_set
+        assert copy_.text is model.text  # an atom: shared
+    assert _tree.private_copy(note, b"", clew.codec.Codec()).tags is not note.tags
+    copied = _tree.private_copy(loose, b"", clew.codec.Codec())
+    assert copied.__pydantic_extra__ == {"more": {"k": [1, 2]}}
+    assert copied.__pydantic_extra__["more"]["k"] is not loose.__pydantic_extra__["more"]["k"]
+    assert copied._seen == [1] and copied._seen is not loose._seen
+    loose.__pydantic_extra__["more"]["k"].append(3)
+    assert copied != loose  # the caller's edit does not reach the copy

@@ -23,6 +23,7 @@ import clew
 from clew.cli import main
 from clew.codec import Codec, Keyring
 from clew.errors import ConflictError, DecryptError, MissingKeyError
+from tests.conftest import StoreFactory
 from tests.helpers.procs import SRC
 from tests.helpers.raw import Raw
 from tests.helpers.scan import copies, total_copies
@@ -411,3 +412,25 @@ def test_a_run_made_again_elsewhere_is_not_written_under_its_old_data_key(shared
     assert fresh.verify("r").ok
     assert [e.data for e in fresh.list_journal("r") if e.kind == "note"] == [{"n": 2}]
     assert c3.run_id == "r"
+
+
+def test_a_process_remembers_a_bounded_number_of_runs(stores: StoreFactory) -> None:
+    """Run keys and write keys are remembered for the most recently used runs only; a run
+    forgotten is looked up again, and every read and write on it still works."""
+    store = stores.open(codec=Codec(keyring=ring("k1")))
+    ctx = store._ctx  # type: ignore[attr-defined]
+    ctx.run_keys.size = ctx.subject_kids.size = 3
+    heads: dict[str, str] = {}
+    for i in range(10):
+        run_id = store.create_run(agent="bounded").run_id
+        heads[run_id] = store.commit(run_id, state={"n": i, "text": f"secret {i} " * 50}, parent=None).checkpoint_id
+        assert len(ctx.run_keys) <= 3 and len(ctx.subject_kids) <= 3
+    for i, (run_id, head) in enumerate(heads.items()):  # the oldest were forgotten long ago
+        assert store.load_state(run_id, head)["n"] == i
+        heads[run_id] = store.commit(run_id, state={"n": i + 100}, parent=head).checkpoint_id
+        store.append_journal(run_id, [("note", {"i": i})])
+        assert len(ctx.run_keys) <= 3 and len(ctx.subject_kids) <= 3
+    fresh = stores.open(codec=Codec(keyring=ring("k1")))
+    for i, (run_id, head) in enumerate(heads.items()):
+        assert fresh.load_state(run_id, head) == {"n": i + 100}
+        assert fresh.verify(run_id).ok

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -58,6 +59,30 @@ Op = Generator[Q | list[Q], Any, T]
 """An operation: yields queries, receives their results, returns a ``T``."""
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+RUNS_REMEMBERED = 65_536
+"""Runs whose internal key (and write key id) a store remembers, the most recently used."""
+
+
+class Bounded(OrderedDict[K, V]):
+    """A dict that forgets the entries set longest ago beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            try:
+                self.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
+
+
 class Context:
     """What operations share: dialect, codec and the writer's cache."""
 
@@ -72,9 +97,11 @@ class Context:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.fault: str | None = None  # tests: raise before running the named query
-        # run id -> internal key; only trusted by commit, whose first write re-checks it
-        self.run_keys: dict[str, int] = {}
-        self.subject_kids: dict[str, str | None] = {}  # run id -> its data subject's key id (see _subjects)
+        # run id -> internal key; only trusted by commit, whose first write re-checks it.
+        # Bounded, as everything a long-lived process remembers per run: a run forgotten
+        # here is looked up again by the next operation on it.
+        self.run_keys: Bounded[str, int] = Bounded(RUNS_REMEMBERED)
+        self.subject_kids: Bounded[str, str | None] = Bounded(RUNS_REMEMBERED)  # run id -> its write key id (_subjects)
         self.blobs = BlobCache()  # checked plaintexts, by run and address
         self.manifests = _manifests.Memo()  # whole manifests whose seal held, by run key and checkpoint
         # (run id, branch) -> the head this context committed, with nothing pending on the

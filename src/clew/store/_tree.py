@@ -39,6 +39,7 @@ A reference to a tree (in a manifest or a leaf) is ``shape, addr, height, count,
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,27 +89,56 @@ def _copy(value: Any) -> Any:
         return {k: _copy(v) for k, v in value.items()}
     if t is list:
         return [_copy(v) for v in value]
+    if _is_model(t):
+        return _copy_model(t, value)
     raise _NotPlain
+
+
+_MODEL_TYPES: dict[type, bool] = {}
+
+
+def _is_model(t: type) -> bool:
+    known = _MODEL_TYPES.get(t)
+    if known is None:
+        base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
+        known = _MODEL_TYPES[t] = base is not None and issubclass(t, base)
+    return known
+
+
+def _copy_model(t: type, value: Any) -> Any:
+    """A Pydantic model's private copy, as ``model_copy`` makes one but with its dicts and
+    lists copied all the way down (its atoms shared): equal to the original, unreachable
+    by the caller's later edits, and quick to compare with it (equal strings are the same
+    objects)."""
+    new = object.__new__(t)
+    extra = value.__pydantic_extra__
+    private = value.__pydantic_private__
+    object.__setattr__(new, "__dict__", _copy(value.__dict__))
+    object.__setattr__(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))
+    object.__setattr__(new, "__pydantic_extra__", None if extra is None else _copy(extra))
+    object.__setattr__(new, "__pydantic_private__", None if private is None else _copy(private))
+    return new
 
 
 def copy_or(value: Any, fallback: Any) -> Any:
     """:func:`private_copy` of ``value``, or ``fallback`` (an equal private copy) if it has other types."""
     try:
         return _copy(value)
-    except (_NotPlain, RecursionError):
+    except (_NotPlain, RecursionError, AttributeError):  # AttributeError: a model not built the usual way
         return fallback
 
 
 def private_copy(value: Any, plain: bytes, codec: Codec) -> Any:
     """A copy of an encoded value that the caller's later edits cannot reach.
 
-    Dicts and lists are copied and their immutable atoms (strings, numbers) shared with
-    the caller's objects, so that comparing the caller's value with the copy next time
-    finds most of it identical at once; anything else is decoded from ``plain``.
+    Dicts, lists and Pydantic models are copied and their immutable atoms (strings,
+    numbers) shared with the caller's objects, so that comparing the caller's value with
+    the copy next time finds most of it identical at once; anything else is decoded from
+    ``plain``.
     """
     try:
         return _copy(value)
-    except (_NotPlain, RecursionError):
+    except (_NotPlain, RecursionError, AttributeError):  # AttributeError: a model not built the usual way
         return codec.loads(plain)
 
 
