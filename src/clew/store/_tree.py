@@ -105,12 +105,12 @@ def _is_model(t: type) -> bool:
     return known
 
 
-def _copy_model(t: type, value: Any) -> Any:
+def _copy_model(t: Any, value: Any) -> Any:
     """A Pydantic model's private copy, as ``model_copy`` makes one but with its dicts and
     lists copied all the way down (its atoms shared): equal to the original, unreachable
     by the caller's later edits, and quick to compare with it (equal strings are the same
     objects)."""
-    new = object.__new__(t)
+    new = t.__new__(t)
     extra = value.__pydantic_extra__
     private = value.__pydantic_private__
     object.__setattr__(new, "__dict__", _copy(value.__dict__))
