@@ -428,13 +428,19 @@ def load_fields(
 
 
 def map_leaves(ctx: Context, leaves: Sequence[tuple[Plain, int]], where: str) -> list[Any]:
-    """Map-log leaves decoded, each checked to hold the changes its parent node counts."""
-    out = []
-    for plain, count in leaves:
-        leaf = ctx.codec.loads(plain)
+    """Map-log leaves decoded (in one call: a leaf is one msgpack item, so the leaves
+    joined under an array header are one array), each checked to hold the changes its
+    parent node counts."""
+    joined = _state.array_header(len(leaves)) + b"".join(plain for plain, _ in leaves)
+    try:
+        out = ctx.codec.loads(joined)
+    except DecodeError:  # a leaf that is not one whole item: find it, to say which
+        out = [ctx.codec.loads(plain) for plain, _ in leaves]
+    if type(out) is not list or len(out) != len(leaves):
+        raise IntegrityError(f"{where} has a leaf that is not one value")
+    for leaf, (_, count) in zip(out, leaves, strict=True):
         if _state.map_leaf_count(leaf) != count:
             raise IntegrityError(f"{where} has a leaf of other than the {count} changes its index counts")
-        out.append(leaf)
     return out
 
 

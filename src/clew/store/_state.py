@@ -396,17 +396,25 @@ def fold_map(leaves: list[Any], where: str) -> dict[str, Any]:
     Raises:
         IntegrityError: a leaf is neither a map of str keys nor ``[deleted keys, map]``.
     """
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
     for leaf in leaves:
+        if type(leaf) is dict:
+            out.update(leaf)
+            continue
         if type(leaf) is list and len(leaf) == 2 and type(leaf[0]) is list and type(leaf[1]) is dict:
             for k in leaf[0]:
                 if type(k) is not str or out.pop(k, _MISSING) is _MISSING:
                     raise IntegrityError(f"{where} deletes a key it does not hold")
-            leaf = leaf[1]
-        if type(leaf) is not dict or not all(type(k) is str for k in leaf):
-            raise IntegrityError(f"{where} has a leaf that is not a map of str keys")
-        out.update(leaf)
-    return {k: out[k] for k in sorted(out)}  # as every decoded dict: keys sorted (docs/codec.md)
+            out.update(leaf[1])
+            continue
+        raise IntegrityError(f"{where} has a leaf that is not a map")
+    try:
+        keys = sorted(out)  # as every decoded dict: keys sorted (docs/codec.md)
+    except TypeError:
+        keys = []
+    if len(keys) != len(out) or not all(type(k) is str for k in keys):
+        raise IntegrityError(f"{where} has a leaf that is not a map of str keys")
+    return {k: out[k] for k in keys}
 
 
 def map_leaf_count(leaf: Any) -> int:
