@@ -207,14 +207,20 @@ def test_a_flipped_byte_in_a_log_is_caught_and_older_checkpoints_stay_good(
         assert c is not None
 
 
-def test_a_leaf_that_does_not_match_its_count_is_an_integrity_error(store: clew.Store, raw: Raw, run_id: str) -> None:
-    """A well-formed blob in the wrong place (another leaf's bytes under this address
-    would fail the address check; a manifest naming the wrong count fails the seal)."""
+def test_malformed_logs_are_integrity_errors() -> None:
+    """Leaves that pass their address check but do not make the map their index nodes and
+    manifest describe (a writer's bug, or bytes forged with their address) are refused."""
     with pytest.raises(IntegrityError):
         _state.fold_map([{"a": 1}, [["b"], {}]], "test")  # deletes a key it does not hold
     with pytest.raises(IntegrityError):
         _state.fold_map([{1: 2}], "test")
-    assert _state.map_leaf_count([["a"], {"b": 1}]) == 2 and _state.map_leaf_count("x") == -1
+    with pytest.raises(IntegrityError):  # two changes where its index counts one
+        _state.map_of_log([[["a"], {"b": 1}]], [1], 1, "test")
+    with pytest.raises(IntegrityError):  # not a leaf at all
+        _state.map_of_log(["x"], [1], 1, "test")
+    with pytest.raises(IntegrityError):  # two keys where the manifest says three
+        _state.map_of_log([{"a": 1, "b": 2}], [2], 3, "test")
+    assert _state.map_of_log([{"a": 1, "b": 2}, [["a"], {"c": 3}]], [2, 2], 2, "test") == {"b": 2, "c": 3}
 
 
 def test_retention_keeps_what_kept_checkpoints_read(store: clew.Store) -> None:

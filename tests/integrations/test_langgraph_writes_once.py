@@ -126,11 +126,14 @@ def test_a_steps_messages_are_stored_once(store: clew.Store, raw: Raw) -> None:
         # The messages write is the list leaf of appending them: one blob, which the state reaches.
         leaf = CODEC.address(CODEC.dumps(messages)[0])
         assert leaf in bare and leaf in reached
-        # The dict write is stored bare too: the bytes a leaf setting those keys holds.
+        # The dict write is stored bare too: the bytes of the map-log leaf setting those keys,
+        # which the state reaches once the dict is a map log (4 KB and more).
         assert CODEC.address(CODEC.dumps(results)[0]) in bare
         # And no other blob holds those messages' text.
         text = str(messages[0].content).encode()
         assert sum(text in p for p in plains.values()) == 1
+    late = [CODEC.address(CODEC.dumps(results)[0]) for _, results in made[N // 2 :]]
+    assert all(addr in reached for addr in late)  # each result stored once, shared with the state
     # The journal rows keep only the small fields and where the values are: a step's
     # write entry is about 2.9 KB, its row about 230 bytes (1.1 KB with values inline).
     journal = raw.scalar("SELECT sum(length(data)) FROM journal WHERE rk = ?", raw.rk("t"))

@@ -146,7 +146,7 @@ def resolve_class(key: str, kind: str) -> type:
 _KIND_CHECKS: dict[str, Callable[[type], bool]] = {
     "dataclass": lambda cls: dataclasses.is_dataclass(cls),
     "enum": lambda cls: issubclass(cls, enum.Enum),
-    "pydantic model": lambda cls: _is_pydantic(cls),
+    "pydantic model": lambda cls: is_pydantic_class(cls),
 }
 _kinds_ok: dict[tuple[type, str], bool] = {}  # a class's kind never changes: checked once per process
 
@@ -192,9 +192,16 @@ def construct_model(cls: Any, fields_set: set[str], values: dict[str, Any]) -> A
     return obj
 
 
-def _is_pydantic(cls: type) -> bool:
-    pyd = sys.modules.get("pydantic")
-    return pyd is not None and issubclass(cls, pyd.BaseModel)
+_pydantic_classes: dict[type, bool] = {}
+
+
+def is_pydantic_class(cls: type) -> bool:
+    """Whether ``cls`` is a Pydantic model (checked once per class; Pydantic never imported here)."""
+    known = _pydantic_classes.get(cls)
+    if known is None:
+        pyd = sys.modules.get("pydantic")
+        known = _pydantic_classes[cls] = pyd is not None and issubclass(cls, pyd.BaseModel)
+    return known
 
 
 def is_pydantic_instance(value: object) -> bool:

@@ -116,11 +116,11 @@ def _prefetch(ctx: Context, rk: int, manifests: list[dict[str, Any]], memo: _Mem
                 leaf for a, h in level for leaf in ([(a, h)] if h == 0 else [(c, h - 1) for c, _ in memo.nodes[a]])
             )
         )
-    yield from _decode_into(ctx, rk, memo, values, [a for a, _ in level], "")
+    yield from _decode_into(ctx, rk, memo, values, [a for a, _ in level])
 
 
 def _decode_into(
-    ctx: Context, rk: int, memo: _Memo, values: list[bytes], leaves: list[bytes], where: str
+    ctx: Context, rk: int, memo: _Memo, values: list[bytes], leaves: list[bytes]
 ) -> Generator[Q | list[Q], Any, None]:
     """Fetch (in one query) and decode the value and leaf blobs ``memo`` lacks (each
     leaf is checked against what its list or map log expects where it is used)."""
@@ -160,7 +160,7 @@ def _build(
             ]
     values = [bytes(entry[1]) for entry in manifest.values() if entry[0] == "v"]
     leaves = [a for roots in lists.values() for a, _, _ in roots]
-    yield from _decode_into(ctx, rk, memo, values, leaves, f"checkpoint {cid}: ")
+    yield from _decode_into(ctx, rk, memo, values, leaves)
     state: dict[str, Any] = {}
     for name, entry in manifest.items():
         if entry[0] == "v":
@@ -170,12 +170,9 @@ def _build(
             state[name] = _tree_value(trees[name], memo)
             continue
         if entry[0] == "m":
-            where = f"checkpoint {cid}: map {name!r}"
-            if any(_state.map_leaf_count(memo.leaves[a]) != c for a, c, _ in lists[name]):
-                raise IntegrityError(f"{where} has a leaf of other than the changes its index counts")
-            state[name] = _state.fold_map([memo.leaves[a] for a, _, _ in lists[name]], where)
-            if len(state[name]) != entry[1]:
-                raise IntegrityError(f"{where} holds {len(state[name])} keys, manifest says {entry[1]}")
+            leaves = [memo.leaves[a] for a, _, _ in lists[name]]
+            counts = [c for _, c, _ in lists[name]]
+            state[name] = _state.map_of_log(leaves, counts, entry[1], f"checkpoint {cid}: map {name!r}")
             continue
         items: list[Any] = []
         for a, c, _ in lists[name]:

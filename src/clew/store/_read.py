@@ -395,9 +395,8 @@ def load_fields(
         elif entry[0] == "m":
             leaves = lists[name]
             where = f"checkpoint {checkpoint_id}: map {name!r}"
-            state[name] = _state.fold_map(map_leaves(ctx, [(plains[a], c) for a, c, _ in leaves], where), where)
-            if len(state[name]) != entry[1]:
-                raise IntegrityError(f"{where} holds {len(state[name])} keys, manifest says {entry[1]}")
+            decoded = decode_leaves(ctx, [plains[a] for a, _, _ in leaves], where)
+            state[name] = _state.map_of_log(decoded, [c for _, c, _ in leaves], entry[1], where)
             fields[name] = _state.MapCache(
                 [(a, c) for a, c, _ in leaves],
                 _state.manifest_roots(entry),
@@ -427,20 +426,15 @@ def load_fields(
     return state, cache, branch
 
 
-def map_leaves(ctx: Context, leaves: Sequence[tuple[Plain, int]], where: str) -> list[Any]:
-    """Map-log leaves decoded (in one call: a leaf is one msgpack item, so the leaves
-    joined under an array header are one array), each checked to hold the changes its
-    parent node counts."""
-    joined = _state.array_header(len(leaves)) + b"".join(plain for plain, _ in leaves)
+def decode_leaves(ctx: Context, leaves: Sequence[Plain], where: str) -> list[Any]:
+    """Leaves decoded in one call: a leaf is one msgpack item, so the leaves joined under
+    an array header are one array."""
     try:
-        out = ctx.codec.loads(joined)
+        out = ctx.codec.loads(_state.array_header(len(leaves)) + b"".join(leaves))
     except DecodeError:  # a leaf that is not one whole item: find it, to say which
-        out = [ctx.codec.loads(plain) for plain, _ in leaves]
+        out = [ctx.codec.loads(plain) for plain in leaves]
     if type(out) is not list or len(out) != len(leaves):
         raise IntegrityError(f"{where} has a leaf that is not one value")
-    for leaf, (_, count) in zip(out, leaves, strict=True):
-        if _state.map_leaf_count(leaf) != count:
-            raise IntegrityError(f"{where} has a leaf of other than the {count} changes its index counts")
     return out
 
 

@@ -120,24 +120,16 @@ def load(codec: Codec, body: bytes, plains: Mapping[bytes, Plain]) -> Any:
     """An entry's value from a spliced row's body and its blobs, as ``codec.loads(join(...))``
     but without putting the whole entry's bytes together first: each blob's value is
     decoded where it lies, so a 100 MB tool result is held once decoded and once stored."""
-    holes, splices = _parse(body)
-    out: list[bytes] = []
+    pieces, values, splices = _cut(body, plains)
+    out: list[Plain] = []
     nils: list[int] = []  # where each value's stand-in (a msgpack nil) is in the entry without them
-    taken = at = size = 0
-    values: list[Plain] = []
-    for pos, addr, bare in splices:
-        value = _value(plains, addr, bare, pos, at)
-        if taken + pos - at > len(holes):
-            raise IntegrityError("a journal row's values are not where its body says")
-        out.append(holes[taken : taken + pos - at])
-        size += pos - at
+    size = 0
+    for piece in pieces[:-1]:
+        out += (piece, b"\xc0")
+        size += len(piece)
         nils.append(size)
-        out.append(b"\xc0")
         size += 1
-        taken += pos - at
-        at = pos + len(value)
-        values.append(value)
-    out.append(holes[taken:])
+    out.append(pieces[-1])
     small = b"".join(out)
     paths = _placed(small, nils, values, splices)
     data = codec.loads(small)
@@ -152,23 +144,29 @@ def load(codec: Codec, body: bytes, plains: Mapping[bytes, Plain]) -> Any:
 
 def join(body: bytes, plains: Mapping[bytes, Plain]) -> bytes:
     """An entry's canonical bytes from a spliced row's body and the blobs it refers to."""
-    holes, splices = _parse(body)
-    out: list[Plain] = []
-    values: list[Plain] = []
-    taken = at = 0  # bytes of holes used; position in the whole
-    for pos, addr, bare in splices:
-        value = _value(plains, addr, bare, pos, at)
-        values.append(value)
-        if taken + pos - at > len(holes):
-            raise IntegrityError("a journal row's values are not where its body says")
-        out.append(holes[taken : taken + pos - at])
-        taken += pos - at
-        out.append(value)
-        at = pos + len(value)
-    out.append(holes[taken:])
-    whole = b"".join(out)
+    pieces, values, splices = _cut(body, plains)
+    whole = b"".join(p for pair in zip(pieces, [*values, b""], strict=True) for p in pair)
     _placed(whole, [pos for pos, _, _ in splices], values, splices)
     return whole
+
+
+def _cut(body: bytes, plains: Mapping[bytes, Plain]) -> tuple[list[bytes], list[Plain], list[tuple[int, bytes, bool]]]:
+    """A spliced row's holes cut where its values go (one piece more than values), the
+    values' bytes from their blobs, and the splices."""
+    holes, splices = _parse(body)
+    pieces: list[bytes] = []
+    values: list[Plain] = []
+    taken = at = 0  # bytes of holes used; position in the whole entry
+    for pos, addr, bare in splices:
+        value = _value(plains, addr, bare, pos, at)
+        if taken + pos - at > len(holes):
+            raise IntegrityError("a journal row's values are not where its body says")
+        pieces.append(holes[taken : taken + pos - at])
+        values.append(value)
+        taken += pos - at
+        at = pos + len(value)
+    pieces.append(holes[taken:])
+    return pieces, values, splices
 
 
 def _placed(

@@ -50,6 +50,7 @@ import ormsgpack
 from clew.codec import Codec
 from clew.codec._envelope import Framed, Plain
 from clew.codec._parts import parts as _parts
+from clew.codec._types import is_pydantic_class
 from clew.errors import IntegrityError, InvalidStateError
 from clew.store import _manifests, _tree
 
@@ -417,7 +418,23 @@ def fold_map(leaves: list[Any], where: str) -> dict[str, Any]:
     return {k: out[k] for k in keys}
 
 
-def map_leaf_count(leaf: Any) -> int:
+def map_of_log(leaves: list[Any], counts: list[int], keys: int, where: str) -> dict[str, Any]:
+    """The dict of a map log from its decoded leaves, checked: each leaf holds the changes
+    its index node counts, and the dict the number of keys its manifest says.
+
+    Raises:
+        IntegrityError: it does not, or a leaf is malformed.
+    """
+    for leaf, count in zip(leaves, counts, strict=True):
+        if _map_leaf_count(leaf) != count:
+            raise IntegrityError(f"{where} has a leaf of other than the {count} changes its index counts")
+    out = fold_map(leaves, where)
+    if len(out) != keys:
+        raise IntegrityError(f"{where} holds {len(out)} keys, manifest says {keys}")
+    return out
+
+
+def _map_leaf_count(leaf: Any) -> int:
     """The changes a decoded map-log leaf holds (keys set and deleted)."""
     if type(leaf) is list and len(leaf) == 2 and type(leaf[0]) is list:
         return len(leaf[0]) + (len(leaf[1]) if type(leaf[1]) is dict else 0)
@@ -462,8 +479,7 @@ def _plain_eq(cls: type) -> bool:
     """Whether ``cls`` is a Pydantic model that compares with Pydantic's own ``__eq__``."""
     known = _PLAIN_EQ.get(cls)
     if known is None:
-        base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
-        known = _PLAIN_EQ[cls] = base is not None and issubclass(cls, base) and cls.__eq__ is base.__eq__
+        known = _PLAIN_EQ[cls] = is_pydantic_class(cls) and cls.__eq__ is sys.modules["pydantic"].BaseModel.__eq__
     return known
 
 

@@ -39,7 +39,6 @@ A reference to a tree (in a manifest or a leaf) is ``shape, addr, height, count,
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +48,7 @@ import ormsgpack
 from clew.codec import Codec
 from clew.codec._envelope import Plain
 from clew.codec._parts import assemble, parts
+from clew.codec._types import is_pydantic_class
 from clew.errors import IntegrityError
 
 TREE_MIN = 4096
@@ -89,20 +89,9 @@ def _copy(value: Any) -> Any:
         return {k: _copy(v) for k, v in value.items()}
     if t is list:
         return [_copy(v) for v in value]
-    if _is_model(t):
+    if is_pydantic_class(t):
         return _copy_model(t, value)
     raise _NotPlain
-
-
-_MODEL_TYPES: dict[type, bool] = {}
-
-
-def _is_model(t: type) -> bool:
-    known = _MODEL_TYPES.get(t)
-    if known is None:
-        base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
-        known = _MODEL_TYPES[t] = base is not None and issubclass(t, base)
-    return known
 
 
 def _copy_model(t: Any, value: Any) -> Any:
